@@ -1,0 +1,1 @@
+"""One module per `nightcap` command, each exposing `main(argv) -> int`."""

@@ -1,0 +1,144 @@
+"""Settings, read from `config.toml` in the home directory with tomllib.
+
+Every setting has a default and a docstring here; `nightcap config` style docs in the README are
+generated from the same fields. A missing file means all defaults. An unknown key or a value of
+the wrong type is a one-line `ConfigError` naming the key, e.g. ``chat.temperature: expected a
+number, got "hot"``.
+
+Example::
+
+    [model]
+    n_ctx = 4096
+    [chat]
+    temperature = 0.7
+    system_prompt = "You are Nightcap, a helpful private assistant."
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """How the current model generation is served by llama.cpp."""
+
+    n_ctx: int = 4096
+    """Context window in tokens; history is trimmed oldest-first to fit."""
+    n_threads: int = 0
+    """CPU threads for llama.cpp; 0 means all physical cores."""
+    n_gpu_layers: int = -1
+    """Layers offloaded to the GPU when the llama.cpp build supports it; -1 = all, 0 = none."""
+    keep_generations: int = 3
+    """How many previous model generations are kept for `nightcap models rollback`."""
+
+
+@dataclass
+class ChatConfig:
+    """Conversation behaviour and sampling."""
+
+    system_prompt: str = "You are Nightcap, a helpful private assistant. Answer briefly."
+    """Sent at the start of every conversation; never trimmed."""
+    temperature: float = 0.7
+    """Sampling temperature; 0 is greedy."""
+    top_p: float = 0.95
+    """Nucleus sampling threshold."""
+    top_k: int = 40
+    """Sample from the k most likely tokens."""
+    repeat_penalty: float = 1.1
+    """Penalty for repeating recent tokens."""
+    max_tokens: int = 512
+    """Longest reply, in tokens."""
+    seed: int = -1
+    """Sampling seed; -1 picks a random one each reply."""
+
+
+@dataclass
+class SleepConfig:
+    """The nightly consolidation cycle."""
+
+    device: str = "auto"
+    """Training device: auto (cuda, then mps, then cpu), cuda, mps or cpu."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / r)."""
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Linear layers that get a LoRA adapter."""
+    learning_rate: float = 5e-4
+    """AdamW learning rate for the adapter."""
+    steps: int = 40
+    """Optimizer steps per night."""
+    batch_size: int = 8
+    """Sequences per step."""
+    max_seq_len: int = 256
+    """Longest training sequence in tokens; longer episodes are cut from the left."""
+    seed: int = 0
+    """Seed for sampling batches and adapter init."""
+    threads: int = 0
+    """torch CPU threads; 0 leaves torch's default."""
+
+
+@dataclass
+class Config:
+    """All of Nightcap's settings. Sections map to TOML tables."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    sleep: SleepConfig = field(default_factory=SleepConfig)
+
+    @classmethod
+    def load(cls, path: Path) -> "Config":
+        """Read `path` (all defaults when it does not exist). Raises ConfigError."""
+        if not path.exists():
+            return cls()
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid TOML ({err}); fix or delete the file") from err
+        return _build(cls, data, "")
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"config.toml: unknown setting '{name}'; see the README for valid keys")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config.toml: '{name}' must be a table ([{name}])")
+            kwargs[key] = _build(tp, value, f"{name}.")
+        elif not _type_ok(value, tp):
+            want = _TYPE_NAMES.get(tp, "a list of strings" if typing.get_origin(tp) is list else str(tp))
+            raise ConfigError(f"config.toml: '{name}' must be {want}, got {value!r}")
+        else:
+            kwargs[key] = float(value) if tp is float else value
+    return cls(**kwargs)

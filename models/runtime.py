@@ -1,0 +1,167 @@
+"""llama.cpp serving: the current generation, loaded lazily, streaming one reply at a time.
+
+The prompt is rendered by `models.templates` (the same code the sleep cycle trains with) and
+streamed as a raw completion. History is trimmed oldest-first to fit the context window; the
+system prompt is always kept. One completion runs at a time (a lock), since a llama.cpp context
+is not safe to share.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from assistant.config import ChatConfig, ModelConfig
+from assistant.errors import ModelError
+from models.templates import ChatTemplate, Message, template_for
+
+
+class Runtime(Protocol):
+    """What a chat session needs from a model. Fakes implement this in tests."""
+
+    generation: str
+    """Name of the model generation answering (recorded in each episode)."""
+
+    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
+        """Yield the reply to `messages` piece by piece.
+
+        Raises:
+            ModelError: the model cannot be loaded or the conversation cannot fit.
+        """
+        ...
+
+
+@dataclass
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+    repeat_penalty: float
+    max_tokens: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, chat: ChatConfig) -> "Sampling":
+        return cls(chat.temperature, chat.top_p, chat.top_k, chat.repeat_penalty, chat.max_tokens, chat.seed)
+
+
+def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 0, n_gpu_layers: int = 0, **kw: Any) -> Any:
+    """Open a GGUF in llama.cpp with Nightcap's defaults. Raises ModelError on failure."""
+    import llama_cpp  # deferred: the native library takes a moment to load
+
+    if not Path(path).is_file():
+        raise ModelError(f"model file {path} is missing; run `nightcap models list` and `nightcap models use GEN`")
+    if not llama_cpp.llama_supports_gpu_offload():
+        n_gpu_layers = 0
+    try:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or max(1, (os.cpu_count() or 2)),
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+            **kw,
+        )
+    except (ValueError, RuntimeError, OSError) as err:
+        raise ModelError(f"llama.cpp could not load {path} ({err}); try `nightcap models rollback`") from err
+
+
+def template_of(llm: Any) -> ChatTemplate:
+    """The chat template for a loaded llama.cpp model, from its GGUF metadata."""
+    meta = llm.metadata or {}
+
+    def token_text(tid: int) -> str:
+        return llm.detokenize([tid], special=True).decode("utf-8", "replace") if tid >= 0 else ""
+
+    def has_token(text: str) -> bool:
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        return len(ids) == 1
+
+    return template_for(
+        meta.get("general.architecture", ""),
+        meta.get("tokenizer.chat_template"),
+        bos=token_text(llm.token_bos()),
+        eos=token_text(llm.token_eos()),
+        has_token=has_token,
+    )
+
+
+class LlamaRuntime:
+    """Serves one GGUF through llama-cpp-python."""
+
+    def __init__(self, gguf: Path, generation: str, model: ModelConfig, chat: ChatConfig) -> None:
+        self.gguf = Path(gguf)
+        self.generation = generation
+        self.model_cfg = model
+        self.sampling = Sampling.from_config(chat)
+        self._llm: Any = None
+        self._template: ChatTemplate | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first reply does)."""
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> Any:
+        if self._llm is None:
+            self._llm = load_llama(self.gguf, self.model_cfg.n_ctx, self.model_cfg.n_threads,
+                                   self.model_cfg.n_gpu_layers)
+            self._template = template_of(self._llm)
+        return self._llm
+
+    @property
+    def template(self) -> ChatTemplate:
+        with self._lock:
+            self._ensure()
+        assert self._template is not None
+        return self._template
+
+    def _fit(self, llm: Any, messages: list[Message]) -> str:
+        """Render `messages`, dropping the oldest turns until prompt + reply fit `n_ctx`."""
+        assert self._template is not None
+        budget = llm.n_ctx() - self.sampling.max_tokens
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        turns = messages[len(system):]
+        while True:
+            prompt = self._template.render(system + turns, add_generation_prompt=True)
+            n = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+            if n <= budget:
+                return prompt
+            if len(turns) <= 1:
+                raise ModelError(
+                    f"the message is too long for the model's context ({n} tokens, {budget} fit); "
+                    "shorten it or raise model.n_ctx in config.toml"
+                )
+            # Drop the oldest exchange (user turn and the reply after it).
+            turns = turns[2:] if len(turns) > 2 and turns[1]["role"] == "assistant" else turns[1:]
+
+    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
+        with self._lock:
+            llm = self._ensure()
+            prompt = self._fit(llm, messages)
+            s = self.sampling
+            stream = llm.create_completion(
+                prompt,
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
+                repeat_penalty=s.repeat_penalty,
+                seed=None if s.seed < 0 else s.seed,
+                stop=self._template.stop if self._template else None,
+                stream=True,
+            )
+            for chunk in stream:
+                text = chunk["choices"][0]["text"]
+                if text:
+                    yield text
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None

@@ -1,0 +1,37 @@
+"""A scripted stand-in for the llama.cpp runtime, for tests and demos without weights.
+
+    rt = ScriptedRuntime()
+    rt.enqueue(["Hello", " there"], ModelError("boom"))
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Iterator
+
+from models.templates import Message
+
+
+class ScriptedRuntime:
+    """Replies from a queue: each entry is a list of pieces, a string, or an exception to raise."""
+
+    def __init__(self, generation: str = "gen-0000", delay: float = 0.0) -> None:
+        self.generation = generation
+        self.delay = delay
+        self.queue: deque[list[str] | str | BaseException] = deque()
+        self.seen: list[list[Message]] = []
+
+    def enqueue(self, *replies: list[str] | str | BaseException) -> "ScriptedRuntime":
+        self.queue.extend(replies)
+        return self
+
+    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
+        self.seen.append([dict(m) for m in messages])
+        item = self.queue.popleft() if self.queue else "(no scripted reply)"
+        if isinstance(item, BaseException):
+            raise item
+        for piece in [item] if isinstance(item, str) else item:
+            if self.delay:
+                time.sleep(self.delay)
+            yield piece

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import main
+from assistant.config import Config
+from assistant.errors import ConfigError
+
+
+def test_defaults_when_missing(tmp_path: Path) -> None:
+    cfg = Config.load(tmp_path / "none.toml")
+    assert cfg.model.n_ctx == 4096 and cfg.chat.temperature == 0.7
+
+
+def test_reads_values_and_coerces_ints_to_floats(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('[chat]\ntemperature = 1\nsystem_prompt = "Be terse."\n[model]\nn_ctx = 1024\n')
+    cfg = Config.load(f)
+    assert cfg.chat.temperature == 1.0 and isinstance(cfg.chat.temperature, float)
+    assert cfg.chat.system_prompt == "Be terse." and cfg.model.n_ctx == 1024
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ('[chat]\ntemperature = "hot"\n', "chat.temperature"),
+        ("[model]\nn_ctx = 1.5\n", "model.n_ctx"),
+        ("[model]\nbogus = 1\n", "model.bogus"),
+        ("chat = 3\n", "chat"),
+        ("[sleep]\nlora_targets = [1, 2]\n", "sleep.lora_targets"),
+    ],
+)
+def test_invalid_key_is_named(tmp_path: Path, text: str, key: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        Config.load(f)
+    assert f"'{key}'" in str(err.value)
+
+
+def test_broken_toml_is_one_line_cli_error(nightcap_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nightcap_home.mkdir(parents=True, exist_ok=True)
+    (nightcap_home / "config.toml").write_text("[chat\n")
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid TOML" in err and "Traceback" not in err
