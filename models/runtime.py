@@ -48,9 +48,39 @@ class Sampling:
         return cls(chat.temperature, chat.top_p, chat.top_k, chat.repeat_penalty, chat.max_tokens, chat.seed)
 
 
+_log_callback: Any = None
+
+
+def _quiet_llama_logs() -> None:
+    """Route llama.cpp's C-level log lines to Python logging instead of the terminal.
+
+    Some warnings (e.g. about the sliding-window cache) bypass `verbose=False`; printed to
+    stderr they would corrupt the TUI and the CLI's one-line error contract.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+    import logging
+
+    import llama_cpp
+
+    log = logging.getLogger("nightcap.llama")
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == 4:  # GGML_LOG_LEVEL_ERROR in the ggml bundled with the pinned release
+            log.error(text.decode("utf-8", "replace").rstrip())
+
+    _log_callback = callback  # keep a reference: the C side holds only a pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+
+
 def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 0, n_gpu_layers: int = 0, **kw: Any) -> Any:
     """Open a GGUF in llama.cpp with Nightcap's defaults. Raises ModelError on failure."""
     import llama_cpp  # deferred: the native library takes a moment to load
+
+    _quiet_llama_logs()
 
     if not Path(path).is_file():
         raise ModelError(f"model file {path} is missing; run `nightcap models list` and `nightcap models use GEN`")

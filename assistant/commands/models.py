@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from assistant.app import Nightcap
@@ -28,15 +29,17 @@ def _row(gen: Generation, current: str | None) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     p = parser("models", "List, add, switch or roll back model generations.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
     sub = p.add_subparsers(dest="action")
-    sub.add_parser("list", help="list generations (default)")
-    add = sub.add_parser("add", help="add a GGUF file as a new generation and switch to it")
+    sub.add_parser("list", help="list generations (default)", parents=[common])
+    add = sub.add_parser("add", help="add a GGUF file as a new generation and switch to it", parents=[common])
     add.add_argument("path", type=Path)
     add.add_argument("--no-use", action="store_true", help="add without switching to it")
-    use = sub.add_parser("use", help="switch to generation GEN (e.g. gen-0002 or 2)")
+    use = sub.add_parser("use", help="switch to generation GEN (e.g. gen-0002 or 2)", parents=[common])
     use.add_argument("gen")
-    sub.add_parser("rollback", help="switch back to the current generation's parent")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_parser("rollback", help="switch back to the current generation's parent", parents=[common])
     args = p.parse_args(argv)
 
     store = Nightcap.load().store

@@ -1,0 +1,29 @@
+"""`nightcap bench {chat,sleep,consolidation} [...]`: Nightcap's own benchmarks.
+
+Each prints a table of figures measured against a baseline in the same run, then one JSON line.
+They are measurements, not tests: nothing here passes or fails on timing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from assistant.errors import UsageError
+
+BENCHES = {
+    "chat": ("models.bench_chat", "serving speed and start-up vs raw llama-cpp-python"),
+    "sleep": ("sleep.bench_sleep", "training tokens/s vs a naive peft loop; stage times; peak RSS"),
+    "consolidation": ("sleep.bench_consolidation", "recall and retention after sleep vs baselines"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: nightcap bench {" + ",".join(BENCHES) + "} [options]\n")
+        for name, (_, desc) in BENCHES.items():
+            print(f"  {name:<14} {desc}")
+        return 0
+    name = argv[0]
+    if name not in BENCHES:
+        raise UsageError(f"unknown benchmark '{name}'; choose one of: {', '.join(BENCHES)}")
+    return int(importlib.import_module(BENCHES[name][0]).main(argv[1:]) or 0)

@@ -1,0 +1,136 @@
+"""`nightcap bench chat`: Nightcap's serving path against raw llama-cpp-python, in one run.
+
+1. Decode speed and time to first token: the same GGUF, prompts, greedy sampling and token
+   budget through `LlamaRuntime.stream_chat` and through llama-cpp-python's own
+   `create_chat_completion(stream=True)` (its built-in "gemma" chat format for Gemma models).
+2. Start-up: wall time of `nightcap ask "hi"` (a fresh process: imports, config, vault unlock,
+   model load, reply, sealing the episode) against a minimal raw llama-cpp-python script doing the
+   same load and reply, each run several times after a warm-up, medians compared.
+
+Targets: decode tokens/s ratio >= 0.97; start-up ratio <= 1.3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from assistant.app import Nightcap
+from assistant.commands._common import parser, print_json
+from assistant.config import ChatConfig, ModelConfig
+
+PROMPTS = [
+    "Write two sentences about the sea.",
+    "What is the capital of France?",
+    "Give me a tip for sleeping well.",
+    "Describe a cat in one paragraph.",
+]
+
+RAW_SCRIPT = """
+import sys, llama_cpp
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=4096, verbose=False, chat_format=sys.argv[2])
+out = llm.create_chat_completion([{"role": "user", "content": "hi"}], max_tokens=int(sys.argv[3]), temperature=0.0)
+print(out["choices"][0]["message"]["content"])
+"""
+
+
+def _timed_stream(pieces: Iterator[Any], text_of: Any) -> tuple[float, float, int]:
+    """(time to first piece, total time, pieces) for a stream."""
+    t0 = time.perf_counter()
+    first, n = None, 0
+    for piece in pieces:
+        if text_of(piece):
+            n += 1
+            if first is None:
+                first = time.perf_counter() - t0
+    return (first or 0.0), time.perf_counter() - t0, n
+
+
+def _decode_rate(ttft: float, total: float, n: int) -> float:
+    return (n - 1) / (total - ttft) if n > 1 and total > ttft else 0.0
+
+
+def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
+    import llama_cpp
+
+    from models.runtime import LlamaRuntime
+
+    chat = ChatConfig(temperature=0.0, max_tokens=max_tokens, repeat_penalty=1.0, seed=0, system_prompt="")
+    ours = LlamaRuntime(gguf, "bench", ModelConfig(n_ctx=4096), chat)
+    ours.load()
+    raw = llama_cpp.Llama(model_path=str(gguf), n_ctx=4096, verbose=False, chat_format="gemma",
+                          n_threads=max(1, os.cpu_count() or 2))
+    res: dict[str, list[float]] = {"ours_tps": [], "raw_tps": [], "ours_ttft": [], "raw_ttft": []}
+    for r in range(rounds):
+        for prompt in PROMPTS:
+            msgs = [{"role": "user", "content": prompt}]
+            # Alternate the order each round so neither side always runs on a warmer cache.
+            order = ("ours", "raw") if r % 2 == 0 else ("raw", "ours")
+            for side in order:
+                if side == "ours":
+                    ttft, total, n = _timed_stream(ours.stream_chat(msgs), lambda p: p)
+                else:
+                    stream = raw.create_chat_completion(msgs, max_tokens=max_tokens, temperature=0.0,
+                                                        repeat_penalty=1.0, seed=0, stream=True)
+                    ttft, total, n = _timed_stream(stream, lambda c: c["choices"][0]["delta"].get("content"))
+                res[f"{side}_tps"].append(_decode_rate(ttft, total, n))
+                res[f"{side}_ttft"].append(ttft)
+    ours.close()
+    raw.close()
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def _wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
+    times = []
+    for _ in range(runs + 1):  # the first run warms the page cache and is dropped
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def bench_startup(runs: int, max_tokens: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="nightcap-bench-") as tmp:
+        env = dict(os.environ, NIGHTCAP_HOME=tmp, NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
+                   NIGHTCAP_KEYRING="off")
+        Path(tmp, "config.toml").write_text(f"[chat]\ntemperature = 0.0\nmax_tokens = {max_tokens}\n")
+        app = Nightcap.load(Path(tmp))
+        gen = app.store.current()
+        script = Path(tmp, "raw.py")
+        script.write_text(RAW_SCRIPT)
+        ours = _wall([sys.executable, "-m", "assistant.cli", "ask", "hi"], env, runs)
+        raw = _wall([sys.executable, str(script), str(gen.gguf), "gemma", str(max_tokens)], env, runs)
+        return {"ask_s": ours, "raw_s": raw, "gguf": str(gen.gguf)}
+
+
+def main(argv: list[str]) -> int:
+    p = parser("bench chat", "Serving speed and start-up of Nightcap vs raw llama-cpp-python.")
+    p.add_argument("--rounds", type=int, default=2, help="passes over the prompt set")
+    p.add_argument("--runs", type=int, default=3, help="start-up runs per side (after one warm-up)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    args = p.parse_args(argv)
+
+    startup = bench_startup(args.runs, 16)
+    decode = bench_decode(Path(startup["gguf"]), args.max_tokens, args.rounds)
+    tps_ratio = decode["ours_tps"] / decode["raw_tps"] if decode["raw_tps"] else 0.0
+    start_ratio = startup["ask_s"] / startup["raw_s"]
+    rows = [
+        ("decode tokens/s", decode["ours_tps"], decode["raw_tps"], tps_ratio, ">= 0.97"),
+        ("time to first token (s)", decode["ours_ttft"], decode["raw_ttft"],
+         decode["ours_ttft"] / decode["raw_ttft"] if decode["raw_ttft"] else 0.0, ""),
+        ('start-up: `ask "hi"` (s)', startup["ask_s"], startup["raw_s"], start_ratio, "<= 1.3"),
+    ]
+    print(f"{'metric':<26} {'nightcap':>10} {'raw llama':>10} {'ratio':>7}  target")
+    for name, a, b, r, target in rows:
+        print(f"{name:<26} {a:>10.3f} {b:>10.3f} {r:>7.3f}  {target}")
+    print_json({"bench": "chat", **{k: round(v, 4) for k, v in decode.items()},
+                "ask_s": round(startup["ask_s"], 3), "raw_s": round(startup["raw_s"], 3),
+                "tps_ratio": round(tps_ratio, 3), "startup_ratio": round(start_ratio, 3)})
+    return 0

@@ -1,0 +1,50 @@
+"""The paused night's training checkpoint, sealed in the vault.
+
+A checkpoint (adapter, optimizer, RNG states) is derived from the user's conversations, so it is
+kept exactly as safely as they are: encrypted under its own data key in the vault, and destroyed
+with that key once the night completes or its data no longer matches.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from assistant.errors import SleepError
+
+if TYPE_CHECKING:
+    from assistant.vault import Vault
+    from sleep.train import TrainState
+
+BLOB = "sleep-checkpoint"
+
+
+def save(vault: "Vault", state_bytes: bytes) -> None:
+    """Seal the training state for the next cycle."""
+    vault.seal_blob(BLOB, state_bytes)
+
+
+def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
+    """The saved state for this night's data and settings, or None.
+
+    A checkpoint for other data (new episodes arrived, settings changed) is destroyed: the
+    night starts over rather than mixing two nights' training.
+    """
+    from sleep.train import TrainState
+
+    data = vault.open_blob(BLOB)
+    if data is None:
+        return None
+    try:
+        state = TrainState.from_bytes(data)
+    except SleepError:
+        vault.drop_blob(BLOB)
+        return None
+    if state.fingerprint != fingerprint:
+        vault.drop_blob(BLOB)
+        return None
+    return state
+
+
+def clear(vault: "Vault") -> None:
+    """Destroy the checkpoint (crypto-shred its key, unlink its file)."""
+    vault.drop_blob(BLOB)

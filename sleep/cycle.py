@@ -1,0 +1,200 @@
+"""One sleep cycle: the day's episodes become a new model generation, then the logs are destroyed.
+
+`run_cycle` is the only place the steps are chained; it reads like the design's list:
+
+     1 gather    close the open epoch; decrypt every closed epoch in memory
+     2 weigh     importance from flags (and surprise, when enabled)
+     3 load      the current generation as a trainable torch model (GGUF -> torch bridge)
+     4 dream     generative replay: variations of each episode (sleep.consolidate)
+     5 train     LoRA on episodes + dreams + replay, pausable with an encrypted checkpoint
+     6 merge     W' = W + scale * B @ A, written back under the GGUF's tensor names
+     7 quantize  llama_model_quantize to the serving generation's file type
+     8 gate      the candidate must load, answer, recall and retain (else: rejected)
+     9 promote   atomic switch of `current` to the new generation; older ones kept for rollback
+    10 shred     destroy the consumed epochs' keys and files; ledger tombstone; report
+
+A failure at any step leaves the previous generation serving and the episodes readable; the
+scratch directory (derived data: merged weights, candidate) is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from assistant.errors import NightcapError, SleepError
+from assistant.fsutil import ensure_dir
+from sleep import checkpoint
+from sleep.progress import NullProgress, SleepProgress
+from sleep.report import (
+    OUTCOME_FAILED,
+    OUTCOME_INTERRUPTED,
+    OUTCOME_NOTHING,
+    OUTCOME_PROMOTED,
+    OUTCOME_REJECTED,
+    SleepReport,
+)
+
+if TYPE_CHECKING:
+    from assistant.app import Nightcap
+
+
+class SleepInterrupted(NightcapError):
+    """The cycle stopped on request (user back, power gone, SIGTERM); it resumes next time."""
+
+
+class _Stop(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def cycle_lock(home_root: Path) -> Iterator[None]:
+    """One cycle at a time per home (the daemon and a manual `nightcap sleep` exclude each other)."""
+    with open(home_root / "sleep.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SleepError("another sleep cycle is already running; wait for it or stop the daemon") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_cycle(
+    app: "Nightcap",
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    progress: SleepProgress | None = None,
+) -> SleepReport:
+    """Consolidate all pending episodes into a new generation. Returns the stored report.
+
+    Raises:
+        SleepInterrupted: `should_stop()` turned true; a checkpoint was sealed for next time.
+        SleepError: the cycle failed; the previous model serves and no episode was lost.
+    """
+    progress = progress or NullProgress()
+    stop = should_stop or (lambda: False)
+    report = SleepReport()
+    scratch = app.home.root / "tmp" / "sleep"
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        if stop():
+            raise _Stop(name)
+        progress.stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            report.stages[name] = round(time.perf_counter() - t0, 3)
+
+    with cycle_lock(app.home.root):
+        shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a cycle that was killed
+        app.store.clean_partial()
+        try:
+            _run(app, report, stage, stop, progress, ensure_dir(scratch))
+        except _Stop as where:
+            report.outcome = OUTCOME_INTERRUPTED
+            report.error = f"stopped before {where}"
+            report.save(app.home.reports)
+            raise SleepInterrupted("sleep paused; it will resume from its checkpoint next time") from None
+        except SleepInterrupted:
+            report.outcome = OUTCOME_INTERRUPTED
+            report.save(app.home.reports)
+            raise
+        except NightcapError as err:
+            report.outcome, report.error = OUTCOME_FAILED, str(err)
+            report.save(app.home.reports)
+            raise
+        except Exception as err:  # any other failure: keep serving, keep the episodes
+            report.outcome, report.error = OUTCOME_FAILED, f"{type(err).__name__}: {err}"
+            report.save(app.home.reports)
+            raise SleepError(
+                f"sleep failed during {next(reversed(report.stages), 'start')} ({type(err).__name__}: {err}); "
+                "the previous model keeps serving and no memory was lost"
+            ) from err
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            report.peak_rss_mb = round(_peak_rss_mb(), 1)
+    return report
+
+
+def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bool],
+         progress: SleepProgress, scratch: Path) -> None:
+    from sleep import consolidate  # deferred: torch and peft load only when there is work
+
+    vault = app.vault()
+    gen = app.store.current()
+    report.old_generation, report.old_sha256 = gen.name, gen.manifest.get("sha256")
+
+    with stage("gather"):
+        vault.close_epoch()
+        epochs = vault.closed_epochs()
+        # A cycle killed between promote and shred: the serving generation already learned
+        # these epochs, so finish their destruction instead of learning them twice.
+        learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
+        if learned:
+            report.shred = vault.shred(learned, reason=f"consolidated into {gen.name}",
+                                       generation=gen.name).to_dict()
+            epochs = [e for e in epochs if e not in learned]
+        episodes = [ep for e in epochs for ep in vault.read_epoch(e)]
+        report.epochs, report.episodes = list(epochs), len(episodes)
+        report.consolidated_sessions = len({ep.session for ep in episodes})
+    if not episodes:
+        report.outcome = OUTCOME_NOTHING
+        report.save(app.home.reports)
+        return
+    if not gen.can_sleep:
+        raise SleepError(f"{gen.arch} models cannot sleep yet; switch to a gemma3, llama, qwen2 or qwen3 model")
+
+    plan = consolidate.Plan(app, gen, episodes, report, progress)
+    with stage("load"):
+        plan.load()
+    with stage("weigh"):
+        plan.weigh()
+    with stage("dream"):
+        plan.dream()
+    with stage("replay"):
+        plan.replay()
+    with stage("train"):
+        resume = checkpoint.load(vault, plan.fingerprint())
+        result = plan.train(stop, resume)
+        if result.interrupted:
+            checkpoint.save(vault, result.state.to_bytes())
+            raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
+    with stage("merge"):
+        merged = plan.merge(result, scratch / "merged.gguf")
+    with stage("quantize"):
+        candidate = plan.quantize(merged, scratch / "candidate.gguf")
+    with stage("gate"):
+        for gate in plan.gate(candidate):
+            report.add_gate(gate)
+    if not report.gates_passed:
+        report.outcome = OUTCOME_REJECTED
+        report.error = "candidate rejected: " + "; ".join(report.failed_gates())
+        checkpoint.clear(vault)
+        report.save(app.home.reports)
+        return
+    with stage("promote"):
+        new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
+                            extra={"epochs": list(epochs), "report": report.id})
+        app.store.use(new.name)
+        app.store.prune(app.config.model.keep_generations)
+        report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
+    with stage("shred"):
+        report.shred = vault.shred(list(epochs), reason=f"consolidated into {new.name}",
+                                   generation=new.name).to_dict()
+        checkpoint.clear(vault)
+    report.outcome = OUTCOME_PROMOTED
+    report.save(app.home.reports)

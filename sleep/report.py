@@ -1,0 +1,85 @@
+"""The sleep report: what a cycle did, stored as JSON with no conversation content.
+
+Counts, durations, losses, hashes and gate results only: a report can be shown, logged and kept
+after the episodes it describes have been destroyed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.fsutil import atomic_write_json
+
+OUTCOME_PROMOTED = "promoted"
+OUTCOME_NOTHING = "nothing-to-do"
+OUTCOME_REJECTED = "rejected"
+OUTCOME_FAILED = "failed"
+OUTCOME_INTERRUPTED = "interrupted"
+
+
+@dataclass
+class GateResult:
+    """One check on the candidate model."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class SleepReport:
+    """A cycle's account of itself. Never holds episode text."""
+
+    id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished: str | None = None
+    outcome: str = OUTCOME_FAILED
+    error: str | None = None
+    episodes: int = 0
+    consolidated_sessions: int = 0
+    epochs: list[str] = field(default_factory=list)
+    examples: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    loss_terms: dict[str, list[float]] = field(default_factory=dict)
+    train_tokens: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    device: str = ""
+    old_generation: str | None = None
+    new_generation: str | None = None
+    old_sha256: str | None = None
+    new_sha256: str | None = None
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shred: dict[str, Any] = field(default_factory=dict)
+    resumed_from_step: int | None = None
+
+    def add_gate(self, gate: GateResult) -> None:
+        self.gates[gate.name] = asdict(gate)
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g["passed"] for g in self.gates.values())
+
+    def failed_gates(self) -> list[str]:
+        out = []
+        for name, g in self.gates.items():
+            if not g["passed"]:
+                bound = f" (threshold {g['threshold']:.3g})" if g.get("threshold") is not None else ""
+                value = f" {g['value']:.3g}" if g.get("value") is not None else ""
+                out.append(f"{name}{value}{bound}{': ' + g['detail'] if g.get('detail') else ''}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, reports_dir: Path) -> Path:
+        self.finished = self.finished or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        path = reports_dir / f"sleep-{self.id}.json"
+        atomic_write_json(path, self.to_dict())
+        return path
