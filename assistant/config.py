@@ -89,12 +89,43 @@ class SleepConfig:
 
 
 @dataclass
+class DaemonConfig:
+    """When the overnight daemon (`nightcap daemon`) may start a sleep cycle."""
+
+    window_start: str = "22:00"
+    """Start of the preferred sleep window, local time HH:MM; cycles only start inside it."""
+    window_end: str = "07:00"
+    """End of the window, HH:MM. Earlier than the start crosses midnight; equal means any time."""
+    min_idle_seconds: float = 900.0
+    """How long nobody may have touched keyboard or mouse before a cycle starts."""
+    min_pending_episodes: int = 1
+    """Fewest pending (not yet consolidated) episodes worth a cycle."""
+    poll_seconds: float = 60.0
+    """How often the daemon re-checks the conditions while waiting."""
+    desktop_counts_as_plugged: bool = True
+    """A machine without a battery counts as on power; false makes it never sleep on its own."""
+    max_temperature: float = 0.0
+    """Highest sensor temperature (degrees C) at which a cycle may run; 0 turns the check off."""
+
+
+@dataclass
+class VaultConfig:
+    """The encrypted episode vault."""
+
+    keyring: str = "auto"
+    """Where the master key lives: auto (the OS keyring when a real one exists, else a passphrase),
+    on (the OS keyring or fail), off (always a passphrase). NIGHTCAP_KEYRING overrides it."""
+
+
+@dataclass
 class Config:
     """All of Nightcap's settings. Sections map to TOML tables."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
     sleep: SleepConfig = field(default_factory=SleepConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
 
     @classmethod
     def load(cls, path: Path) -> "Config":

@@ -1,0 +1,1 @@
+"""`nightcap` commands of the sleep side (sleep, daemon), each a module with `main(argv) -> int`."""

@@ -1,0 +1,290 @@
+"""The overnight daemon: sleep when the machine is on power and idle, yield when the user is back.
+
+`nightcap daemon` runs `Daemon(app).run()` in the foreground; a service manager (systemd --user,
+launchd) keeps it alive and it never forks. One instance per home: it holds an flock on
+`home/daemon.lock` for its whole life, so a crashed daemon never blocks the next one (the kernel
+drops the lock with the process). Every `poll_seconds` it checks the conditions; when they hold
+it runs the sleep cycle, whose `should_stop` re-checks them about once a second. When the user
+comes back or the power goes, the cycle seals a checkpoint and raises `SleepInterrupted`; the
+next cycle resumes from it. SIGTERM or SIGINT stop the same way and the daemon exits 0.
+
+At most one cycle completes per window opening (a rejected night is not retried until the next
+one), recorded in `home/logs/daemon-state.json`. `home/logs/daemon.log` records what the daemon
+decided and why: conditions, stages, outcomes; never conversation content.
+
+Test seam: `$NIGHTCAP_DAEMON_CYCLE` names a module to use instead of `sleep.cycle`; it must
+define `run_cycle` and `SleepInterrupted` with the same contract.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from assistant.errors import NightcapError
+from assistant.fsutil import atomic_write_json, read_json
+from sleep.conditions import Check, Conditions, check_conditions, duration, read_override, window_of
+from sleep.daemon_lock import InstanceLock
+
+ENV_CYCLE = "NIGHTCAP_DAEMON_CYCLE"
+STOP_CHECK_SECONDS = 1.0
+LOG_MAX_BYTES = 1_000_000
+
+CycleFn = Callable[..., Any]
+ConditionsFn = Callable[..., Conditions]
+
+
+def lock_path(home_root: Path) -> Path:
+    return home_root / "daemon.lock"
+
+
+def state_path(home_root: Path) -> Path:
+    return home_root / "logs" / "daemon-state.json"
+
+
+def read_state(home_root: Path) -> dict[str, Any]:
+    """The last completed cycle the daemon ran: window opening, finish time, outcome."""
+    try:
+        data = read_json(state_path(home_root))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class DecisionLog:
+    """Append-only `home/logs/daemon.log` (0600), echoed to stderr for the service's journal."""
+
+    def __init__(self, path: Path, echo: bool = True) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        line = f"{datetime.now().isoformat(timespec='seconds')} {message}\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            if self.path.exists() and self.path.stat().st_size > LOG_MAX_BYTES:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError:
+            pass  # a full disk must not kill the daemon; the cycle reports disk trouble itself
+        if self.echo:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+class _StageLog:
+    """Cycle progress for the log: stage names only, so the log shows where a night stopped."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def stage(self, name: str) -> None:
+        self.log(f"cycle stage: {name}")
+
+    def step(self, i: int, total: int, loss: float | None) -> None:
+        pass
+
+
+def load_cycle() -> tuple[CycleFn, type[BaseException]]:
+    """`run_cycle` and `SleepInterrupted` from `sleep.cycle` (or the test seam's module)."""
+    module = importlib.import_module(os.environ.get(ENV_CYCLE) or "sleep.cycle")
+    return module.run_cycle, module.SleepInterrupted
+
+
+def count_pending(app: Any) -> int:
+    """Pending episodes in the vault (or the conditions file's "pending"). Raises NightcapError."""
+    data = read_override()
+    if data is not None and "pending" in data:
+        return int(data["pending"])
+    from assistant.vault import Vault
+
+    if not Vault.exists(app.home):
+        return 0  # nothing remembered yet; opening would create a vault
+    return len(app.vault().pending())
+
+
+class Daemon:
+    """The watcher. Every collaborator is injectable so tests drive it without a model or a clock."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        cycle: CycleFn | None = None,
+        interrupted: type[BaseException] | None = None,
+        conditions: ConditionsFn | None = None,
+        pending: Callable[[], int] | None = None,
+        log: Callable[[str], None] | None = None,
+        now: Callable[[], datetime] = datetime.now,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        stop_check_seconds: float = STOP_CHECK_SECONDS,
+    ) -> None:
+        self.app = app
+        self._cycle, self._interrupted = cycle, interrupted
+        self._conditions = conditions or (lambda pending=None: check_conditions(app.config, pending=pending))
+        self._pending = pending or (lambda: count_pending(app))
+        self.log = log or DecisionLog(app.home.logs / "daemon.log")
+        self.now, self.monotonic, self.sleep = now, monotonic, sleep
+        self.stop_check_seconds = stop_check_seconds
+        self.window = window_of(app.config.daemon)
+        self.stop_reason: str | None = None
+        self._yield_reason: str | None = None
+        self._last_check = 0.0
+        self._last_decision: tuple[Any, ...] | None = None
+
+    # -- stopping ---------------------------------------------------------------------------
+    def request_stop(self, why: str) -> None:
+        """Ask the daemon (and a running cycle) to checkpoint and finish."""
+        self.stop_reason = self.stop_reason or why
+
+    def should_stop(self) -> bool:
+        """The cycle's poll: a stop request, or (checked at most every second) the user is back."""
+        if self.stop_reason:
+            return True
+        if self._yield_reason is None and self.monotonic() - self._last_check >= self.stop_check_seconds:
+            self._last_check = self.monotonic()
+            try:
+                self._yield_reason = self._conditions(pending=None).yield_reason()
+            except Exception as err:  # noqa: BLE001 - unreadable conditions: give the machine back
+                self._yield_reason = f"conditions unreadable ({type(err).__name__})"
+        return self._yield_reason is not None
+
+    # -- one decision -----------------------------------------------------------------------
+    def _with_pending(self, cond: Conditions) -> Conditions:
+        """Count pending episodes (this opens the vault, so only once everything else holds)."""
+        try:
+            return self._conditions(pending=self._pending())
+        except (NightcapError, ImportError, ValueError, TypeError) as err:
+            reason = f"pending episodes unknown ({err})"
+            summary = f"{cond.summary.removesuffix(': ready')}, {reason}: waiting"
+            return replace(cond, ok=False, pending=Check(False, reason), summary=summary)
+
+    def _note(self, key: tuple[Any, ...], message: str) -> None:
+        """Log a decision only when it differs from the last one (the idle minutes always do)."""
+        if key != self._last_decision:
+            self._last_decision = key
+            self.log(message)
+
+    def step(self) -> str:
+        """Check once and act. Returns 'waiting', 'done' (this window already had its night), or
+        how a cycle ended: 'finished', 'yielded', 'failed', 'stopped'."""
+        try:
+            cond = self._conditions(pending=None)
+        except Exception as err:  # noqa: BLE001 - a failing sensor means "wait", never a dead daemon
+            self._note(("error", type(err).__name__), f"conditions unreadable ({type(err).__name__}: {err})")
+            return "waiting"
+        opening = self.window.opening(self.now()).isoformat(timespec="minutes")
+        if cond.ok:
+            state = read_state(self.app.home.root)
+            if state.get("window") == opening:
+                upcoming = self.window.next_opening(self.now()).isoformat(timespec="minutes")
+                self._note(("done", opening),
+                           f"this window already slept ({state.get('outcome')}); next window opens {upcoming}")
+                return "done"
+            cond = self._with_pending(cond)
+        if not cond.ok:
+            self._note(("waiting", *cond.blockers()), f"conditions: {cond.summary}")
+            return "waiting"
+        self._last_decision = None
+        self.log(f"conditions hold ({cond.summary}); starting the sleep cycle")
+        return self._sleep_once(opening)
+
+    def _finish(self, opening: str, outcome: str) -> None:
+        stamp = self.now().isoformat(timespec="seconds")
+        state = {"window": opening, "finished": stamp, "outcome": outcome}
+        atomic_write_json(state_path(self.app.home.root), state)
+
+    def _sleep_once(self, opening: str) -> str:
+        try:
+            if self._cycle is None:
+                self._cycle, self._interrupted = load_cycle()
+        except Exception as err:  # noqa: BLE001 - a broken install must not crash-loop the service
+            self.log(f"cannot load the sleep cycle ({type(err).__name__}: {err}); next try in the next window")
+            self._finish(opening, "failed")
+            return "failed"
+        interrupted = self._interrupted or ()
+        self._yield_reason, self._last_check = None, self.monotonic()
+        started = self.monotonic()
+        try:
+            report = self._cycle(self.app, should_stop=self.should_stop, progress=_StageLog(self.log))
+        except interrupted:  # type: ignore[misc]
+            took = duration(self.monotonic() - started)
+            why = self.stop_reason or self._yield_reason or "asked to stop"
+            self.log(f"cycle checkpointed and yielded after {took}: {why}")
+            return "stopped" if self.stop_reason else "yielded"
+        except NightcapError as err:
+            self.log(f"cycle failed: {err}; next try in the next window")
+            self._finish(opening, "failed")
+            return "failed"
+        except Exception as err:  # noqa: BLE001 - the message may quote data: log the type only
+            self.log(f"cycle failed with {type(err).__name__}; next try in the next window")
+            self._finish(opening, "failed")
+            return "failed"
+        outcome = str(getattr(report, "outcome", "unknown"))
+        took = duration(self.monotonic() - started)
+        if outcome == "interrupted":
+            self.log(f"cycle checkpointed and yielded after {took}: {self.stop_reason or self._yield_reason}")
+            return "stopped" if self.stop_reason else "yielded"
+        self.log(f"cycle finished after {took}: {outcome}")
+        self._finish(opening, outcome)
+        return "finished"
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _wait(self, seconds: float) -> None:
+        """Sleep in short slices so a stop request is seen within half a second."""
+        deadline = self.monotonic() + seconds
+        while not self.stop_reason and (left := deadline - self.monotonic()) > 0:
+            self.sleep(min(left, 0.5))
+
+    def serve(self, max_steps: int | None = None) -> int:
+        """Poll and sleep until asked to stop (or `max_steps` decisions, for tests). Returns 0."""
+        poll = max(0.05, float(self.app.config.daemon.poll_seconds))
+        self.log(f"daemon started (pid {os.getpid()}, window {self.window.label}, poll {poll:g} s)")
+        steps = 0
+        while not self.stop_reason and (max_steps is None or steps < max_steps):
+            self.step()
+            steps += 1
+            if not self.stop_reason and (max_steps is None or steps < max_steps):
+                self._wait(poll)
+        self.log(f"daemon stopped ({self.stop_reason or 'done'})")
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_reason and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
+        self.request_stop(signal.Signals(signum).name)
+
+    def run(self) -> int:
+        """Take the instance lock, install the signal handlers, serve. Raises DaemonRunning."""
+        lock = InstanceLock(lock_path(self.app.home.root))
+        lock.acquire()
+        previous = {}
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+            return self.serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            lock.release()
+
+
+def next_sleep(app: Any, now: datetime) -> dict[str, str]:
+    """When the daemon will next try to sleep: now (inside an unused window) or a window opening."""
+    window = window_of(app.config.daemon)
+    opening = window.opening(now)
+    used = read_state(app.home.root).get("window") == opening.isoformat(timespec="minutes")
+    if window.contains(now) and not used:
+        return {"at": now.isoformat(timespec="minutes"), "note": "in the window: as soon as idle and on power"}
+    if window.contains(now):
+        return {"at": window.next_opening(now).isoformat(timespec="minutes"), "note": "this window already slept"}
+    return {"at": opening.isoformat(timespec="minutes"), "note": "when the window opens"}
