@@ -1,0 +1,100 @@
+"""What the privacy audit checks, read from a live vault: keys held, master-key facts, files,
+the ledger, and whether leftover ciphertext still opens with any key the vault holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.vault import log
+from assistant.vault.keystore import unwrap_key
+from assistant.vault.ledger import Ledger
+from assistant.vault.repair import EpochState
+
+if TYPE_CHECKING:
+    from assistant.vault.keystore import Keystore
+    from assistant.vault.lock import VaultLock
+    from assistant.vault.masterkey import MasterSource
+
+
+class Evidence:
+    """The audit-facing half of `Vault` (a mixin: it works on the Vault's state)."""
+
+    # Provided by Vault (with _sync, _log and _ordered).
+    dir: Path
+    ledger_path: Path
+    quarantine_dir: Path
+    _lock: "VaultLock"
+    _source: "MasterSource"
+    _kek: bytes
+    _ks: "Keystore"
+    _epochs: dict[str, EpochState]
+
+    def _ledger(self) -> Ledger:
+        ks = self._ks
+        return Ledger(self.ledger_path, unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation))
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Tombstones, oldest first."""
+        with self._lock.held():
+            self._sync()
+            return self._ledger().entries()
+
+    def ledger_problems(self) -> list[str]:
+        """Why the ledger fails to verify; empty when it verifies."""
+        with self._lock.held():
+            self._sync()
+            staged = {s["id"] for s in self._ks.pending_tombstones}
+            return self._ledger().problems(self._ks.ledger_head, staged)
+
+    def verify_ledger(self) -> bool:
+        return not self.ledger_problems()
+
+    @property
+    def key_generation(self) -> int:
+        return self._ks.generation
+
+    def key_ids(self) -> list[str]:
+        """Epochs whose data keys the keystore holds (every live epoch)."""
+        with self._lock.held():
+            self._sync()
+            return [e.id for e in self._ordered()]
+
+    def master_info(self) -> dict[str, Any]:
+        """Key hygiene facts: source (keyring | passphrase), backend, KDF parameters, generation."""
+        return dict(self._source.describe(), generation=self._ks.generation, vault_id=self._ks.vault_id)
+
+    def kdf_params(self) -> dict[str, Any] | None:
+        return self._source.describe()["kdf"]
+
+    def files(self) -> list[Path]:
+        """Every file the vault keeps."""
+        return sorted(p for p in self.dir.rglob("*") if p.is_file())
+
+    def epoch_files(self, epoch_id: str) -> list[Path]:
+        """The log and any quarantined copies of one epoch."""
+        found = [self._log(epoch_id)] if self._log(epoch_id).exists() else []
+        if self.quarantine_dir.exists():
+            found += sorted(self.quarantine_dir.glob(f"{epoch_id}.*"))
+        return found
+
+    def decrypts(self, data: bytes, epoch_ids: list[str] | None = None, max_frames: int = 256) -> bool:
+        """Whether any record in `data` opens with any key the vault holds (data keys, master key,
+        ledger key), under the AAD of any epoch it knows (live, tombstoned, or `epoch_ids`)."""
+        with self._lock.held():
+            self._sync()
+            ks = self._ks
+            ledger_key = unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation)
+            keys = [s.key for s in self._epochs.values()] + [self._kek, ledger_key]
+            epochs = set(self._epochs) | {str(e.get("epoch")) for e in self._ledger().entries()} | set(epoch_ids or [])
+        pos, frames = data.find(log.MAGIC), 0
+        while pos != -1 and frames < max_frames:
+            frame = log.frame_at(data, pos)
+            if frame is not None:
+                frames += 1
+                seq, end = frame
+                if any(log.open_at(data, pos, end, k, e, seq) is not None for k in keys for e in epochs):
+                    return True
+            pos = data.find(log.MAGIC, pos + 1)
+        return False
+

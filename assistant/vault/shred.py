@@ -1,0 +1,155 @@
+"""Destroying memories: shred whole epochs (after sleep) or forget one episode (on request).
+
+The commit point of every destruction is a single atomic keystore write that drops the keys,
+rotates the master key, rewraps the survivors and stages the tombstones. Unlinking the files and
+chaining the tombstones onto the ledger come after it and are idempotent, so an interrupted shred
+is finished on the next open (`Vault._sync` calls `_finish_shred` while tombstones are staged).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import VaultError
+from assistant.fsutil import fsync_dir
+from assistant.vault import crypto, views
+from assistant.vault.keystore import EpochEntry, rewrap_all, wrap_key
+from assistant.vault.repair import EpochState, rewrite, stat_of
+
+if TYPE_CHECKING:
+    from assistant.vault.keystore import Keystore
+    from assistant.vault.lock import VaultLock
+    from assistant.vault.masterkey import MasterSource
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode("utf-8")
+
+
+@dataclass
+class ShredReport:
+    """What a shred destroyed, for the sleep report. Counts and ids only, never content."""
+
+    reason: str
+    generation: str | None
+    epochs: list[str]
+    episodes: int
+    records: int
+    files_removed: int
+    bytes_removed: int
+    key_generation: int
+    """Master-key generation after the rotation."""
+    tombstones: list[str]
+    """Ids of the ledger entries written."""
+
+
+def new_epoch_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+class Shredding:
+    """The destructive half of `Vault` (a mixin: it works on the Vault's state)."""
+
+    # Provided by Vault.
+    epochs_dir: Path
+    keystore_path: Path
+    quarantine_dir: Path
+    _lock: "VaultLock"
+    _source: "MasterSource"
+    _kek: bytes
+    _ks: "Keystore"
+    _ks_stamp: tuple[int, int, int] | None
+    _epochs: dict[str, EpochState]
+    # Also from Vault: _sync, _save, _stamp, _log, _epoch_of; and _ledger from Evidence.
+
+    def shred(self, epoch_ids: list[str], *, reason: str, generation: str | None = None) -> ShredReport:
+        """Destroy epochs: drop their keys and rotate the master key (one atomic keystore write),
+        unlink their files, chain a tombstone per epoch onto the ledger."""
+        with self._lock.held():
+            self._sync()
+            ids = list(dict.fromkeys(epoch_ids))
+            unknown = [e for e in ids if self._ks.epoch(e) is None]
+            if unknown:
+                raise VaultError(f"epoch {', '.join(unknown)} is not in the vault; nothing was shredded")
+            stones = [self._tombstone(e, reason, generation) for e in ids]
+            files = [p for e in ids for p in self.epoch_files(e)]
+            sizes = sum(p.stat().st_size for p in files if p.exists())
+            self._commit(ids, [], stones)
+            self._finish_shred()
+            return ShredReport(reason, generation, ids, sum(s["episodes"] for s in stones), sum(s["records"] for s in stones),
+                               len(files), sizes, self._ks.generation, [s["id"] for s in stones])
+
+    def forget(self, episode_id: str) -> None:
+        """Remove one pending episode: its epoch is rewritten without it under a new key, and the
+        old epoch (key, files) is shredded with a tombstone."""
+        with self._lock.held():
+            self._sync()
+            state = self._epoch_of(episode_id)
+            entry = self._ks.epoch(state.id)
+            assert entry is not None
+            keep = views.without(state.records, episode_id)
+            stone = self._tombstone(state.id, "forget", None)
+            stone["episodes"] = 1
+            add: list[tuple[EpochEntry, bytes]] = []
+            if views.episode_ids(keep):
+                new = EpochEntry(new_epoch_id(), entry.state, entry.created, "", entry.closed,
+                                 len(keep) if entry.records is not None else None)
+                key = crypto.new_key()
+                # Written before the keystore knows its key: a crash leaves an orphan, removed on open.
+                rewrite(self._log(new.id), new.id, key, [_encode(r) for r in keep])
+                stone["replaced_by"] = new.id
+                add.append((new, key))
+            self._commit([state.id], add, [stone])
+            for new, key in add:
+                stamp = stat_of(self._log(new.id))
+                self._epochs[new.id] = EpochState(new.id, key, keep, stamp[0], stamp)
+            self._finish_shred()
+
+    def _tombstone(self, epoch_id: str, reason: str, generation: str | None) -> dict[str, Any]:
+        records = self._epochs[epoch_id].records
+        return {"id": uuid.uuid4().hex, "time": time.time(), "epoch": epoch_id, "reason": reason,
+                "generation": generation, "episodes": len(views.episode_ids(records)), "records": len(records)}
+
+    def _commit(self, drop: list[str], add: list[tuple[EpochEntry, bytes]], stones: list[dict[str, Any]]) -> None:
+        """The point of no return: one keystore write drops keys, rotates the KEK, stages tombstones."""
+        ks, old_generation = copy.deepcopy(self._ks), self._ks.generation
+        new_kek, generation = crypto.new_key(), old_generation + 1
+        ks.epochs = [e for e in ks.epochs if e.id not in drop]
+        rewrap_all(ks, self._kek, new_kek, generation)
+        for entry, key in add:
+            entry.wrapped = wrap_key(new_kek, key, ks.vault_id, entry.id, generation)
+            ks.epochs.append(entry)
+        ks.master = self._source.store(ks.vault_id, generation, new_kek)  # keyring: new entry first
+        ks.pending_tombstones += [dict(s, key_generation=generation) for s in stones]
+        ks.save(self.keystore_path, new_kek)
+        self._ks, self._kek, self._ks_stamp = ks, new_kek, self._stamp()
+        self._source.retire(ks.vault_id, old_generation)
+        for epoch_id in drop:
+            self._epochs.pop(epoch_id, None)
+
+    def _finish_shred(self) -> None:
+        """Unlink the staged epochs' files and write their tombstones (idempotent, so it can resume)."""
+        stones = self._ks.pending_tombstones
+        live = {e.id for e in self._ks.epochs}
+        for stone in stones:
+            if stone["epoch"] not in live:
+                for path in self.epoch_files(stone["epoch"]):
+                    path.unlink(missing_ok=True)
+        fsync_dir(self.epochs_dir)
+        if self.quarantine_dir.exists():
+            fsync_dir(self.quarantine_dir)
+        ledger = self._ledger()
+        written = ledger.ids()
+        fresh = [s for s in stones if s["id"] not in written]
+        head = ledger.append(fresh) if fresh else ledger.head()
+        ks = copy.deepcopy(self._ks)
+        ks.pending_tombstones, ks.ledger_head = [], head
+        self._save(ks)
+
