@@ -54,7 +54,7 @@ class ChatConfig:
     """Sample from the k most likely tokens."""
     repeat_penalty: float = 1.1
     """Penalty for repeating recent tokens."""
-    max_tokens: int = 512
+    max_tokens: int = 256
     """Longest reply, in tokens."""
     seed: int = -1
     """Sampling seed; -1 picks a random one each reply."""
@@ -86,6 +86,9 @@ class SleepConfig:
     """Seed for sampling batches and adapter init."""
     threads: int = 0
     """torch CPU threads; 0 leaves torch's default."""
+    precision: str = "auto"
+    """Training matmul precision: auto (bf16 where the hardware does it natively, else fp32),
+    fp32 or bf16. Weights, adapter and optimizer state stay fp32 either way."""
 
 
 @dataclass

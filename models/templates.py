@@ -138,4 +138,6 @@ def template_for(
     else:
         name = "chatml"
     render, stop = _BUILTIN[name]
-    return ChatTemplate(name, list(stop), render)
+    # A GGUF without a chat template is almost always a base model, which rarely emits its
+    # end-of-turn token and rambles on into invented turns: end its replies at the line break.
+    return ChatTemplate(name, [*stop, "\n"], render)

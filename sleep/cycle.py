@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -145,8 +146,8 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         # these epochs, so finish their destruction instead of learning them twice.
         learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
         if learned:
-            report.shred = vault.shred(learned, reason=f"consolidated into {gen.name}",
-                                       generation=gen.name).to_dict()
+            report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
+                                       generation=gen.name))
             epochs = [e for e in epochs if e not in learned]
         episodes = [ep for e in epochs for ep in vault.read_epoch(e)]
         report.epochs, report.episodes = list(epochs), len(episodes)
@@ -193,8 +194,8 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         app.store.prune(app.config.model.keep_generations)
         report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
     with stage("shred"):
-        report.shred = vault.shred(list(epochs), reason=f"consolidated into {new.name}",
-                                   generation=new.name).to_dict()
-        checkpoint.clear(vault)
+        checkpoint.clear(vault)  # first, so the shred's key rotation also covers its key
+        report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
+                                   generation=new.name))
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)
