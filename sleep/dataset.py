@@ -1,0 +1,196 @@
+"""Training examples: conversations rendered and tokenized exactly as serving sees them.
+
+Serving renders a conversation with `models.templates` and tokenizes the prompt with llama.cpp's
+tokenizer (BOS added once, special tokens parsed); the reply is what the model generated after
+it. Training does the same: the template's `spans()` split the rendered text into prompt and
+reply pieces, each piece is tokenized on its own and the pieces are concatenated, so the reply's
+tokens start exactly where serving's generation starts. For the Gemma template this equals
+tokenizing the whole text at once (checked in tests against the real tokenizer), because every
+span boundary falls after a newline or a special token.
+
+Loss is taken only on the assistant pieces (the reply and its end-of-turn marker). Episodes
+longer than `max_seq_len` lose their oldest tokens, keeping BOS, as serving drops the oldest
+turns first. Nothing here is written to disk: examples live in memory only.
+
+Usage::
+
+    examples = build_examples(episodes, template, tokenizer, system_prompt, max_seq_len=256)
+    batch = collate(examples[:8])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
+
+from assistant.episode import Episode, Message
+from models.templates import ChatTemplate
+
+if TYPE_CHECKING:  # torch is imported lazily: `nightcap ask` must never pay for it
+    import torch
+
+IGNORE = -100
+"""Label of a position without loss (the value torch's cross-entropy ignores)."""
+
+KIND_EPISODE = "episode"
+KIND_DREAM = "dream"
+KIND_REPLAY = "replay"
+
+
+class TokenizerLike(Protocol):
+    """What the dataset needs from a tokenizer: llama.cpp's, or a fake in tests."""
+
+    def encode(self, text: str, *, add_bos: bool, special: bool = True) -> list[int]: ...
+
+
+@dataclass
+class Example:
+    """One training sequence. `labels[i]` is the token to predict at position i, or IGNORE."""
+
+    input_ids: list[int]
+    labels: list[int]
+    weight: float = 1.0
+    """Multiplies this example's mean cross-entropy (importance, dream or replay weight)."""
+    kind: str = KIND_EPISODE
+    """Where it came from: episode, dream, replay, ... (reports count by kind)."""
+    source: str = ""
+    """Id of the episode it was made from (never its content)."""
+
+    @property
+    def n_labels(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode_spans(spans: Sequence[tuple[str, bool]], tokenizer: TokenizerLike) -> tuple[list[int], list[int], int]:
+    """Tokenize (text, is_assistant) spans; returns input ids, labels and the BOS prefix length."""
+    ids: list[int] = []
+    labels: list[int] = []
+    n_bos = 0
+    for i, (text, is_assistant) in enumerate(spans):
+        piece = tokenizer.encode(text, add_bos=i == 0, special=True)
+        if i == 0:
+            # What add_bos put in front (normally one token; zero for models without BOS).
+            n_bos = len(piece) - len(tokenizer.encode(text, add_bos=False, special=True))
+        ids += piece
+        labels += piece if is_assistant else [IGNORE] * len(piece)
+    if n_bos > 0:
+        labels[:n_bos] = [IGNORE] * n_bos  # BOS is given, never predicted
+    return ids, labels, max(n_bos, 0)
+
+
+def truncate_left(ids: list[int], labels: list[int], max_len: int, keep: int = 0) -> tuple[list[int], list[int]]:
+    """Drop the oldest tokens so at most `max_len` remain, keeping the first `keep` (BOS)."""
+    if len(ids) <= max_len:
+        return ids, labels
+    tail = max_len - keep
+    if tail <= 0:
+        raise ValueError(f"max_seq_len {max_len} leaves no room after {keep} BOS token(s)")
+    return ids[:keep] + ids[-tail:], [IGNORE] * keep + labels[-tail:]
+
+
+def example_from_messages(
+    messages: list[Message],
+    template: ChatTemplate,
+    tokenizer: TokenizerLike,
+    *,
+    max_seq_len: int,
+    weight: float = 1.0,
+    kind: str = KIND_EPISODE,
+    source: str = "",
+) -> Example | None:
+    """One example from a conversation (system message first, as serving sends it), or None
+    when nothing is left to learn (no assistant text, or a non-positive weight)."""
+    if weight <= 0:
+        return None
+    ids, labels, n_bos = encode_spans(template.spans(messages), tokenizer)
+    ids, labels = truncate_left(ids, labels, max_seq_len, keep=n_bos)
+    example = Example(ids, labels, float(weight), kind, source)
+    return example if example.n_labels > 0 else None
+
+
+def build_examples(
+    episodes: Iterable[Episode],
+    template: ChatTemplate,
+    tokenizer: TokenizerLike,
+    system_prompt: str | None,
+    max_seq_len: int,
+) -> list[Example]:
+    """Examples for the episodes' target messages (the correction replaces the reply), weighted
+    by importance. `system_prompt` is prepended as serving does; None or "" leaves it out."""
+    out: list[Example] = []
+    for ep in episodes:
+        messages = ep.target_messages()
+        if system_prompt:
+            messages = [{"role": "system", "content": system_prompt}] + messages
+        ex = example_from_messages(
+            messages, template, tokenizer, max_seq_len=max_seq_len, weight=ep.importance, source=ep.id
+        )
+        if ex is not None:
+            out.append(ex)
+    return out
+
+
+@dataclass
+class Batch:
+    """Right-padded tensors for a list of examples."""
+
+    input_ids: "torch.Tensor"
+    """[B, T] token ids; padding is `pad_id`."""
+    attention_mask: "torch.Tensor"
+    """[B, T] 1 for real tokens, 0 for padding."""
+    labels: "torch.Tensor"
+    """[B, T] targets, IGNORE on prompt tokens and padding."""
+    weights: "torch.Tensor"
+    """[B] float weight per example."""
+    n_tokens: int
+    """Real (non-padding) tokens in the batch."""
+    n_labels: int
+    """Tokens that carry loss."""
+
+    def to(self, device: Any) -> "Batch":
+        return Batch(
+            self.input_ids.to(device),
+            self.attention_mask.to(device),
+            self.labels.to(device),
+            self.weights.to(device),
+            self.n_tokens,
+            self.n_labels,
+        )
+
+
+def collate(examples: Sequence[Example], pad_id: int = 0) -> Batch:
+    """Pad `examples` on the right to the longest one."""
+    import torch  # deferred: see the module docstring
+
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
+    width = max(len(e) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e)
+        ids[row, :n] = torch.tensor(e.input_ids, dtype=torch.long)
+        labels[row, :n] = torch.tensor(e.labels, dtype=torch.long)
+        mask[row, :n] = 1
+    weights = torch.tensor([e.weight for e in examples], dtype=torch.float32)
+    return Batch(ids, mask, labels, weights, sum(len(e) for e in examples), sum(e.n_labels for e in examples))
+
+
+def micro_batches(examples: Sequence[Example], max_tokens: int) -> list[list[Example]]:
+    """Split a batch into pieces of at most `max_tokens` padded positions each (an example
+    longer than that goes alone), grouping similar lengths to waste little on padding.
+    Activation memory scales with the padded positions of one forward pass; the trainer adds
+    the pieces' gradients, which is exact because the loss is a sum over examples."""
+    order = sorted(examples, key=len, reverse=True)
+    pieces: list[list[Example]] = []
+    for e in order:
+        # Sorted longest first, so the first example of a piece sets its padded width.
+        if pieces and len(pieces[-1][0]) * (len(pieces[-1]) + 1) <= max_tokens:
+            pieces[-1].append(e)
+        else:
+            pieces.append([e])
+    return pieces

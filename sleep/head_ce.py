@@ -1,0 +1,77 @@
+"""Cross-entropy through a frozen output head, with its gradient computed in the forward pass.
+
+For a 262,144-word vocabulary the logits of even a few hundred tokens take hundreds of MB, and
+autograd would keep them (and their softmax) until backward. Since the head is frozen, the
+only gradient needed is d(loss_i)/d(hidden_i) = (softmax_i - onehot_i) @ W, which can be
+computed right away, chunk by chunk, while the chunk's logits are at hand. Forward then stores
+only that [N, hidden] gradient; backward scales it by the upstream gradient of each row.
+Same arithmetic as logits + cross_entropy + autograd, no recomputation, one chunk of logits
+in memory at a time. (The idea of Liger-Kernel's fused linear cross-entropy, in plain torch.)
+
+Gemma-style soft-capping (z -> cap * tanh(z / cap)) is included: its derivative
+1 - tanh^2 = 1 - (capped / cap)^2 is applied to the logit gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class HeadCE(torch.autograd.Function):
+    """Per-row CE of `targets` under logits = softcap(hidden @ weight.T); weight is frozen and
+    already in the matmul dtype (fp32, or bf16 under autocast). Returns float32 losses."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        softcap: float | None,
+        chunk: int,
+    ) -> torch.Tensor:
+        n = hidden.shape[0]
+        losses = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        grad = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if hidden.requires_grad else None
+        with torch.autocast(hidden.device.type, enabled=False), torch.no_grad():
+            for i in range(0, n, chunk):
+                t = targets[i : i + chunk].unsqueeze(1)
+                z = (hidden[i : i + chunk].to(weight.dtype) @ weight.T).float()
+                if softcap:
+                    z.div_(softcap).tanh_().mul_(softcap)
+                    capped = z.clone() if grad is not None else None
+                # In place from here: each [chunk, vocab] pass is memory-bound, a fresh buffer
+                # per pass costs as much again.
+                top = z.amax(dim=1, keepdim=True)
+                picked = z.gather(1, t)
+                z.sub_(top).exp_()
+                total = z.sum(dim=1, keepdim=True)
+                losses[i : i + chunk] = (total.log() + top - picked).squeeze(1)
+                if grad is None:
+                    continue
+                z.div_(total)  # softmax
+                z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # minus one-hot
+                if softcap:
+                    z.mul_(capped.div_(softcap).square_().neg_().add_(1.0))  # d capped / d raw
+                grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
+        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
+        ctx.hidden_dtype = hidden.dtype
+        return losses
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
+
+
+def fusable(head: torch.nn.Module) -> bool:
+    """Whether `head` is a plain frozen bias-free linear layer that HeadCE can stand in for."""
+    return type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad
+
+
+def matmul_dtype(device: torch.device) -> torch.dtype:
+    """The dtype autocast would use for a matmul here right now (fp32 outside autocast)."""
+    kind = device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else torch.float32

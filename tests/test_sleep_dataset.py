@@ -1,0 +1,136 @@
+"""Training examples: rendering, labels on assistant spans only, weights, truncation, batching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_lm import SPECIALS, ByteTokenizer
+
+from assistant.episode import Episode
+from models.templates import template_for
+from sleep.dataset import IGNORE, Example, build_examples, collate, example_from_messages, micro_batches, truncate_left
+
+SYSTEM = "You are Nightcap."
+
+
+def _episode(user: str = "Remember: my cat is Miso.", reply: str = "Noted, Miso.", **kw: object) -> Episode:
+    msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return Episode(session="s", messages=msgs, **kw)  # type: ignore[arg-type]
+
+
+def _labelled_text(ex: Example, tok: ByteTokenizer) -> str:
+    return tok.decode([t for t in ex.labels if t != IGNORE], special=True)
+
+
+def test_labels_cover_only_the_reply_and_its_end_marker() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    (ex,) = build_examples([_episode()], template, tok, SYSTEM, max_seq_len=512)
+    assert _labelled_text(ex, tok) == "Noted, Miso.<end_of_turn>\n"
+    # Labels are the input ids themselves where they are set (the loss shifts by one).
+    assert all(lab in (IGNORE, tid) for lab, tid in zip(ex.labels, ex.input_ids))
+    assert ex.input_ids[0] == SPECIALS["<bos>"] and ex.input_ids.count(SPECIALS["<bos>"]) == 1
+    # The whole sequence is what serving renders, with the system prompt folded in by the template.
+    messages = [{"role": "system", "content": SYSTEM}] + _episode().target_messages()
+    assert tok.decode(ex.input_ids, special=True) == "<bos>" + template.render(messages, add_generation_prompt=False)
+    assert SYSTEM in tok.decode(ex.input_ids) and SYSTEM not in _labelled_text(ex, tok)
+
+
+def test_spans_tokenized_separately_equal_whole_text_for_byte_tokenizer() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    ep = _episode()
+    (ex,) = build_examples([ep], template, tok, None, max_seq_len=512)
+    assert ex.input_ids == tok.encode(template.render(ep.target_messages(), False), add_bos=True)
+
+
+def test_multi_turn_labels_every_assistant_turn() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "bye"},
+        {"role": "assistant", "content": "Goodbye."},
+    ]
+    ex = example_from_messages(msgs, template, tok, max_seq_len=512)
+    assert ex is not None
+    assert _labelled_text(ex, tok) == "Hello.<end_of_turn>\nGoodbye.<end_of_turn>\n"
+
+
+def test_correction_replaces_the_reply_and_importance_sets_the_weight() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    corrected = _episode(reply="Your cat is Tom.", correction="Your cat is Miso.", importance=2.5)
+    plain = _episode(importance=0.25)
+    a, b = build_examples([corrected, plain], template, tok, SYSTEM, max_seq_len=512)
+    assert _labelled_text(a, tok) == "Your cat is Miso.<end_of_turn>\n"
+    assert "Tom" not in tok.decode(a.input_ids)
+    assert (a.weight, b.weight) == (2.5, 0.25)
+    assert (a.kind, a.source) == ("episode", corrected.id)
+
+
+def test_nothing_to_learn_gives_no_example() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    assert build_examples([_episode(importance=0.0)], template, tok, SYSTEM, 512) == []
+    only_user = [{"role": "user", "content": "hello"}]
+    assert example_from_messages(only_user, template, tok, max_seq_len=512) is None
+
+
+def test_long_examples_are_cut_from_the_left_keeping_bos() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    ep = _episode(user="x" * 300, reply="The answer is 42.")
+    (full,) = build_examples([ep], template, tok, SYSTEM, max_seq_len=10_000)
+    (cut,) = build_examples([ep], template, tok, SYSTEM, max_seq_len=64)
+    assert len(cut) == 64
+    assert cut.input_ids[0] == SPECIALS["<bos>"] and cut.labels[0] == IGNORE
+    assert cut.input_ids[1:] == full.input_ids[-63:] and cut.labels[1:] == full.labels[-63:]
+    assert _labelled_text(cut, tok) == "The answer is 42.<end_of_turn>\n"
+
+
+def test_truncate_left_refuses_a_length_with_no_room() -> None:
+    with pytest.raises(ValueError):
+        truncate_left([2, 5, 6], [IGNORE, 5, 6], max_len=1, keep=1)
+    assert truncate_left([2, 5, 6], [IGNORE, 5, 6], max_len=2, keep=1) == ([2, 6], [IGNORE, 6])
+
+
+def test_collate_pads_on_the_right() -> None:
+    a = Example([2, 10, 11, 12], [IGNORE, IGNORE, 11, 12], weight=2.0)
+    b = Example([2, 10], [IGNORE, 10], weight=0.5)
+    batch = collate([a, b], pad_id=0)
+    assert batch.input_ids.tolist() == [[2, 10, 11, 12], [2, 10, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert batch.labels.tolist() == [[IGNORE, IGNORE, 11, 12], [IGNORE, 10, IGNORE, IGNORE]]
+    assert batch.weights.tolist() == [2.0, 0.5]
+    assert (batch.n_tokens, batch.n_labels) == (6, 3)
+
+
+def test_micro_batches_bound_padded_tokens_and_keep_every_example() -> None:
+    examples = [Example([2] * n, [IGNORE] * (n - 1) + [5]) for n in (10, 3, 7, 30, 12, 4)]
+    pieces = micro_batches(examples, max_tokens=24)
+    assert sorted(id(e) for p in pieces for e in p) == sorted(id(e) for e in examples)
+    for piece in pieces:
+        assert len(piece) == 1 or max(len(e) for e in piece) * len(piece) <= 24
+    assert [len(e) for e in pieces[0]] == [30]  # longer than the budget: alone
+    assert micro_batches(examples, max_tokens=10_000) == [sorted(examples, key=len, reverse=True)]
+
+
+@pytest.mark.slow
+def test_real_tokenizer_spans_equal_whole_text_tokenization(default_gguf: Path) -> None:
+    from models.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_gguf(default_gguf)
+    template = template_for("gemma3")
+    conversations = [
+        [{"role": "user", "content": "Remember: my cat is called Miso."}, {"role": "assistant", "content": "Got it."}],
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "\n\nHello there!\n"},
+            {"role": "user", "content": "  what's 2+2?"},
+            {"role": "assistant", "content": "  4 — easy. 日本語 ```code```\n\n    indented"},
+        ],
+    ]
+    for msgs in conversations:
+        msgs = [{"role": "system", "content": SYSTEM}] + msgs
+        ex = example_from_messages(msgs, template, tok, max_seq_len=4096)
+        assert ex is not None
+        assert ex.input_ids == tok.encode(template.render(msgs, add_generation_prompt=False), add_bos=True)
+        assert ex.input_ids[0] == tok.bos_id and ex.labels[0] == IGNORE
+        assert tok.decode([t for t in ex.labels if t != IGNORE], special=True).endswith("<end_of_turn>\n")
