@@ -1,0 +1,103 @@
+"""The last sleep report: what was consolidated, the gates, the loss curve, the durations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Sparkline, Static
+
+from tui.reports import consolidated_count
+
+NO_REPORT = (
+    "Nightcap has not slept yet. It sleeps at night when the machine is plugged in and idle; "
+    "press F5 on the chat screen to sleep now."
+)
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _short(digest: Any) -> str:
+    return str(digest)[:12] if digest else "-"
+
+
+def summary(report: dict[str, Any]) -> Text:
+    """The report's headline numbers, a few short lines."""
+    text = Text()
+    text.append(f"{report.get('outcome', 'unknown')}", style="bold")
+    gen = report.get("new_generation")
+    text.append(f"  ->  {gen}" if gen else "  (the model was not changed)")
+    text.append(f"\nstarted {report.get('started', '-')}   finished {report.get('finished', '-')}")
+    if report.get("error"):
+        text.append(f"\n{report['error']}", style="red")
+    text.append(
+        f"\n{_num(report.get('episodes'))} episodes · {_num(report.get('steps'))} training steps · "
+        f"{consolidated_count(report)} conversations consolidated and destroyed"
+    )
+    examples = report.get("examples") or {}
+    if isinstance(examples, dict) and examples:
+        text.append("\ntrained on " + " · ".join(f"{n} {kind}" for kind, n in examples.items()))
+    text.append(f"\nmodel sha256 {_short(report.get('old_sha256'))} -> {_short(report.get('new_sha256'))}")
+    return text
+
+
+class SleepReportScreen(Screen[None]):
+    """What the newest sleep did. No conversation content is ever in a report."""
+
+    BINDINGS = [Binding("escape,f3,q", "app.pop_screen", "Back")]
+
+    def __init__(self, report: dict[str, Any] | None) -> None:
+        super().__init__()
+        self.report = report
+
+    def compose(self) -> ComposeResult:
+        yield Label("Last sleep", classes="screen-title")
+        if not self.report:
+            yield Static(NO_REPORT, id="no-report")
+            yield Footer(show_command_palette=False)
+            return
+        report = self.report
+        yield Static(summary(report), id="summary")
+        with Horizontal(id="tables"):
+            with Vertical(id="gates-box"):
+                yield Label("Gates", classes="section")
+                yield DataTable(id="gates", cursor_type="none", zebra_stripes=False)
+            with Vertical(id="stages-box"):
+                yield Label("Durations", classes="section")
+                yield DataTable(id="stages", cursor_type="none")
+        losses = [float(x) for x in report.get("losses") or [] if isinstance(x, (int, float))]
+        with Horizontal(id="loss-box"):
+            first = f"{losses[0]:.2f}" if losses else "-"
+            last = f"{losses[-1]:.2f}" if losses else "-"
+            yield Label(f"loss {first}", classes="section")
+            yield Sparkline(losses, id="losses", summary_function=max)
+            yield Label(last)
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        if not self.report:
+            return
+        gates = self.query_one("#gates", DataTable)
+        gates.add_columns("gate", "passed", "value", "threshold")
+        for name, gate in (self.report.get("gates") or {}).items():
+            gate = gate if isinstance(gate, dict) else {"passed": bool(gate)}
+            passed = gate.get("passed")
+            mark = Text("yes", style="green") if passed else Text("NO", style="bold red")
+            gates.add_row(name, mark, _num(gate.get("value")), _num(gate.get("threshold")))
+        stages = self.query_one("#stages", DataTable)
+        stages.add_columns("stage", "seconds")
+        total = 0.0
+        for name, seconds in (self.report.get("stages") or {}).items():
+            stages.add_row(name, Text(f"{float(seconds):.1f}", justify="right"))
+            total += float(seconds)
+        stages.add_row(Text("total", style="bold"), Text(f"{total:.1f}", style="bold", justify="right"))
