@@ -22,8 +22,22 @@ DIR_MODE = 0o700
 
 def ensure_dir(path: Path) -> Path:
     """Create `path` (and parents) with mode 0700 if missing; return it."""
-    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    missing: list[Path] = []
+    here = path
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    # One level at a time: `mkdir(parents=True)` would give the parents the umask's mode (0755).
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True, mode=DIR_MODE)
+    path.mkdir(exist_ok=True, mode=DIR_MODE)  # still raises if `path` is a file
     return path
+
+
+def open_private(path: Path) -> Any:
+    """Open (creating 0600 if missing) a small file for locking, as a text file object."""
+    ensure_dir(path.parent)
+    return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE), "r+")
 
 
 def fsync_dir(path: Path) -> None:

@@ -7,7 +7,8 @@ chains a tombstone onto the ledger. See "Vault and deletion" in DESIGN.md.
 
 Modules: `crypto` (AEAD helpers), `masterkey` (keyring / passphrase), `keystore` (wrapped keys,
 atomic rewrite), `log` (record framing, damage detection), `repair` (quarantine and recovery),
-`ledger` (hash-chained tombstones), `views` (annotations, session summaries), `lock`, and `vault`
+`ledger` (hash-chained tombstones), `views` (annotations, session summaries), `blobs` (sealed
+binary state such as the sleep checkpoint), `evidence` (what the audit reads), `lock`, and `vault`
 (the facade).
 
 Typical use::
@@ -21,9 +22,10 @@ Typical use::
 """
 
 from assistant.errors import VaultError, WrongPassphrase
+from assistant.vault.blobs import DamagedBlob
 from assistant.vault.repair import Damage
 from assistant.vault.shred import ShredReport
 from assistant.vault.vault import NoVault, Vault
 from assistant.vault.views import SessionSummary
 
-__all__ = ["Damage", "NoVault", "SessionSummary", "ShredReport", "Vault", "VaultError", "WrongPassphrase"]
+__all__ = ["Damage", "DamagedBlob", "NoVault", "SessionSummary", "ShredReport", "Vault", "VaultError", "WrongPassphrase"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.vault import log
+from assistant.vault import blobs, log
 from assistant.vault.keystore import unwrap_key
 from assistant.vault.ledger import Ledger
 from assistant.vault.repair import EpochState
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class Evidence:
     """The audit-facing half of `Vault` (a mixin: it works on the Vault's state)."""
 
-    # Provided by Vault (with _sync, _log and _ordered).
+    # Provided by Vault (with _sync, _log and _ordered; _blob_keys from Blobs).
     dir: Path
     ledger_path: Path
     quarantine_dir: Path
@@ -78,23 +78,62 @@ class Evidence:
             found += sorted(self.quarantine_dir.glob(f"{epoch_id}.*"))
         return found
 
+    def _held_keys(self, epoch_ids: list[str] | None) -> tuple[list[bytes], set[str]]:
+        """Every key the vault holds, and every epoch id it knows (for the records' AAD)."""
+        ks = self._ks
+        ledger_key = unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation)
+        keys = [s.key for s in self._epochs.values()] + self._blob_keys() + [self._kek, ledger_key]
+        epochs = set(self._epochs) | {str(e.get("epoch")) for e in self._ledger().entries()} | set(epoch_ids or [])
+        return keys, epochs
+
     def decrypts(self, data: bytes, epoch_ids: list[str] | None = None, max_frames: int = 256) -> bool:
-        """Whether any record in `data` opens with any key the vault holds (data keys, master key,
-        ledger key), under the AAD of any epoch it knows (live, tombstoned, or `epoch_ids`)."""
+        """Whether any record or sealed blob in `data` opens with any key the vault holds (data
+        keys, blob keys, master key, ledger key); log records are tried under the AAD of every
+        epoch the vault knows (live, tombstoned, or `epoch_ids`)."""
         with self._lock.held():
             self._sync()
-            ks = self._ks
-            ledger_key = unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation)
-            keys = [s.key for s in self._epochs.values()] + [self._kek, ledger_key]
-            epochs = set(self._epochs) | {str(e.get("epoch")) for e in self._ledger().entries()} | set(epoch_ids or [])
-        pos, frames = data.find(log.MAGIC), 0
+            keys, epochs = self._held_keys(epoch_ids)
+        if _opened(data, keys, sorted(epochs), max_frames, first=True):
+            return True
+        pos, frames = data.find(blobs.MAGIC), 0
         while pos != -1 and frames < max_frames:
-            frame = log.frame_at(data, pos)
-            if frame is not None:
+            if blobs.frame_at(data, pos) is not None:
                 frames += 1
-                seq, end = frame
-                if any(log.open_at(data, pos, end, k, e, seq) is not None for k in keys for e in epochs):
+                if any(blobs.open_at(data, pos, k) is not None for k in keys):
                     return True
-            pos = data.find(log.MAGIC, pos + 1)
+            pos = data.find(blobs.MAGIC, pos + 1)
         return False
 
+    def opened_epochs(self, data: bytes, epoch_ids: list[str], max_frames: int = 256) -> set[str]:
+        """Which of `epoch_ids` have a log record in `data` that some key the vault holds opens.
+
+        The audit's test for leftover ciphertext: for a shredded epoch the answer must be empty.
+        """
+        with self._lock.held():
+            self._sync()
+            keys, _ = self._held_keys(None)
+        return _opened(data, keys, list(dict.fromkeys(epoch_ids)), max_frames, first=False)
+
+    def blob_info(self) -> list[dict[str, Any]]:
+        """Name, size and sealing time of every sealed blob (no content)."""
+        with self._lock.held():
+            self._sync()
+            return [{"name": b.name, "size": b.size, "created": b.created} for b in self._ks.blobs]
+
+
+def _opened(data: bytes, keys: list[bytes], epochs: list[str], max_frames: int, first: bool) -> set[str]:
+    """Epochs under whose AAD some framed record in `data` opens with one of `keys`."""
+    found: set[str] = set()
+    pos, frames = data.find(log.MAGIC), 0
+    while pos != -1 and frames < max_frames:
+        frame = log.frame_at(data, pos)
+        if frame is not None:
+            frames += 1
+            seq, end = frame
+            for epoch in epochs:
+                if epoch not in found and any(log.open_at(data, pos, end, k, epoch, seq) is not None for k in keys):
+                    found.add(epoch)
+                    if first:
+                        return found
+        pos = data.find(log.MAGIC, pos + 1)
+    return found

@@ -1,9 +1,10 @@
 """The keystore: one JSON file holding every key the vault has, all wrapped by the master key.
 
-It records the master-key section (source, generation, KDF header), the ledger's MAC key and one
-entry per live epoch (open or closed) with its data key sealed by the KEK; AES-GCM's associated
-data binds each wrapped key to the vault, its epoch id and the key generation, so a key cannot
-be replayed under another epoch or an older generation. The whole file carries an HMAC under the
+It records the master-key section (source, generation, KDF header), the ledger's MAC key, one
+entry per live epoch (open or closed) with its data key sealed by the KEK, and one entry per
+sealed blob (see blobs.py); AES-GCM's associated data binds each wrapped key to the vault, its
+epoch id or blob name and the key generation, so a key cannot be replayed under another owner or
+an older generation. The whole file carries an HMAC under the
 KEK, so an edited state (an epoch reopened, a tombstone dropped) is refused.
 
 It is rewritten atomically (temp file, fsync, rename, fsync dir): dropping an epoch's key,
@@ -41,6 +42,17 @@ class EpochEntry:
 
 
 @dataclass
+class BlobEntry:
+    """One sealed blob: its name and wrapped data key."""
+
+    name: str
+    wrapped: str
+    created: float
+    size: int = 0
+    """Plaintext bytes, for the audit's listing."""
+
+
+@dataclass
 class Keystore:
     """The decoded keystore file. Keys stay wrapped; see `wrap_key`/`unwrap_key`."""
 
@@ -50,6 +62,7 @@ class Keystore:
     epochs: list[EpochEntry] = field(default_factory=list)
     pending_tombstones: list[dict[str, Any]] = field(default_factory=list)
     ledger_head: dict[str, Any] = field(default_factory=lambda: {"count": 0, "hash": ""})
+    blobs: list[BlobEntry] = field(default_factory=list)
     format: int = FORMAT
     mac: str = ""
     """HMAC of everything else under a subkey of the KEK (checked once the KEK is known)."""
@@ -61,6 +74,9 @@ class Keystore:
     def epoch(self, epoch_id: str) -> EpochEntry | None:
         return next((e for e in self.epochs if e.id == epoch_id), None)
 
+    def blob(self, name: str) -> BlobEntry | None:
+        return next((b for b in self.blobs if b.name == name), None)
+
     @property
     def open_epoch(self) -> EpochEntry | None:
         return next((e for e in self.epochs if e.state == "open"), None)
@@ -68,6 +84,9 @@ class Keystore:
     def body(self) -> dict[str, Any]:
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
+        data["blobs"] = [asdict(b) for b in self.blobs]
+        if not self.blobs:
+            data.pop("blobs")  # so keystores written before blobs existed keep a valid MAC
         data.pop("mac")
         return data
 
@@ -79,6 +98,7 @@ class Keystore:
             if data.get("format") != FORMAT:
                 raise VaultError(f"{path} has format {data.get('format')!r}, which this Nightcap cannot read; upgrade Nightcap")
             data["epochs"] = [EpochEntry(**e) for e in data["epochs"]]
+            data["blobs"] = [BlobEntry(**b) for b in data.get("blobs", [])]
             return cls(**data)
         except VaultError:
             raise
@@ -114,11 +134,30 @@ def unwrap_key(kek: bytes, wrapped: str, vault_id: str, owner: str, generation: 
     return key
 
 
+def _blob_aad(vault_id: str, name: str, generation: int) -> bytes:
+    return crypto.canonical({"purpose": "blob-key", "vault": vault_id, "blob": name, "generation": generation})
+
+
+def wrap_blob_key(kek: bytes, key: bytes, vault_id: str, name: str, generation: int) -> str:
+    """Seal a blob's data key for one key generation."""
+    return crypto.b64(crypto.seal(kek, key, _blob_aad(vault_id, name, generation)))
+
+
+def unwrap_blob_key(kek: bytes, wrapped: str, vault_id: str, name: str, generation: int) -> bytes:
+    key = crypto.unseal(kek, crypto.unb64(wrapped), _blob_aad(vault_id, name, generation))
+    if key is None:
+        raise VaultError(f"the vault keystore entry for the sealed {name} does not unwrap; restore the keystore from a backup")
+    return key
+
+
 def rewrap_all(ks: Keystore, old_kek: bytes, new_kek: bytes, new_generation: int) -> None:
     """Re-seal every surviving key under the new KEK and generation (in memory)."""
     old_generation = ks.generation
     for entry in ks.epochs:
         key = unwrap_key(old_kek, entry.wrapped, ks.vault_id, entry.id, old_generation)
         entry.wrapped = wrap_key(new_kek, key, ks.vault_id, entry.id, new_generation)
+    for blob in ks.blobs:
+        key = unwrap_blob_key(old_kek, blob.wrapped, ks.vault_id, blob.name, old_generation)
+        blob.wrapped = wrap_blob_key(new_kek, key, ks.vault_id, blob.name, new_generation)
     ledger_key = unwrap_key(old_kek, ks.ledger_key, ks.vault_id, "ledger", old_generation)
     ks.ledger_key = wrap_key(new_kek, ledger_key, ks.vault_id, "ledger", new_generation)

@@ -5,6 +5,7 @@ Layout under ``home/vault/``::
     keystore.json        master-key header, wrapped data keys, staged tombstones (see keystore.py)
     ledger.jsonl         hash-chained tombstones of shredded epochs (see ledger.py)
     epochs/<id>.log      one append-only sealed log per live epoch (see log.py)
+    blobs/<name>.bin     sealed binary state such as the sleep checkpoint (see blobs.py)
     quarantine/          untouched copies of logs that needed repair (see repair.py)
     .lock                held by whichever Nightcap process is using the vault
 
@@ -28,6 +29,7 @@ from assistant.errors import VaultError
 from assistant.fsutil import ensure_dir
 from assistant.home import Home
 from assistant.vault import crypto, log, views
+from assistant.vault.blobs import Blobs
 from assistant.vault.evidence import Evidence
 from assistant.vault.keystore import EpochEntry, Keystore, unwrap_key, wrap_key
 from assistant.vault.lock import VaultLock
@@ -42,11 +44,11 @@ class NoVault(VaultError):
     """No vault has been created in this home yet."""
 
 
-class Vault(Shredding, Evidence):
+class Vault(Shredding, Evidence, Blobs):
     """Open with `Vault.open(home)`; every method is safe to call from several processes.
 
     This file holds opening, catching up with the disk, and the awake side (append, annotate,
-    read); destruction is in shred.py and the audit's view in evidence.py.
+    read); destruction is in shred.py, sealed blobs in blobs.py and the audit's view in evidence.py.
     """
 
     def __init__(self, home: Home, source: MasterSource, kek: bytes, ks: Keystore) -> None:
@@ -176,6 +178,7 @@ class Vault(Shredding, Evidence):
                 orphan = folder != self.dir and path.suffix == ".log" and epoch not in live
                 if path.is_file() and (stale_tmp or orphan):
                     path.unlink(missing_ok=True)
+        self._remove_blob_orphans()
 
     def _epoch_of(self, episode_id: str) -> EpochState:
         for state in self._epochs.values():

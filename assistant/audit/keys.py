@@ -1,0 +1,89 @@
+"""Check 4, key hygiene: where the master key lives, how it is derived, and that it rotates.
+
+`master-key`: a keyring-held key must sit in a real OS keyring (the null, fail and plaintext
+backends are refused, now as when the vault was made). A passphrase-derived key passes with a
+warning: anyone who has the passphrase and recovers an old keystore copy from the disk could
+unwrap the keys of shredded epochs; only a keyring (or secure hardware) makes a shred stick
+against that.
+
+`kdf`: Argon2id with at least 64 MiB and 3 passes (the vault also refuses weaker headers).
+
+`key-generation`: each shred or forget rotates the master key and records the new generation in
+its tombstone; a keystore older than the newest tombstone means an old copy was restored.
+"""
+
+from __future__ import annotations
+
+from assistant.audit.context import AuditContext
+from assistant.audit.result import FAIL, PASS, WARN, Check
+from assistant.vault.masterkey import ENV_KEYRING, MIN_ITERATIONS, MIN_MEMORY_KIB, backend_problem, system_keyring
+
+MASTER = "master-key"
+KDF = "kdf"
+GENERATION = "key-generation"
+
+
+def _refuses_insecure() -> bool:
+    """The refusal itself still works: null and fail backends are rejected."""
+    import keyring.backends.fail
+    import keyring.backends.null
+
+    return all(backend_problem(b) for b in (keyring.backends.null.Keyring(), keyring.backends.fail.Keyring()))
+
+
+def check_master(ctx: AuditContext) -> Check:
+    missing = ctx.vault_missing()
+    if missing:
+        return Check(MASTER, FAIL, missing)
+    if ctx.vault is None:
+        return Check(MASTER, PASS, "no vault yet: no master key exists", {"source": None})
+    info = ctx.vault.master_info()
+    details = {"source": info.get("source"), "backend": info.get("backend"), "refuses_insecure": _refuses_insecure()}
+    if not details["refuses_insecure"]:
+        return Check(MASTER, FAIL, "this Nightcap would accept a null or failing keyring backend; reinstall Nightcap", details)
+    if info.get("source") == "keyring":
+        backend, problem = system_keyring()
+        details["backend_now"] = f"{type(backend).__module__}.{type(backend).__name__}" if backend else None
+        if problem:
+            return Check(MASTER, FAIL, f"the master key is meant to be in the OS keyring but {problem}; "
+                         "unlock or install a secure keyring", details)
+        return Check(MASTER, PASS, f"the master key is random and held by the OS keyring ({details['backend_now']})", details)
+    backend, _ = system_keyring()
+    details["keyring_available"] = backend is not None
+    hint = (f"an OS keyring is available: create the vault with {ENV_KEYRING}=on for shreds that stick"
+            if backend is not None else "no secure OS keyring is available here")
+    return Check(MASTER, WARN, "the master key is unlocked by a passphrase: with the passphrase, an old keystore "
+                 f"copy recovered from the disk would still unwrap shredded keys; {hint}", details)
+
+
+def check_kdf(ctx: AuditContext) -> Check:
+    missing = ctx.vault_missing()
+    if missing:
+        return Check(KDF, FAIL, missing)
+    params = ctx.vault.kdf_params() if ctx.vault is not None else None
+    if params is None:
+        return Check(KDF, PASS, "no passphrase key derivation in use (the master key is random)", {"kdf": None})
+    memory, passes = int(params.get("memory_cost", 0)), int(params.get("iterations", 0))
+    details = {"kdf": params, "min_memory_kib": MIN_MEMORY_KIB, "min_iterations": MIN_ITERATIONS}
+    described = f"{params.get('algorithm')} with {memory // 1024} MiB, t={passes}, {params.get('lanes')} lanes"
+    if params.get("algorithm") != "argon2id" or memory < MIN_MEMORY_KIB or passes < MIN_ITERATIONS:
+        return Check(KDF, FAIL, f"the passphrase is stretched with {described}, below Argon2id 64 MiB t=3; "
+                     "restore the keystore from a backup", details)
+    return Check(KDF, PASS, f"passphrase stretched with {described}", details)
+
+
+def check_generation(ctx: AuditContext) -> Check:
+    missing = ctx.vault_missing()
+    if missing:
+        return Check(GENERATION, FAIL, missing)
+    if ctx.vault is None:
+        return Check(GENERATION, PASS, "no vault yet", {"generation": None})
+    generation = ctx.vault.key_generation
+    rotations = [int(s["key_generation"]) for s in ctx.tombstones if isinstance(s.get("key_generation"), int)]
+    newest = max(rotations, default=1)
+    details = {"generation": generation, "newest_in_ledger": newest if rotations else None, "rotations": len(set(rotations))}
+    if generation < newest:
+        return Check(GENERATION, FAIL, f"the master key is at generation {generation} but the ledger records a rotation "
+                     f"to {newest}: an old keystore copy was restored; restore the newest keystore", details)
+    return Check(GENERATION, PASS, f"master key generation {generation}, at or after the newest rotation the "
+                 f"ledger records ({len(set(rotations))} shred(s) so far)", details)

@@ -1,0 +1,142 @@
+"""Sealed blobs: round trip, replacement, destruction, key rotation, and no plaintext on disk."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from vault_helpers import episode, snapshot
+
+from assistant.home import Home
+from assistant.vault import DamagedBlob, Vault
+from assistant.vault.keystore import Keystore
+
+NAME = "sleep-checkpoint"
+
+
+@pytest.fixture
+def vault() -> Vault:
+    return Vault.open(Home.resolve())
+
+
+def _blob_file(vault: Vault, name: str = NAME) -> Path:
+    return vault.dir / "blobs" / f"{name}.bin"
+
+
+def test_round_trip_and_reopen(vault: Vault) -> None:
+    data = os.urandom(5000) + b"\x00" * 10
+    assert vault.open_blob(NAME) is None
+    vault.seal_blob(NAME, data)
+    assert vault.open_blob(NAME) == data
+    assert vault.blob_names() == [NAME]
+    assert _blob_file(vault).stat().st_mode & 0o777 == 0o600
+    assert Vault.open(vault.home).open_blob(NAME) == data
+    vault.seal_blob("other", b"")
+    assert Vault.open(vault.home).open_blob("other") == b""
+    assert vault.blob_names() == ["other", NAME]
+
+
+def test_replace_drops_the_old_key(vault: Vault) -> None:
+    vault.seal_blob(NAME, b"first state " * 100)
+    old = _blob_file(vault).read_bytes()
+    assert vault.decrypts(old)  # the check below can fail: the old bytes open before the replace
+    vault.seal_blob(NAME, b"second state")
+    assert vault.open_blob(NAME) == b"second state"
+    assert not vault.decrypts(old)
+    assert len(Keystore.load(vault.keystore_path).blobs) == 1
+
+
+def test_drop_makes_old_bytes_undecryptable(vault: Vault) -> None:
+    vault.append(episode("keep me", "ok"))
+    vault.seal_blob(NAME, b"adapter weights")
+    vault.seal_blob("keep", b"another")
+    old = _blob_file(vault).read_bytes()
+    assert vault.decrypts(old)
+    vault.drop_blob(NAME)
+    assert not _blob_file(vault).exists()
+    assert vault.open_blob(NAME) is None and vault.blob_names() == ["keep"]
+    assert not vault.decrypts(old)
+    assert not Vault.open(vault.home).decrypts(old)
+    assert NAME not in vault.keystore_path.read_text()
+    vault.drop_blob(NAME)  # absent: no-op
+    vault.drop_blob("never-sealed")
+    assert vault.open_blob("keep") == b"another"
+
+
+def test_survives_shred_and_forget(vault: Vault) -> None:
+    vault.append(episode("turn", "ok"))
+    epoch = vault.close_epoch()
+    assert epoch
+    forgotten = episode("forget me", "ok")
+    vault.append(forgotten)
+    vault.seal_blob(NAME, b"checkpoint bytes")
+    generation = vault.key_generation
+    vault.shred([epoch], reason="consolidated into gen-0001", generation="gen-0001")
+    vault.forget(forgotten.id)
+    assert vault.key_generation == generation + 2
+    assert vault.open_blob(NAME) == b"checkpoint bytes"
+    assert Vault.open(vault.home).open_blob(NAME) == b"checkpoint bytes"
+
+
+def test_damaged_blob_is_reported_and_droppable(vault: Vault) -> None:
+    vault.seal_blob(NAME, b"x" * 100)
+    path = _blob_file(vault)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DamagedBlob, match="cannot be read"):
+        vault.open_blob(NAME)
+    path.write_bytes(bytes(raw[:-5]))
+    with pytest.raises(DamagedBlob):
+        vault.open_blob(NAME)
+    path.unlink()
+    with pytest.raises(DamagedBlob):
+        vault.open_blob(NAME)
+    vault.drop_blob(NAME)
+    assert vault.open_blob(NAME) is None
+
+
+def test_blob_file_cannot_move_to_another_name(vault: Vault) -> None:
+    vault.seal_blob("a", b"aaaa")
+    vault.seal_blob("b", b"bbbb")
+    _blob_file(vault, "b").write_bytes(_blob_file(vault, "a").read_bytes())
+    with pytest.raises(DamagedBlob):
+        vault.open_blob("b")
+
+
+def test_orphan_blob_file_removed_on_open(vault: Vault) -> None:
+    vault.seal_blob(NAME, b"state")
+    orphan = _blob_file(vault, "orphan")
+    orphan.write_bytes(_blob_file(vault).read_bytes())
+    stale = vault.dir / "blobs" / f".{NAME}.bin.abc.tmp"
+    stale.write_bytes(b"partial")
+    reopened = Vault.open(vault.home)
+    assert not orphan.exists() and not stale.exists()
+    assert reopened.open_blob(NAME) == b"state"
+
+
+def test_bad_names_refused(vault: Vault) -> None:
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 200):
+        with pytest.raises(ValueError):
+            vault.seal_blob(bad, b"")
+
+
+def test_keystore_without_blobs_keeps_its_mac(vault: Vault) -> None:
+    vault.append(episode("hello", "hi"))
+    assert '"blobs"' not in vault.keystore_path.read_text()
+    vault.seal_blob(NAME, b"1")
+    vault.drop_blob(NAME)
+    assert Vault.open(vault.home).pending()
+
+
+def test_plaintext_never_on_disk(vault: Vault) -> None:
+    canary = f"canary-{secrets.token_hex(12)}".encode()
+    vault.seal_blob(NAME, canary * 50)
+    vault.seal_blob(NAME, canary + b" replaced")
+    assert vault.open_blob(NAME) == canary + b" replaced"
+    vault.drop_blob(NAME)
+    files = snapshot(vault.home.root)
+    assert files  # the scan looks at real files
+    assert [p for p, data in files.items() if canary in data] == []
