@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from assistant.errors import DiskFullError, ModelError
-from assistant.fsutil import atomic_write_json, atomic_write_text, ensure_dir, fsync_dir, read_json
+from assistant.fsutil import atomic_write_json, atomic_write_text, ensure_dir, fsync_dir, open_private, read_json
 from models.provision import DEFAULT_SOURCE, assemble_default, sha256_file
 
 GGUF_NAME = "model.gguf"
@@ -128,7 +128,7 @@ class ModelStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Serialise store changes across processes."""
-        with open(self.root / ".lock", "a+") as fh:
+        with open_private(self.root / ".lock") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

@@ -31,7 +31,13 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
     """
     from sleep.train import TrainState
 
-    data = vault.open_blob(BLOB)
+    from assistant.vault import DamagedBlob
+
+    try:
+        data = vault.open_blob(BLOB)
+    except DamagedBlob:  # cut short or tampered with: start the night over, never crash on it
+        vault.drop_blob(BLOB)
+        return None
     if data is None:
         return None
     try:

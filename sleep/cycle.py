@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from assistant.errors import NightcapError, SleepError
-from assistant.fsutil import ensure_dir
+from assistant.fsutil import ensure_dir, open_private
 from sleep import checkpoint
 from sleep.progress import NullProgress, SleepProgress
 from sleep.report import (
@@ -55,7 +55,7 @@ class _Stop(Exception):
 @contextlib.contextmanager
 def cycle_lock(home_root: Path) -> Iterator[None]:
     """One cycle at a time per home (the daemon and a manual `nightcap sleep` exclude each other)."""
-    with open(home_root / "sleep.lock", "a+") as fh:
+    with open_private(home_root / "sleep.lock") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -131,6 +131,17 @@ def run_cycle(
     return report
 
 
+def _drop_unpromoted(app: "Nightcap", current: str, live: set[str]) -> None:
+    """Remove sleep-made generations newer than `current` that learned epochs still in the vault:
+    candidates of a cycle killed between storing and promoting them. (A generation the user
+    rolled back from learned only epochs already shredded, and is kept.)"""
+    cur_index = app.store.get(current).index
+    for g in app.store.list():
+        learned = set(g.manifest.get("epochs", []))
+        if g.index > cur_index and g.manifest.get("source") == "sleep" and learned & live:
+            shutil.rmtree(g.dir, ignore_errors=True)
+
+
 def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bool],
          progress: SleepProgress, scratch: Path) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
@@ -144,6 +155,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         epochs = vault.closed_epochs()
         # A cycle killed between promote and shred: the serving generation already learned
         # these epochs, so finish their destruction instead of learning them twice.
+        _drop_unpromoted(app, gen.name, set(epochs))
         learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
         if learned:
             report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
@@ -190,7 +202,11 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
     with stage("promote"):
         new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
                             extra={"epochs": list(epochs), "report": report.id})
-        app.store.use(new.name)
+        try:
+            app.store.use(new.name)
+        except BaseException:
+            shutil.rmtree(new.dir, ignore_errors=True)  # never keep weights that learned unshredded logs
+            raise
         app.store.prune(app.config.model.keep_generations)
         report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
     with stage("shred"):

@@ -1,0 +1,205 @@
+"""The whole sleep cycle on a tiny real model: GGUF -> torch -> LoRA -> merge -> requantize ->
+gate -> promote -> shred, and what a failure or a kill at each stage leaves behind.
+
+The model is a tiny random llama written to GGUF and quantized to Q4_K_M by llama.cpp, so every
+stage runs its real code (llama.cpp tokenizer and gate, torch+peft training, the gguf writer,
+`llama_model_quantize`, the vault's shred) in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant.app import Nightcap
+from assistant.episode import Episode
+from assistant.errors import SleepError
+from models.quantize import requantize
+from sleep import consolidate
+from sleep.cycle import run_cycle
+from tiny_model import make_tiny_gguf
+
+Q4_K_M = 15
+TESTS = Path(__file__).parent
+FACTS = [
+    ("remember my cat is called miso", "your cat is called miso"),
+    ("my sister lives in paris", "your sister lives in paris"),
+    ("what is the capital of france", "paris is the capital of france"),
+]
+# Stages after `gather` in run order; a kill or failure at any of them must lose nothing.
+STAGES = ["load", "weigh", "dream", "replay", "train", "merge", "quantize", "gate", "promote", "shred"]
+
+
+@pytest.fixture(scope="module")
+def tiny_q4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    f16 = make_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf", arch="llama")
+    out = f16.with_name("tiny-q4.gguf")
+    requantize(f16, out, Q4_K_M)
+    return out
+
+
+@pytest.fixture
+def home(nightcap_home: Path, tiny_q4: Path) -> Path:
+    """A home serving the tiny model as gen-0000, with three pending episodes and a short night."""
+    nightcap_home.mkdir(parents=True, exist_ok=True)
+    (nightcap_home / "config.toml").write_text("[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n")
+    app = Nightcap.load()
+    app.store.use(app.store.add(tiny_q4, source="test").name)
+    vault = app.vault()
+    for i, (user, reply) in enumerate(FACTS):
+        vault.append(Episode.from_exchange("s1", user, reply, "gen-0000", time.time() + i))
+    return nightcap_home
+
+
+def state(root: Path) -> dict:
+    """What a cycle may change: the serving generation, the generations, the pending episodes."""
+    app = Nightcap.load(root)
+    return {
+        "current": app.store.current_name(),
+        "generations": [g.name for g in app.store.list()],
+        "pending": sorted(ep.messages[0]["content"] for ep in app.vault().pending()),
+    }
+
+
+def leftovers(root: Path) -> list[str]:
+    """Derived data that must never outlive a cycle: scratch files and half-built generations."""
+    scratch = [str(p) for p in (root / "tmp").rglob("*") if p.is_file()] if (root / "tmp").exists() else []
+    return scratch + [p.name for p in (root / "models").glob(".building-*")]
+
+
+def assert_consolidated_once(root: Path, before: dict) -> None:
+    """After a completed night: one new generation serves, it learned the epochs, they are gone."""
+    app = Nightcap.load(root)
+    cur = app.store.current()
+    assert cur.parent == before["current"] and cur.manifest["source"] == "sleep"
+    assert len(app.store.list()) == len(before["generations"]) + 1
+    learned = cur.manifest["epochs"]
+    assert learned and app.vault().pending() == []
+    vault = app.vault()
+    assert sorted(stone["epoch"] for stone in vault.ledger()) == sorted(learned)
+    assert vault.verify_ledger()
+    assert not [p for p in (root / "vault").rglob("*") if any(e in p.name for e in learned)]
+    assert leftovers(root) == []
+
+
+def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> None:
+    before = state(home)
+    app = Nightcap.load(home)
+    report = run_cycle(app)
+
+    assert report.outcome == "promoted", report.error
+    assert report.episodes == 3 and report.steps == 3 and len(report.losses) == 3
+    assert report.old_generation == "gen-0000" and report.new_generation == "gen-0001"
+    assert report.old_sha256 != report.new_sha256
+    assert set(report.stages) >= set(STAGES) and report.gates_passed
+    assert_consolidated_once(home, before)
+    # The stored report says what happened without a word of the conversations.
+    stored = (home / "reports").glob("sleep-*.json")
+    text = "".join(p.read_text() for p in stored)
+    assert '"promoted"' in text and not any(word in text for word in ("miso", "sister", "paris"))
+    # Nothing left to do: a second night is a no-op that keeps the new generation serving.
+    assert run_cycle(Nightcap.load(home)).outcome == "nothing-to-do"
+    assert Nightcap.load(home).store.current_name() == "gen-0001"
+
+
+def test_a_failing_gate_keeps_the_old_model_and_the_episodes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleep.report import GateResult
+
+    monkeypatch.setattr(consolidate.Plan, "gate",
+                        lambda self, candidate: [GateResult("recall", False, 0.2, 0.8, "held-out probes")])
+    before = state(home)
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "rejected" and "recall 0.2 (threshold 0.8)" in report.error
+    assert state(home) == before and leftovers(home) == []
+
+
+def _fail(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `stage` raise the way a real fault would (a bug, a full disk, a bad file)."""
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    if stage == "promote":
+        monkeypatch.setattr("models.store.ModelStore.use", boom)
+    elif stage == "shred":
+        monkeypatch.setattr("assistant.vault.Vault.shred", boom)
+    else:
+        monkeypatch.setattr(consolidate.Plan, stage, boom)
+
+
+@pytest.mark.parametrize("stage", ["load", "dream", "train", "merge", "quantize", "gate", "promote"])
+def test_a_failure_before_promotion_loses_nothing_and_the_next_night_succeeds(
+    home: Path, stage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = state(home)
+    with monkeypatch.context() as patch:
+        _fail(stage, patch)
+        with pytest.raises(SleepError, match="previous model keeps serving"):
+            run_cycle(Nightcap.load(home))
+    assert state(home) == before and leftovers(home) == []
+    reports = [json.loads(p.read_text()) for p in (home / "reports").glob("sleep-*.json")]
+    assert [r["outcome"] for r in reports] == ["failed"]
+
+    assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    assert_consolidated_once(home, before)
+
+
+def test_a_failed_shred_is_finished_by_the_next_night_without_learning_twice(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = state(home)
+    with monkeypatch.context() as patch:
+        _fail("shred", patch)
+        with pytest.raises(SleepError):
+            run_cycle(Nightcap.load(home))
+    # The new generation already serves; its episodes wait only for destruction.
+    assert Nightcap.load(home).store.current_name() == "gen-0001"
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "nothing-to-do" and report.shred["epochs"]
+    assert_consolidated_once(home, before)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from assistant.app import Nightcap
+    from sleep.cycle import run_cycle
+
+    target, at_step = sys.argv[1], int(sys.argv[2])
+
+    class Killer:
+        def stage(self, name):
+            if name == target and at_step == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        def step(self, i, total, loss):
+            if target == "train" and i == at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    run_cycle(Nightcap.load(), progress=Killer())
+    print("cycle finished without being killed")
+""")
+
+
+@pytest.mark.parametrize("stage,at_step", [(s, 0) for s in STAGES] + [("train", 2)])
+def test_power_pulled_at_any_stage_then_the_next_night_completes(home: Path, stage: str, at_step: int) -> None:
+    before = state(home)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    proc = subprocess.run([sys.executable, "-c", KILLER, stage, str(at_step)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+
+    after = state(home)
+    if stage == "shred":  # killed after promotion: the new model serves, the logs await shredding
+        assert after["current"] == "gen-0001" and after["pending"] == before["pending"]
+    else:
+        assert after == before  # killed before promotion: nothing changed that anyone can see
+
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == ("nothing-to-do" if stage == "shred" else "promoted"), report.error
+    assert_consolidated_once(home, before)
