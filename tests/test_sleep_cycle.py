@@ -22,12 +22,10 @@ import pytest
 from assistant.app import Nightcap
 from assistant.episode import Episode
 from assistant.errors import SleepError
-from models.quantize import requantize
 from sleep import consolidate
 from sleep.cycle import run_cycle
-from tiny_model import make_tiny_gguf
+from tiny_model import make_tiny_q4
 
-Q4_K_M = 15
 TESTS = Path(__file__).parent
 FACTS = [
     ("remember my cat is called miso", "your cat is called miso"),
@@ -40,10 +38,7 @@ STAGES = ["load", "weigh", "dream", "replay", "train", "merge", "quantize", "gat
 
 @pytest.fixture(scope="module")
 def tiny_q4(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    f16 = make_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf", arch="llama")
-    out = f16.with_name("tiny-q4.gguf")
-    requantize(f16, out, Q4_K_M)
-    return out
+    return make_tiny_q4(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture

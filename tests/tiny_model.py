@@ -120,3 +120,13 @@ def make_tiny_gguf(path: Path, arch: str = "llama", seed: int = 0, f16: bool = F
     model = tiny_model(arch, len(vocab.tokens), seed)
     export_gguf(Path(path), arch, model.config, model.state_dict(), vocab, f16=f16, name=f"tiny-{arch}")
     return Path(path)
+
+
+def make_tiny_q4(directory: Path, arch: str = "llama") -> Path:
+    """A tiny `arch` model quantized by llama.cpp to Q4_K_M, as real generations are served."""
+    from models.quantize import requantize
+
+    f16 = make_tiny_gguf(Path(directory) / f"tiny-{arch}.gguf", arch=arch)
+    out = f16.with_name(f"tiny-{arch}-q4.gguf")
+    requantize(f16, out, 15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    return out
