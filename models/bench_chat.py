@@ -41,16 +41,17 @@ print(out["choices"][0]["message"]["content"])
 """
 
 
-def _timed_stream(pieces: Iterator[Any], text_of: Any) -> tuple[float, float, int]:
-    """(time to first piece, total time, pieces) for a stream."""
+def _timed_stream(pieces: Iterator[Any], text_of: Any) -> tuple[float, float, str]:
+    """(time to first text, total time, text) of a stream."""
     t0 = time.perf_counter()
-    first, n = None, 0
+    first, text = None, []
     for piece in pieces:
-        if text_of(piece):
-            n += 1
+        chunk = text_of(piece)
+        if chunk:
+            text.append(chunk)
             if first is None:
                 first = time.perf_counter() - t0
-    return (first or 0.0), time.perf_counter() - t0, n
+    return (first or 0.0), time.perf_counter() - t0, "".join(text)
 
 
 def _decode_rate(ttft: float, total: float, n: int) -> float:
@@ -58,6 +59,9 @@ def _decode_rate(ttft: float, total: float, n: int) -> float:
 
 
 def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
+    """Decode rate and time to first token of Nightcap's runtime and of raw llama-cpp-python on
+    the same prompts with the same stop strings. Rates count tokens (the reply re-tokenized),
+    not stream pieces: llama-cpp-python merges pieces while it checks for stop strings."""
     import llama_cpp
 
     from models.runtime import LlamaRuntime
@@ -65,8 +69,13 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     chat = ChatConfig(temperature=0.0, max_tokens=max_tokens, repeat_penalty=1.0, seed=0, system_prompt="")
     ours = LlamaRuntime(gguf, "bench", ModelConfig(n_ctx=4096), chat)
     ours.load()
+    stop = list(ours.template.stop)
     raw = llama_cpp.Llama(model_path=str(gguf), n_ctx=4096, verbose=False, chat_format="gemma",
                           n_threads=max(1, os.cpu_count() or 2))
+
+    def tokens(text: str) -> int:
+        return len(raw.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     res: dict[str, list[float]] = {"ours_tps": [], "raw_tps": [], "ours_ttft": [], "raw_ttft": []}
     for r in range(rounds):
         for prompt in PROMPTS:
@@ -75,12 +84,12 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
             order = ("ours", "raw") if r % 2 == 0 else ("raw", "ours")
             for side in order:
                 if side == "ours":
-                    ttft, total, n = _timed_stream(ours.stream_chat(msgs), lambda p: p)
+                    ttft, total, text = _timed_stream(ours.stream_chat(msgs), lambda p: p)
                 else:
                     stream = raw.create_chat_completion(msgs, max_tokens=max_tokens, temperature=0.0,
-                                                        repeat_penalty=1.0, seed=0, stream=True)
-                    ttft, total, n = _timed_stream(stream, lambda c: c["choices"][0]["delta"].get("content"))
-                res[f"{side}_tps"].append(_decode_rate(ttft, total, n))
+                                                        repeat_penalty=1.0, seed=0, stop=stop, stream=True)
+                    ttft, total, text = _timed_stream(stream, lambda c: c["choices"][0]["delta"].get("content"))
+                res[f"{side}_tps"].append(_decode_rate(ttft, total, tokens(text)))
                 res[f"{side}_ttft"].append(ttft)
     ours.close()
     raw.close()
@@ -96,18 +105,18 @@ def _wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times[1:])
 
 
-def bench_startup(runs: int, max_tokens: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="nightcap-bench-") as tmp:
-        env = dict(os.environ, NIGHTCAP_HOME=tmp, NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
-                   NIGHTCAP_KEYRING="off")
-        Path(tmp, "config.toml").write_text(f"[chat]\ntemperature = 0.0\nmax_tokens = {max_tokens}\n")
-        app = Nightcap.load(Path(tmp))
-        gen = app.store.current()
-        script = Path(tmp, "raw.py")
-        script.write_text(RAW_SCRIPT)
-        ours = _wall([sys.executable, "-m", "assistant.cli", "ask", "hi"], env, runs)
-        raw = _wall([sys.executable, str(script), str(gen.gguf), "gemma", str(max_tokens)], env, runs)
-        return {"ask_s": ours, "raw_s": raw, "gguf": str(gen.gguf)}
+def bench_startup(tmp: Path, runs: int, max_tokens: int) -> dict[str, Any]:
+    """Wall time of `nightcap ask "hi"` vs a minimal raw script, in a fresh home under `tmp`."""
+    env = dict(os.environ, NIGHTCAP_HOME=str(tmp), NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
+               NIGHTCAP_KEYRING="off")
+    Path(tmp, "config.toml").write_text(f"[chat]\ntemperature = 0.0\nmax_tokens = {max_tokens}\n")
+    app = Nightcap.load(Path(tmp))
+    gen = app.store.current()
+    script = Path(tmp, "raw.py")
+    script.write_text(RAW_SCRIPT)
+    ours = _wall([sys.executable, "-m", "assistant.cli", "ask", "hi"], env, runs)
+    raw = _wall([sys.executable, str(script), str(gen.gguf), "gemma", str(max_tokens)], env, runs)
+    return {"ask_s": ours, "raw_s": raw, "gguf": str(gen.gguf)}
 
 
 def main(argv: list[str]) -> int:
@@ -117,8 +126,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--max-tokens", type=int, default=64)
     args = p.parse_args(argv)
 
-    startup = bench_startup(args.runs, 16)
-    decode = bench_decode(Path(startup["gguf"]), args.max_tokens, args.rounds)
+    with tempfile.TemporaryDirectory(prefix="nightcap-bench-") as tmp:
+        startup = bench_startup(Path(tmp), args.runs, 16)
+        decode = bench_decode(Path(startup["gguf"]), args.max_tokens, args.rounds)
     tps_ratio = decode["ours_tps"] / decode["raw_tps"] if decode["raw_tps"] else 0.0
     start_ratio = startup["ask_s"] / startup["raw_s"]
     rows = [
