@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tui.reports import as_time
+
 
 class SerialVault:
     """Wraps a vault so that every method call holds one lock."""
@@ -59,19 +61,6 @@ def _first(obj: Any, *names: str) -> Any:
     return None
 
 
-def _timestamp(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        from datetime import datetime
-
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 def _ago(ts: float, now: float) -> str:
     minutes = max(0, int(now - ts) // 60)
     if minutes < 1:
@@ -91,7 +80,7 @@ def session_row(summary: Any) -> SessionRow:
         id=str(_first(summary, "id", "session", "session_id")),
         title=title,
         turns=int(_first(summary, "turns", "turn_count", "n_turns", "count") or 0),
-        last=_timestamp(_first(summary, "last", "last_time", "ended", "last_seen")),
+        last=as_time(_first(summary, "last", "last_time", "ended", "last_seen")),
     )
 
 

@@ -18,17 +18,24 @@ from assistant.home import Home
 STATE_FILE = "tui.json"
 
 
+def as_time(value: Any) -> float | None:
+    """A Unix time from a number or an ISO 8601 string; None for anything else."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
 def report_time(report: dict[str, Any]) -> float | None:
     """When the report's cycle finished (or started), as a Unix time."""
     for key in ("finished", "started"):
-        value = report.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return datetime.fromisoformat(value).timestamp()
-            except ValueError:
-                continue
+        found = as_time(report.get(key))
+        if found is not None:
+            return found
     return None
 
 
