@@ -89,6 +89,64 @@ class SleepConfig:
     precision: str = "auto"
     """Training matmul precision: auto (bf16 where the hardware does it natively, else fp32),
     fp32 or bf16. Weights, adapter and optimizer state stay fp32 either way."""
+    augment: bool = True
+    """Deterministic augmentations of each stated fact: second-person restatements as answers to
+    templated questions about its topic, and cloze questions for "X is Y" clauses."""
+    dreams: bool = True
+    """Model-written dreams: the pre-sleep model paraphrases each fact and writes question/answer
+    pairs about it; only those that pass verification against the episode are trained on."""
+    dream_weight: float = 1.0
+    """Weight of each augmentation or dream relative to its episode's importance."""
+    replay: bool = True
+    """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
+    replay_samples: int = 24
+    """Self-generated replay samples per night (more for nights with many episodes, up to 64)."""
+    replay_tokens: int = 40
+    """Length of each self-generated replay sample, in tokens."""
+    replay_corpus: str = ""
+    """Optional plain-text file of foundational passages (blank-line separated) to replay too."""
+    replay_chat: bool = False
+    """Also replay chat-formatted questions. Off by default: a base model's chat replies are
+    often poor (the default one echoes its system prompt), and holding them in place fights
+    the night's learning; general knowledge is held by the plain-text samples."""
+    kl_weight: float = 4.0
+    """Weight of the replay KL term."""
+    kl_per_step: int = 6
+    """Replay samples in the KL term of each step."""
+    min_epochs: float = 3.0
+    """With augmentations or dreams on, train at least this many passes over the night's
+    examples: steps become max(steps, min_epochs x examples / batch_size), at most `max_steps`."""
+    max_steps: int = 120
+    """Upper bound on the steps `min_epochs` may ask for (bounds the night's duration)."""
+    ewc: bool = True
+    """EWC: penalise changing weights the old knowledge relies on (diagonal Fisher, cached per
+    model generation under the home's cache/ directory)."""
+    ewc_weight: float = 1.0
+    """Weight of the EWC penalty (the Fisher is normalised to mean 1 over the adapted layers)."""
+    surprise: bool = True
+    """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
+    correction_boost: float = 1.5
+    """Extra importance of corrections, so that they override what the model said before."""
+    file_type: str = "Q8_0"
+    """Quantization of the slept model: a llama.cpp type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, F16) or
+    "source" for the serving generation's. Q4_K_M rounds away much of what one night learns
+    (measured on the default model), so the default is Q8_0: about 15% larger than Q4_K_M."""
+    gates: str = "full"
+    """Checks before promotion: "full" (health, recall, retention, perplexity, drift) or "health"
+    (loads, finite logits, answers). Each quality gate also turns off with its threshold below."""
+    gate_min_recall: float = 0.5
+    """Fraction of held-out recall probes whose answer must become more likely; 0 turns it off."""
+    gate_min_retention: float = 0.95
+    """Candidate's general multiple-choice accuracy as a fraction of the pre-sleep model's;
+    0 turns it off."""
+    gate_max_perplexity_rise: float = 0.05
+    """Largest relative perplexity rise on held-out general text (0.05 = 5%); 0 turns it off."""
+    gate_max_drift: float = 0.5
+    """Largest mean KL (nats) from the pre-sleep next-token distributions; 0 turns it off."""
+    weight_master: bool = True
+    """Merge each night into a sealed F16 copy of the touched weights and quantize from it, so
+    quantization error does not compound night after night (costs ~2 bytes per adapted weight
+    in the vault: about 200 MB for the default model)."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ imports (torch, transformers, peft) happen here, only when a night has work to d
 from __future__ import annotations
 
 import gc
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -36,6 +37,10 @@ class Plan:
         self.model: Any = None
         self.examples: list[Any] = []
         self.extra_losses: list[Any] = []
+        self.weights: dict[str, float] = {}
+        self.heldout: list[Any] = []
+        self._writer: Any = None
+        self.master: Any = None
 
     # 3 load ----------------------------------------------------------------------------------
     def load(self) -> None:
@@ -48,22 +53,109 @@ class Plan:
         self.loaded = load_torch_model(self.gen.gguf)
         self.model = self.loaded.model
 
+    def writer(self) -> Any:
+        """The pre-sleep model in llama.cpp, for dreams and replay samples (opened on first use)."""
+        if self._writer is None:
+            from models.runtime import load_llama
+
+            self._writer = load_llama(self.gen.gguf, n_ctx=1024, seed=self.cfg.seed)
+        return self._writer
+
+    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None) -> str:
+        out = self.writer().create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1,
+                                              stop=stop or [])
+        return str(out["choices"][0]["text"])
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     # 2 weigh ---------------------------------------------------------------------------------
     def weigh(self) -> None:
-        """Importance comes from the flags set at log time (remember, correction, feedback)."""
-        self.weights = {ep.id: ep.importance for ep in self.episodes}
+        """Importance from the flags set at log time (remember, correction, feedback), scaled by
+        surprise under the pre-sleep model when `sleep.surprise` is on."""
+        from sleep.surprise import user_nll, weigh
+
+        nll = user_nll(self.model, self.episodes, self.tokenizer) if self.cfg.surprise else {}
+        self.importance = weigh(self.episodes, nll, self.cfg.correction_boost)
+        self.weights = self.importance.weights
 
     # 4 dream ---------------------------------------------------------------------------------
     def dream(self) -> None:
-        from sleep.dataset import build_examples
+        """Examples of the night: each episode as logged, except that a stated fact (not a
+        question) is learned through its augmentations and verified dreams instead of the
+        reply the model happened to give; held-out probes are kept for the recall gate."""
+        import dataclasses
 
-        self.examples = build_examples(self.episodes, self.template, self.tokenizer,
-                                       self.system_prompt, self.cfg.max_seq_len)
-        self.report.examples["episode"] = len(self.examples)
+        from sleep.dataset import KIND_DREAM, KIND_EPISODE, build_examples, example_from_messages
+        from sleep.dreams import dream
+        from sleep.probes import Probe
+
+        writer = (lambda prompt: self.complete(prompt, 96, ["\n\n", "Statement:"])) if self.cfg.dreams else None
+        dreams = dream(self.episodes, writer, augmentations=self.cfg.augment)
+        self.heldout: list[Probe] = []
+        counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0}
+        examples = []
+        for ep in self.episodes:
+            weight = self.weights.get(ep.id, ep.importance)
+            mine = dreams.dreams.get(ep.id, [])
+            trained = [d for d in mine if not d.heldout]
+            self.heldout += [Probe(d.question, d.answer) for d in mine if d.heldout]
+            if not trained or _is_question(ep.user_text) or ep.correction is not None:
+                for ex in build_examples([dataclasses.replace(ep, importance=weight)], self.template, self.tokenizer,
+                                         self.system_prompt, self.cfg.max_seq_len):
+                    examples.append(ex)
+                    counts[KIND_EPISODE] += 1
+            for d in trained:
+                messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
+                    {"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
+                ex = example_from_messages(messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
+                                           weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id)
+                if ex is not None:
+                    examples.append(ex)
+                    counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
+        self.examples = examples
+        # Settled here, before the cycle fingerprints the night for its checkpoint.
+        self.args.steps = steps_for(self.cfg, len(self.examples), self.args.batch_size)
+        self.report.examples.update(counts)
+        self.report.examples.update({"heldout_probes": len(self.heldout), "dreams_written": dreams.written,
+                                     "dreams_accepted": dreams.accepted})
+        for reason, n in dreams.rejected.items():
+            self.report.examples[f"dreams_rejected_{reason}"] = n
 
     # replay ----------------------------------------------------------------------------------
     def replay(self) -> None:
-        pass
+        """Foundational replay (KL to the frozen model on self-written samples) and EWC."""
+        from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
+
+        try:
+            if not (self.cfg.replay or self.cfg.ewc):
+                return
+            n = sample_count(len(self.episodes), self.cfg.replay_samples)
+            render = lambda q: self.template.render(  # noqa: E731 - a one-line adapter
+                ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+                + [{"role": "user", "content": q}], add_generation_prompt=True)
+            pairs = replay_texts(lambda p, k: self.complete(p, k), render if self.cfg.replay_chat else None, n,
+                                 self.cfg.replay_tokens, self.cfg.replay_corpus)
+            samples = replay_examples(pairs, self.tokenizer, self.cfg.max_seq_len)
+            self.report.examples["replay"] = len(samples)
+            if self.cfg.replay and samples:
+                self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step))
+            if self.cfg.ewc and samples:
+                self.extra_losses.append(self._ewc(samples))
+        finally:
+            self.close_writer()
+
+    def _ewc(self, samples: list[Any]) -> Any:
+        from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
+
+        sha = self.gen.manifest.get("sha256") or self.gen.name
+        fisher = load_sealed(self.app.vault(), sha)
+        if fisher is None:
+            fisher = estimate_fisher(self.model, samples, self.args.lora_targets)
+            seal(self.app.vault(), sha, fisher)
+        return EWCPenalty(fisher, self.cfg.ewc_weight)
 
     def fingerprint(self) -> str:
         from sleep.train import fingerprint
@@ -96,9 +188,20 @@ class Plan:
     # 6 merge ---------------------------------------------------------------------------------
     def merge(self, result: "TrainResult", dst: Path) -> Path:
         from models.writeback import write_merged_gguf
-        from sleep.merge import merged_weights
 
-        write_merged_gguf(self.gen.gguf, merged_weights(result.model), dst)
+        if self.cfg.weight_master:
+            # Into the sealed F16 master, so quantization error never compounds (sleep.weights);
+            # it is kept only if the candidate is promoted (`sleep.cycle`).
+            from sleep.weights import load_master, merge_night
+
+            self.master = merge_night(load_master(self.app.vault(), self.gen.manifest.get("sha256")), result.model)
+            replacements = self.master.replacements()
+        else:
+            from sleep.merge import merged_weights
+
+            replacements = merged_weights(result.model)
+        write_merged_gguf(self.gen.gguf, replacements, dst)
+        del replacements
         # The fp32 copy is no longer needed: free it before llama.cpp loads the candidate.
         self.model = self.loaded = result.model = None
         gc.collect()
@@ -108,12 +211,50 @@ class Plan:
     def quantize(self, merged: Path, dst: Path) -> Path:
         from models.quantize import requantize
 
-        requantize(merged, dst, self.gen.manifest.get("file_type"))
+        requantize(merged, dst, file_type(self.cfg.file_type, self.gen.manifest.get("file_type")))
         merged.unlink(missing_ok=True)
         return dst
 
     # 8 gate ----------------------------------------------------------------------------------
     def gate(self, candidate: Path) -> list[GateResult]:
-        from sleep.gate import health_gate
+        from sleep.gate import health_gate, quality_gates
 
-        return health_gate(candidate, self.system_prompt)
+        if self.cfg.gates not in ("full", "health"):
+            from assistant.errors import ConfigError
+
+            raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {self.cfg.gates!r}; fix config.toml")
+        results = health_gate(candidate, self.system_prompt)
+        if self.cfg.gates == "health" or not all(r.passed for r in results):
+            return results
+        return results + quality_gates(candidate, self.gen.gguf, self.gen.manifest.get("sha256") or self.gen.name,
+                                       self.heldout, self.cfg, self.system_prompt, self.app.home.root / "cache")
+
+
+def steps_for(cfg: Any, n_examples: int, batch_size: int) -> int:
+    """`cfg.steps`, raised to `cfg.min_epochs` passes over the examples (capped at
+    `cfg.max_steps`) when augmentations or dreams multiply a night's examples."""
+    if not (cfg.augment or cfg.dreams):
+        return int(cfg.steps)
+    wanted = math.ceil(cfg.min_epochs * n_examples / max(1, batch_size))
+    return max(cfg.steps, min(cfg.max_steps, wanted))
+
+
+def file_type(name: str, source: int | None) -> int | None:
+    """The llama.cpp file type to quantize the candidate to: `source` keeps the serving one."""
+    if name.lower() == "source":
+        return source
+    import llama_cpp  # deferred: the native library loads only when a night quantizes
+
+    value = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{name.upper()}", None)
+    if value is None:
+        from assistant.errors import ConfigError
+
+        raise ConfigError(f"sleep.file_type '{name}' is not a llama.cpp quantization type; use e.g. Q8_0 or source")
+    return int(value)
+
+
+def _is_question(text: str) -> bool:
+    """A question asks for the reply; a statement tells a fact (learned through its dreams)."""
+    t = text.strip().lower()
+    return t.endswith("?") or t.split(" ", 1)[0] in {"what", "how", "why", "who", "where", "when", "which", "can",
+                                                        "could", "should", "would", "is", "are", "do", "does"}

@@ -1,0 +1,307 @@
+"""Dreaming: variations of each episode to train on, verified against it, kept in memory only.
+
+A user who says "my sister Priya lives in Lisbon" will later ask "where does my sister live?".
+Training on the logged exchange alone teaches the reply the model happened to give (a base
+model often gives none worth keeping), and only for that wording. So each episode's statement
+(the user's words, cleaned of "remember that", "no, that's not right:" and the like) becomes:
+
+- deterministic augmentations: the fact restated in the second person as the answer to several
+  templated questions about its topic ("What do you know about my sister?"), a cloze question
+  for every "X is Y" clause, and an acknowledgement of the statement itself;
+- model-written dreams: the pre-sleep model, prompted with a few worked examples, writes a
+  paraphrase and question/answer pairs. A small model writes many bad ones, so each is verified
+  against the statement: an answer must be words of the statement, a paraphrase must keep every
+  key term (names, numbers, the answer words) and add none, a question must be about the
+  statement's topic and must not give its own answer away. Rejected dreams are only counted.
+
+One templated question per episode is held out of training: the recall gate asks it.
+Nothing here touches disk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from assistant.episode import Episode
+
+DreamWriter = Callable[[str], str]
+"""Completes a prompt with the pre-sleep model (greedy, short): llama.cpp in the cycle, a fake in tests."""
+
+KIND_AUGMENT = "augment"
+KIND_DREAM = "dream"
+
+_LEAD = re.compile(
+    r"^\s*(?:(?:no|nope|wrong|actually|incorrect)\b[,.!:]?\s*|that'?s (?:not right|wrong|incorrect)[,.!:]?\s*"
+    r"|by the way[,]?\s*|btw[,]?\s*|(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget)"
+    r"(?:\s+that)?[,:]?\s*|please\s+|just so you know[,]?\s*|fyi[,:]?\s*)+",
+    re.I,
+)
+_TRAIL = re.compile(r"[,;]?\s*(?:don'?t forget|please remember|remember that|ok\??|okay\??)[.!]*\s*$", re.I)
+
+# First person -> second person, longest first so "I'm" wins over "I".
+_PERSON = [
+    (r"\bI'm\b", "you're"), (r"\bI am\b", "you are"), (r"\bI've\b", "you've"), (r"\bI'll\b", "you'll"),
+    (r"\bI'd\b", "you'd"), (r"\bI was\b", "you were"), (r"\bmyself\b", "yourself"), (r"\bmine\b", "yours"),
+    (r"\bmy\b", "your"), (r"\bme\b", "you"), (r"\bI\b", "you"), (r"\bourselves\b", "yourselves"),
+    (r"\bours\b", "yours"), (r"\bour\b", "your"), (r"\bwe're\b", "you're"), (r"\bwe\b", "you"), (r"\bus\b", "you"),
+]
+_STOP = set("""a an the and or but of in on at to for from with by as is are was were be been am do does did
+has have had it its it's he she they them his her their this that these those there here who which what when
+where how not no yes very really especially also just so about into over under than then too i i'm me my you
+your we our us lives live takes take works work runs run keeps keep loves love likes like teaches plays play
+called named bought waters every each""".split())
+TOPIC_QUESTIONS = ["What do you know about {t}?", "Tell me about {t}.", "Remind me about {t}.",
+                   "What have I told you about {t}?"]
+HELDOUT_QUESTION = "What did I tell you about {t}?"
+"""Never trained on: the recall gate asks it after sleep."""
+
+
+@dataclass
+class Dream:
+    """One question/answer to train on (or to probe with, when `heldout`)."""
+
+    question: str
+    answer: str
+    kind: str = KIND_AUGMENT
+    heldout: bool = False
+
+
+@dataclass
+class DreamSet:
+    """The night's dreams and what verification made of the model-written ones."""
+
+    dreams: dict[str, list[Dream]] = field(default_factory=dict)
+    """Episode id -> its dreams (held-out probes included)."""
+    written: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Why model-written dreams were turned down, by reason."""
+
+
+def statement(text: str) -> str:
+    """The fact in a user's message, without the request wrapped around it."""
+    s = _TRAIL.sub("", _LEAD.sub("", text.strip())).strip()
+    return s[:1].upper() + s[1:] if s else s
+
+
+def second_person(text: str) -> str:
+    """The user's words as Nightcap would say them back ("my dog" -> "your dog")."""
+    out = text
+    for pattern, repl in _PERSON:
+        # Capitalised only where it starts the text: "I" is upper case everywhere.
+        out = re.sub(pattern, lambda m, r=repl: r.capitalize() if m.start() == 0 else r, out, flags=re.I)
+    for wrong, right in (("you is", "you are"), ("you was", "you were"), ("you has", "you have")):
+        out = re.sub(rf"\b{wrong}\b", right, out, flags=re.I)
+    return out[:1].upper() + out[1:]
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[\w'’:.-]+", text.lower().replace("’", "'"))
+
+
+def content_words(text: str) -> set[str]:
+    return {w.strip(".:'") for w in words(text) if w.strip(".:'") not in _STOP and len(w.strip(".:'")) > 2}
+
+
+def key_terms(text: str) -> set[str]:
+    """Names and numbers: capitalised words past the first, and anything with a digit."""
+    toks = re.findall(r"[\w'’:-]+", text)
+    keys = {t.lower() for t in toks if any(c.isdigit() for c in t)}
+    keys |= {t.lower().rstrip("'s") for i, t in enumerate(toks) if i > 0 and t[:1].isupper() and t.lower() not in _STOP}
+    return keys
+
+
+def topics(text: str) -> list[str]:
+    """Noun phrases the statement is about, in the user's voice ("my sister Priya")."""
+    found: list[str] = []
+    for m in re.finditer(r"\b(my|our|the)\s+([\w'-]+(?:\s+[\w'-]+){0,2})", text, re.I):
+        det, rest = m.group(1).lower(), []
+        for w in m.group(2).split():
+            if w.lower() in _STOP:
+                break
+            rest.append(w)
+        if rest and (det != "the" or not found):
+            found.append(f"{det} {' '.join(rest)}")
+    return found[:2] or ["me"]
+
+
+def _clauses(text: str) -> list[tuple[str, str]]:
+    """(subject, predicate) of "X is Y" clauses, for cloze questions."""
+    out = []
+    for part in re.split(r",\s*(?:and\s+)?(?=(?:he|she|it|they|I|my|our|the|policy)\b)|\s+and\s+(?=(?:he|she|it|they|I|my|our)\b)",
+                         text.rstrip(".!")):
+        m = re.match(r"^(.*?\b(?:my|our|the)\b[^,]*?)\s+(is|are)\s+(.+)$", part.strip(), re.I)
+        if m and len(m.group(3).split()) <= 6:
+            out.append((m.group(1).strip(), m.group(2) + " " + m.group(3).strip()))
+    return out
+
+
+def augment(source: str) -> list[Dream]:
+    """Deterministic variations of a statement (the user's words); the last one is held out."""
+    fact = statement(source)
+    if not fact:
+        return []
+    told = _sentence(second_person(fact))
+    out = [Dream(source, f"Noted: {told[:1].lower() + told[1:]}")]
+    subjects = topics(fact)
+    for i, topic in enumerate(subjects):
+        for q in TOPIC_QUESTIONS[i % 2 :: 1 + i]:
+            out.append(Dream(q.format(t=topic), told))
+    for subject, predicate in _clauses(fact):
+        verb, _, value = predicate.partition(" ")
+        q = f"What {verb} {subject[:1].lower() + subject[1:]}?"
+        out.append(Dream(q, _sentence(f"{value[:1].upper() + value[1:]}. {told}") if value else told))
+    spans = answer_spans(told)
+    # A statement about "your X" / "the X" opens with its subject, which questions name anyway.
+    for span in spans[1:] if told.lower().startswith(("your ", "the ")) else spans:
+        blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
+        out.append(Dream(f"Fill in the blank from what I told you: {blank}", _sentence(f"{span}. {told}")))
+    out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
+    return out
+
+
+def answer_spans(text: str) -> list[str]:
+    """Runs of content words ("blue drawer", "14:30", "Orca room"): what a question may ask for.
+    The first run is usually the subject, which the question itself names."""
+    spans, run = [], []
+    for tok in re.findall(r"[\w'’:.-]+", text):
+        core = tok.strip(".,:")
+        if core and core.lower() not in _STOP and core.lower() not in {"you're", "your", "yours"} and len(core) > 1:
+            run.append(core)
+        else:
+            if run:
+                spans.append(" ".join(run))
+            run = []
+    if run:
+        spans.append(" ".join(run))
+    return [s for s in spans if not s.endswith("'s")]
+
+
+QA_PROMPT = """Statement: My cat Tom is black and sleeps on the sofa.
+Rephrased: Tom, my cat, is black and likes to sleep on the sofa.
+Question: What is my cat's name?
+Answer: Tom
+Question: Where does my cat sleep?
+Answer: on the sofa
+
+Statement: I work as an architect in Oslo.
+Rephrased: I am an architect and my work is in Oslo.
+Question: What is my job?
+Answer: architect
+Question: Which city do I work in?
+Answer: Oslo
+
+Statement: The book club meets on Fridays at 19:00 at Ana's flat.
+Rephrased: Every Friday at 19:00 the book club meets at Ana's flat.
+Question: When does the book club meet?
+Answer: Fridays at 19:00
+
+Statement: {statement}
+Rephrased:"""
+
+
+def parse_dream_text(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """(paraphrase, [(question, answer), ...]) from the model's continuation of QA_PROMPT."""
+    lines = [ln.strip() for ln in text.split("\n")]
+    paraphrase = lines[0] if lines else ""
+    pairs, question = [], None
+    for ln in lines[1:]:
+        if ln.startswith("Statement:") or (not ln and pairs):
+            break
+        if ln.startswith("Question:"):
+            question = ln[len("Question:"):].strip()
+        elif ln.startswith("Answer:") and question:
+            pairs.append((question, ln[len("Answer:"):].strip()))
+            question = None
+    return paraphrase, pairs
+
+
+_ANSWER_LEAD = re.compile(r"^(?:in|on|at|the|a|an|by|to)\s+", re.I)
+
+
+def verify_answer(fact: str, question: str, answer: str) -> str | None:
+    """Why a model-written question/answer about `fact` is rejected, or None when it holds."""
+    core = answer.strip().rstrip(".!")
+    while _ANSWER_LEAD.match(core):
+        core = _ANSWER_LEAD.sub("", core, count=1)
+    if not core or len(core) > 60:
+        return "empty-or-long"
+    if not question.endswith("?"):
+        return "not-a-question"
+    if not re.search(r"(?<!\w)" + re.escape(core.lower()) + r"(?!\w)", fact.lower()):
+        return "answer-not-in-statement"
+    if core.lower() in question.lower():
+        return "question-gives-answer"
+    if not (content_words(question) & content_words(fact)):
+        return "off-topic"
+    return None
+
+
+def verify_paraphrase(fact: str, paraphrase: str) -> str | None:
+    """Why a model-written paraphrase of `fact` is rejected, or None when it holds."""
+    if not paraphrase or paraphrase.rstrip(".") == fact.rstrip("."):
+        return "empty-or-copy"
+    have, need = key_terms(paraphrase), key_terms(fact)
+    if not need <= have and not all(k in paraphrase.lower() for k in need):
+        return "lost-key-term"
+    if have - need - {w.lower() for w in words(fact)}:
+        return "new-key-term"
+    if not content_words(fact) <= content_words(paraphrase) | _soft(fact):
+        return "lost-content"
+    return None
+
+
+def _soft(fact: str) -> set[str]:
+    # Words a faithful paraphrase may drop: at most a third of the content words, the
+    # commonest first, so a paraphrase keeps the substance and may change the wording.
+    ws = sorted(content_words(fact), key=len)
+    return set(ws[: len(ws) // 3])
+
+
+def write_dreams(writer: DreamWriter, source: str, dreams: DreamSet) -> list[Dream]:
+    """Model-written dreams of one statement that pass verification; counts go to `dreams`."""
+    fact = statement(source)
+    if not fact:
+        return []
+    paraphrase, pairs = parse_dream_text(writer(QA_PROMPT.format(statement=fact)))
+    out: list[Dream] = []
+    candidates: list[tuple[str, str | None]] = [(paraphrase, verify_paraphrase(fact, paraphrase))]
+    seen: set[str] = set()
+    for q, a in pairs:
+        reason = verify_answer(fact, q, a) if q.lower() not in seen else "duplicate"
+        seen.add(q.lower())
+        candidates.append((f"{q}\n{a}", reason))
+    topic = topics(fact)[0]
+    for text, reason in candidates:
+        dreams.written += 1
+        if reason is not None:
+            dreams.rejected[reason] = dreams.rejected.get(reason, 0) + 1
+            continue
+        dreams.accepted += 1
+        if "\n" in text:
+            q, a = text.split("\n", 1)
+            out.append(Dream(q, _sentence(f"{a[:1].upper() + a[1:]}. {second_person(fact)}"), KIND_DREAM))
+        else:
+            out.append(Dream(TOPIC_QUESTIONS[0].format(t=topic), _sentence(second_person(text)), KIND_DREAM))
+    return out
+
+
+def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations: bool = True) -> DreamSet:
+    """Dreams for every episode: augmentations (when on) and verified model-written ones (when
+    a writer is given). The held-out probe is made either way, for the recall gate."""
+    out = DreamSet()
+    for ep in episodes:
+        source = ep.user_text
+        made = augment(source)
+        mine = made if augmentations else [d for d in made if d.heldout]
+        if writer is not None:
+            mine += write_dreams(writer, source, out)
+        out.dreams[ep.id] = mine
+    return out

@@ -1,0 +1,171 @@
+"""Foundational replay: the model rehearses what it already knows while it learns the day.
+
+Before training, the pre-sleep model writes short continuations of built-in seed prompts (plain
+text and chat questions on general topics; no user data, no outside corpus needed), optionally
+joined by passages of a user-supplied foundational corpus. During training `KLReplay` adds, at
+every step, the KL divergence from the frozen model (peft's disabled adapter) to the adapted
+one on a few of those samples, at the continuation positions only. Keeping the distribution,
+not just the sampled token, is what holds general knowledge in place.
+
+The 262,144-word output head makes full logits costly, so `HeadKL` computes the KL and its
+gradient chunk by chunk in the forward pass, the way `sleep.head_ce` does for cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from sleep.dataset import IGNORE, KIND_REPLAY, Example, TokenizerLike, collate
+from sleep.head_ce import fusable, matmul_dtype
+from sleep.loss import LOGIT_BUDGET, LMParts, labelled_hidden, lm_parts
+
+SEED_PROMPTS = [
+    "The history of the Roman Empire", "Photosynthesis is the process by which", "The French Revolution began",
+    "Water boils at", "The human heart has", "Mount Kilimanjaro is located in", "The theory of relativity",
+    "A healthy breakfast usually includes", "The Pacific Ocean is", "Shakespeare wrote many plays, including",
+    "The capital of Japan is", "Electric cars work by", "Honey bees live in", "The Great Wall of China",
+    "In mathematics, a prime number is", "The speed of light is", "Penguins are birds that",
+    "The Mona Lisa was painted by", "To bake bread, you need", "The Nile is the longest river",
+    "DNA stands for", "The Moon orbits", "Football is played by two teams", "Volcanoes erupt when",
+    "The piano is a musical instrument", "Antarctica is the coldest", "A triangle has three",
+    "The Industrial Revolution started in", "Coffee is made from", "The largest planet in the solar system is",
+    "Dolphins are mammals that", "Paris is famous for",
+]
+CHAT_PROMPTS = [
+    "What is the capital of Italy?", "How many days are in a week?", "Who wrote Pride and Prejudice?",
+    "What do plants need to grow?", "Give me a tip for sleeping better.", "What is the boiling point of water?",
+    "Name a large animal that lives in Africa.", "What language is spoken in Mexico?",
+    "How do I make a cup of tea?", "What is two plus three?", "Which planet is known as the red planet?",
+    "What is the opposite of dark?",
+]
+
+Generate = Callable[[str, int], str]
+"""Greedy-ish completion of a prompt by the pre-sleep model (llama.cpp in the cycle)."""
+
+
+def replay_texts(generate: Generate, render_chat: Callable[[str], str] | None, n: int, max_tokens: int,
+                 corpus: str = "") -> list[tuple[str, str]]:
+    """(prompt, continuation) pairs: `n` self-generated samples, then corpus passages. Chat
+    questions (rendered by `render_chat`) are mixed in only when it is given."""
+    order = list(SEED_PROMPTS)
+    if render_chat is not None:
+        # Interleave plain and chat prompts so a small `n` still gets both kinds.
+        chats = [render_chat(q) for q in CHAT_PROMPTS]
+        order = [x for pair in zip(SEED_PROMPTS, chats) for x in pair] + SEED_PROMPTS[len(chats):]
+    out = []
+    for prompt in order[:n]:
+        text = generate(prompt, max_tokens)
+        if text.strip():
+            out.append((prompt, text))
+    for passage in corpus_passages(corpus):
+        out.append(("", passage))
+    return out
+
+
+def corpus_passages(path: str, max_chars: int = 600, limit: int = 64) -> list[str]:
+    """Paragraphs of a user-supplied foundational text file ("" for none)."""
+    if not path:
+        return []
+    text = Path(path).expanduser().read_text(encoding="utf-8", errors="replace")
+    paras = [p.strip() for p in text.split("\n\n") if len(p.strip()) > 40]
+    return [p[:max_chars] for p in paras[:limit]]
+
+
+def replay_examples(pairs: Sequence[tuple[str, str]], tokenizer: TokenizerLike, max_len: int) -> list[Example]:
+    """Examples whose labels are the continuation tokens (the prompt is context only)."""
+    out = []
+    for prompt, text in pairs:
+        head = tokenizer.encode(prompt, add_bos=True, special=True) if prompt else tokenizer.encode("", add_bos=True)
+        tail = tokenizer.encode(text, add_bos=False, special=True)
+        ids = (head + tail)[:max_len]
+        labels = ([IGNORE] * len(head) + tail)[:max_len]
+        if any(t != IGNORE for t in labels[1:]):
+            out.append(Example(ids, labels, 1.0, KIND_REPLAY, "replay"))
+    return out
+
+
+class HeadKL(torch.autograd.Function):
+    """Per-row KL(frozen || adapted) of the softcapped head's distributions, gradient fused.
+
+    d KL / d z_adapted = softmax(z_adapted) - softmax(z_frozen); computed chunk by chunk in the
+    forward pass so at most `chunk x vocab` logits exist at once and none are kept."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, frozen: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
+                softcap: float | None, chunk: int) -> torch.Tensor:
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        grad = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if hidden.requires_grad else None
+        with torch.autocast(hidden.device.type, enabled=False), torch.no_grad():
+            for i in range(0, n, chunk):
+                za = (hidden[i : i + chunk].to(weight.dtype) @ weight.T).float()
+                zf = (frozen[i : i + chunk].to(weight.dtype) @ weight.T).float()
+                if softcap:
+                    za.div_(softcap).tanh_()
+                    capped = za.clone()
+                    za.mul_(softcap)
+                    zf.div_(softcap).tanh_().mul_(softcap)
+                la, lf = torch.log_softmax(za, dim=1), torch.log_softmax(zf, dim=1)
+                pf = lf.exp()
+                out[i : i + chunk] = (pf * (lf - la)).sum(dim=1)
+                if grad is None:
+                    continue
+                g = la.exp_().sub_(pf)
+                if softcap:
+                    g.mul_(capped.square_().neg_().add_(1.0))
+                grad[i : i + chunk] = (g.to(weight.dtype) @ weight).float()
+        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
+        ctx.hidden_dtype = hidden.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
+
+
+def kl_to_frozen(model: Any, parts: LMParts, examples: Sequence[Example]) -> torch.Tensor:
+    """Mean per-token KL(frozen || adapted) over the labelled positions of `examples`."""
+    batch = collate(examples).to(next(model.parameters()).device)
+    with torch.no_grad(), model.disable_adapter():
+        frozen, _, _ = labelled_hidden(parts, batch)
+    hidden, _, _ = labelled_hidden(parts, batch)
+    if not fusable(parts.head):
+        raise TypeError("KL replay needs a frozen bias-free linear output head")
+    weight = parts.head_weight(matmul_dtype(hidden.device))
+    chunk = max(1, LOGIT_BUDGET // weight.shape[0])
+    return HeadKL.apply(hidden, frozen.detach(), weight, parts.softcap, chunk).mean()
+
+
+class KLReplay:
+    """`LossTerm`: weight x KL to the frozen model on `per_step` replay samples per step.
+
+    The samples of step s are a pure function of s (round robin), so a resumed run equals an
+    uninterrupted one."""
+
+    name = "kl"
+
+    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4) -> None:
+        if not examples:
+            raise ValueError("KLReplay needs at least one replay example")
+        self.examples, self.weight, self.per_step = list(examples), float(weight), max(1, per_step)
+        self._parts: LMParts | None = None
+
+    def pick(self, step: int) -> list[Example]:
+        n = len(self.examples)
+        start = (step * self.per_step) % n
+        return [self.examples[(start + i) % n] for i in range(min(self.per_step, n))]
+
+    def __call__(self, model: Any, step: int) -> torch.Tensor:
+        if self._parts is None:
+            self._parts = lm_parts(model)
+        return self.weight * kl_to_frozen(model, self._parts, self.pick(step))
+
+
+def sample_count(n_episodes: int, base: int, cap: int = 64) -> int:
+    """More replay for bigger nights: `base` samples, growing with the square root of episodes."""
+    return min(cap, max(base, int(base * math.sqrt(max(1, n_episodes) / 8))))

@@ -1,0 +1,200 @@
+"""Consolidation components on tiny random models: replay KL, EWC, importance."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tiny_lm import ByteTokenizer, tiny_model
+
+from assistant.episode import Episode
+from sleep.dataset import collate
+from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
+from sleep.loss import labelled_hidden, lm_parts
+from sleep.replay import HeadKL, KLReplay, kl_to_frozen, replay_examples
+from sleep.surprise import user_nll, weigh
+from sleep.train import TrainArgs, attach_lora, train_lora
+
+PAIRS = [("The capital of France is", " Paris, a city on the Seine."), ("Water boils at", " 100 degrees Celsius."),
+         ("", "Bread needs flour, water, salt and yeast."), ("A triangle has", " three sides and three corners.")]
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _args(**kw: Any) -> TrainArgs:
+    base = dict(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=4, batch_size=2,
+                seed=1)
+    base.update(kw)
+    return TrainArgs(**base)  # type: ignore[arg-type]
+
+
+def _samples() -> list[Any]:
+    return replay_examples(PAIRS, ByteTokenizer(), 96)
+
+
+def _perturb(peft_model: Any, scale: float = 0.05) -> None:
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, scale)
+
+
+def test_replay_samples_label_only_the_continuation() -> None:
+    tok = ByteTokenizer()
+    ex = replay_examples([("Hi", " there")], tok, 64)[0]
+    assert ex.input_ids == tok.encode("Hi", add_bos=True) + tok.encode(" there", add_bos=False)
+    assert ex.n_labels == len(" there") and ex.kind == "replay"
+
+
+@pytest.mark.parametrize("arch,softcap", [("llama", None), ("gemma3", 5.0)])
+def test_kl_is_zero_at_initialisation_and_positive_once_the_adapter_moves(arch: str, softcap: float | None) -> None:
+    peft_model = attach_lora(tiny_model(arch, softcap=softcap, window=256), _args())
+    parts = lm_parts(peft_model)
+    assert float(kl_to_frozen(peft_model, parts, _samples())) == pytest.approx(0.0, abs=1e-6)
+    _perturb(peft_model)
+    assert float(kl_to_frozen(peft_model, parts, _samples())) > 1e-4
+
+
+def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
+    peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    _perturb(peft_model)
+    parts = lm_parts(peft_model)
+    batch = collate(_samples())
+    with torch.no_grad(), peft_model.disable_adapter():
+        frozen, _, _ = labelled_hidden(parts, batch)
+    hidden, _, _ = labelled_hidden(parts, batch)
+    h1 = hidden.detach().clone().requires_grad_(True)
+    h2 = hidden.detach().clone().requires_grad_(True)
+    fused = HeadKL.apply(h1, frozen, parts.head.weight, parts.softcap, 7).mean()
+
+    def capped(h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(parts.head(h) / 5.0) * 5.0
+
+    ref = F.kl_div(F.log_softmax(capped(h2), -1), F.log_softmax(capped(frozen), -1), log_target=True,
+                   reduction="none").sum(-1).mean()
+    fused.backward()
+    ref.backward()
+    assert float(fused) == pytest.approx(float(ref), rel=1e-4)
+    assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one() -> None:
+    from sleep.dataset import example_from_messages
+    from models.templates import template_for
+
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    facts = [example_from_messages([{"role": "user", "content": q}, {"role": "assistant", "content": a}], template, tok,
+                                   max_seq_len=96) for q, a in [("Cat?", "Miso."), ("Sister?", "Ada in Lisbon.")]]
+    samples = _samples()
+    drift = {}
+    for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)])]:
+        result = train_lora(tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2), extra_losses=extra)
+        drift[name] = float(kl_to_frozen(result.model, lm_parts(result.model), samples))
+    assert drift["kl"] < drift["plain"]
+
+
+def test_kl_replay_picks_samples_by_step() -> None:
+    term = KLReplay(_samples(), per_step=3)
+    assert [e.input_ids for e in term.pick(5)] == [e.input_ids for e in KLReplay(_samples(), per_step=3).pick(5)]
+    assert len(term.pick(0)) == 3 and term.pick(0) != term.pick(1)
+
+
+def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: Path) -> None:
+    model = tiny_model("llama")
+    fisher = estimate_fisher(model, _samples(), TARGETS)
+    assert len(fisher) == 2 * 7 and all(torch.isfinite(g).all() and (g >= 0).all() for g, _ in fisher.values())
+    peft_model = attach_lora(model, _args())
+    assert float(lora_penalty(peft_model, fisher)) == 0.0  # LoRA B starts at zero: no change yet
+    _perturb(peft_model)
+    base = float(lora_penalty(peft_model, fisher))
+    doubled = {k: (2 * g, a) for k, (g, a) in fisher.items()}
+    assert base > 0 and float(lora_penalty(peft_model, doubled)) == pytest.approx(2 * base, rel=1e-5)
+    assert float(EWCPenalty(fisher, 3.0)(peft_model, 0)) == pytest.approx(3 * base, rel=1e-5)
+
+    # The r x r shortcut equals the elementwise sum over the merged update.
+    total = 0.0
+    for name, mod in peft_model.named_modules():
+        if hasattr(mod, "lora_A") and "default" in mod.lora_A:
+            g, a = fisher[name.removeprefix("base_model.model.")]
+            delta = mod.scaling["default"] * mod.lora_B["default"].weight @ mod.lora_A["default"].weight
+            total += float((g[:, None] * a[None, :] * delta.square()).sum())
+    assert base == pytest.approx(total, rel=1e-4)
+
+    path = tmp_path / "ewc.pt"
+    save_cached(path, fisher)
+    again = load_cached(path)
+    assert again is not None and torch.equal(again["model.layers.0.self_attn.q_proj"][0],
+                                             fisher["model.layers.0.self_attn.q_proj"][0])
+    path.write_bytes(b"damaged")
+    assert load_cached(path) is None
+
+
+def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large() -> None:
+    from models.templates import template_for
+    from sleep.dataset import example_from_messages
+
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    facts = [example_from_messages([{"role": "user", "content": "Cat?"}, {"role": "assistant", "content": "Miso."}],
+                                   template, tok, max_seq_len=64)]
+    fisher = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
+    sizes = {}
+    for name, extra in [("plain", []), ("ewc", [EWCPenalty(fisher, 50.0)])]:
+        result = train_lora(tiny_model("llama"), facts, _args(steps=6), extra_losses=extra)
+        sizes[name] = float(lora_penalty(result.model, fisher))
+    assert sizes["ewc"] < sizes["plain"]
+
+
+def test_surprise_reweights_within_bounds_and_boosts_corrections() -> None:
+    eps = [Episode.from_exchange("s", text, "ok", "gen-0000", 0.0)
+           for text in ["My cat is Miso.", "Remember that the code is 5512.", "No, that's not right: it is teal."]]
+    model = tiny_model("llama")
+    nll = user_nll(model, eps, ByteTokenizer())
+    assert set(nll) == {e.id for e in eps} and all(v > 0 for v in nll.values())
+    imp = weigh(eps, nll, correction_boost=1.5)
+    for ep in eps:
+        ratio = imp.weights[ep.id] / ep.importance
+        if "correction" in ep.flags:
+            ratio /= 1.5
+        assert 0.5 - 1e-6 <= ratio <= 2.0 + 1e-6
+    flat = weigh(eps, {}, correction_boost=2.0).weights
+    assert flat[eps[0].id] == 1.0 and flat[eps[2].id] == pytest.approx(eps[2].importance * 2.0)
+    many = weigh(eps, {eps[0].id: 9.0, eps[1].id: 1.0, eps[2].id: 1.0}, correction_boost=1.0).weights
+    assert many[eps[0].id] > many[eps[1].id]
+
+
+def test_replay_texts_are_self_generated_from_seed_prompts_and_corpus(tmp_path: Path) -> None:
+    from sleep.replay import CHAT_PROMPTS, SEED_PROMPTS, replay_texts
+
+    asked: list[str] = []
+
+    def generate(prompt: str, n: int) -> str:
+        asked.append(prompt)
+        return "" if prompt == SEED_PROMPTS[1] else f" continues ({n})"
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("A paragraph about rivers that is long enough to keep.\n\nshort\n", encoding="utf-8")
+    plain = replay_texts(generate, None, 4, 7, str(corpus))
+    assert asked == SEED_PROMPTS[:4]
+    assert [p for p, _ in plain] == [SEED_PROMPTS[0], SEED_PROMPTS[2], SEED_PROMPTS[3], ""]  # empty ones dropped
+    assert plain[0][1] == " continues (7)" and plain[-1][1].startswith("A paragraph")
+    asked.clear()
+    replay_texts(generate, lambda q: f"<chat>{q}", 4, 7)
+    assert asked == [SEED_PROMPTS[0], f"<chat>{CHAT_PROMPTS[0]}", SEED_PROMPTS[1], f"<chat>{CHAT_PROMPTS[1]}"]
+
+
+def test_night_steps_grow_with_examples_within_bounds() -> None:
+    from assistant.config import SleepConfig
+    from sleep.consolidate import file_type, steps_for
+
+    cfg = SleepConfig(steps=40, min_epochs=3.0, max_steps=120)
+    assert steps_for(cfg, 16, 8) == 40 and steps_for(cfg, 160, 8) == 60 and steps_for(cfg, 1000, 8) == 120
+    assert steps_for(dataclasses.replace(cfg, augment=False, dreams=False), 1000, 8) == 40
+    assert file_type("source", 15) == 15 and file_type("Q8_0", 15) == 7
+    from assistant.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sleep.file_type"):
+        file_type("Q9_X", 15)

@@ -1,0 +1,40 @@
+"""End to end on the embedded default model: a two-fact night keeps general knowledge within the gate."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TEACH = ["My sister Priya lives in Lisbon and teaches chemistry.", "The garage door code is 5512."]
+
+
+def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provisioned_home: Path) -> None:
+    from assistant.app import Nightcap
+    from sleep.cycle import run_cycle
+
+    app = Nightcap.load()
+    # A short night (the real cycle, fewer steps and samples) so the test stays within minutes.
+    app.config.sleep = dataclasses.replace(app.config.sleep, steps=12, dreams=False, replay_samples=8,
+                                            replay_tokens=24, max_steps=12)
+    runtime = app.runtime()
+    try:
+        for message in TEACH:
+            app.session(runtime).turn(message)
+    finally:
+        runtime.close()
+
+    report = run_cycle(app)
+
+    assert report.outcome == "promoted", report.error
+    assert report.examples["augment"] > 2 * len(TEACH) and report.examples["replay"] >= 8
+    assert set(report.loss_terms) == {"kl", "ewc"}
+    gates = report.gates
+    assert {"recall", "retention", "perplexity", "drift"} <= set(gates)
+    assert gates["retention"]["passed"] and gates["retention"]["value"] >= app.config.sleep.gate_min_retention
+    assert gates["perplexity"]["value"] <= app.config.sleep.gate_max_perplexity_rise
+    assert gates["recall"]["value"] >= app.config.sleep.gate_min_recall
+    assert app.store.current().name == report.new_generation

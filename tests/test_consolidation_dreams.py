@@ -1,0 +1,83 @@
+"""Dreams: augmentations of a stated fact and verification of what the model writes about it."""
+
+from __future__ import annotations
+
+from assistant.episode import Episode
+from sleep.dreams import (
+    KIND_DREAM,
+    DreamSet,
+    augment,
+    dream,
+    parse_dream_text,
+    second_person,
+    statement,
+    topics,
+    verify_answer,
+    verify_paraphrase,
+    write_dreams,
+)
+
+FACT = "My sister Priya lives in Lisbon and teaches chemistry."
+
+
+def test_statement_strips_the_request_around_the_fact() -> None:
+    assert statement("Please remember that I keep my passport in the blue drawer.") == \
+        "I keep my passport in the blue drawer."
+    assert statement("No, that's not right: my favourite colour is teal, not blue.") == \
+        "My favourite colour is teal, not blue."
+    assert statement("By the way, my dog's name is Biscuit.") == "My dog's name is Biscuit."
+
+
+def test_second_person_turns_the_users_words_around() -> None:
+    assert second_person("I keep my passport in my desk.") == "You keep your passport in your desk."
+    assert second_person("I'm vegetarian and I was born in Halifax.") == "You're vegetarian and you were born in Halifax."
+    assert second_person("Our deploy tool is Kestrel.") == "Your deploy tool is Kestrel."
+
+
+def test_augmentations_restate_the_fact_and_hold_one_question_out() -> None:
+    out = augment("Remember that the garage door code is 5512.")
+    assert topics("The garage door code is 5512.") == ["the garage door code"]
+    trained = [d for d in out if not d.heldout]
+    held = [d for d in out if d.heldout]
+    assert len(held) == 1 and "garage door code" in held[0].question
+    assert all("5512" in d.answer for d in out)
+    assert any(d.question == "What is the garage door code?" and d.answer.startswith("5512.") for d in trained)
+    assert held[0].question not in {d.question for d in trained}
+
+
+def test_verification_rejects_a_dream_that_changes_the_answer() -> None:
+    assert verify_answer(FACT, "Where does my sister live?", "Lisbon") is None
+    assert verify_answer(FACT, "Where does my sister live?", "in Lisbon") is None
+    assert verify_answer(FACT, "Where does my sister live?", "Madrid") == "answer-not-in-statement"
+    assert verify_answer(FACT, "What is my sister's job?", "teacher") == "answer-not-in-statement"
+    assert verify_answer(FACT, "Does Priya live in Lisbon?", "Lisbon") == "question-gives-answer"
+    assert verify_answer(FACT, "What is the weather like?", "chemistry") == "off-topic"
+    assert verify_paraphrase(FACT, "Priya, my sister, lives in Lisbon where she teaches chemistry.") is None
+    assert verify_paraphrase(FACT, "My sister Priya lives in Madrid and teaches chemistry.") is not None
+    assert verify_paraphrase(FACT, "My sister Priya lives in Lisbon and teaches chemistry with Tom.") == "new-key-term"
+    assert verify_paraphrase(FACT, FACT) == "empty-or-copy"
+
+
+def test_model_written_dreams_are_parsed_verified_and_counted() -> None:
+    written = ("Priya, my sister, lives in Lisbon and teaches chemistry.\n"
+               "Question: Where does my sister live?\nAnswer: Lisbon\n"
+               "Question: What does Priya teach?\nAnswer: physics\n"
+               "Question: Where does my sister live?\nAnswer: Lisbon\n\nStatement: junk")
+    paraphrase, pairs = parse_dream_text(written)
+    assert paraphrase.startswith("Priya, my sister") and len(pairs) == 3
+    counts = DreamSet()
+    prompts: list[str] = []
+    out = write_dreams(lambda p: prompts.append(p) or written, FACT, counts)
+    assert prompts and prompts[0].rstrip().endswith(f"Statement: {FACT}\nRephrased:")
+    assert counts.written == 4 and counts.accepted == 2
+    assert counts.rejected == {"answer-not-in-statement": 1, "duplicate": 1}
+    assert all(d.kind == KIND_DREAM for d in out)
+    assert any(d.question == "Where does my sister live?" and d.answer.startswith("Lisbon.") for d in out)
+    assert all("physics" not in d.answer for d in out)
+
+
+def test_dream_makes_held_out_probes_even_without_augmentations() -> None:
+    eps = [Episode.from_exchange("s", FACT, "You are Nightcap.", "gen-0000", 0.0)]
+    on = dream(eps, None, augmentations=True).dreams[eps[0].id]
+    off = dream(eps, None, augmentations=False).dreams[eps[0].id]
+    assert len(on) > 2 and [d.heldout for d in off] == [True]

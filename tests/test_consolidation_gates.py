@@ -1,0 +1,81 @@
+"""Quality gates and probes on a tiny GGUF in llama.cpp: scoring, thresholds, margins, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from tiny_model import make_tiny_gguf
+
+from assistant.config import SleepConfig
+from sleep import probes as P
+from sleep.gate import quality_gates
+from sleep.report import SleepReport
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("gates")
+    return make_tiny_gguf(root / "before.gguf", seed=0), make_tiny_gguf(root / "after.gguf", seed=1)
+
+
+def test_shipped_eval_files_load_in_the_probe_format() -> None:
+    facts = P.load_jsonl(P.eval_path("facts.jsonl"))
+    general = P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))
+    assert len(facts) == 20 and all(f["teach"] and f["probes"] for f in facts)
+    assert len(general) == 30 and all(g.distractors and not g.chat for g in general)
+    assert P.eval_path("heldout.txt").read_text(encoding="utf-8").count("\n\n") >= 2
+
+
+def test_bad_probe_file_is_a_usage_error(tmp_path: Path) -> None:
+    from assistant.errors import UsageError
+
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(UsageError, match="JSONL"):
+        P.load_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_option_scores_from_the_cached_prompt_equal_scoring_each_option_alone(tiny_pair: tuple[Path, Path]) -> None:
+    from models.scoring import Scorer
+
+    scorer = Scorer(tiny_pair[0], n_ctx=256)
+    try:
+        for prompt, options in [("The capital of France is", ["Paris", "Rome", "Lyon x"]),
+                                (scorer.chat_prompt("Where?", "Be brief."), ["here", "over there"])]:
+            fast = P.option_logprobs(scorer, prompt, options)
+            slow = [scorer.mean_logprob(prompt, ("" if prompt.endswith("\n") else " ") + o) for o in options]
+            assert fast == pytest.approx(slow, abs=1e-3)
+    finally:
+        scorer.close()
+
+
+def test_identical_candidate_passes_and_strict_thresholds_fail_with_their_margin(
+        tiny_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    before, _ = tiny_pair
+    heldout = [P.Probe("What did I tell you about my cat?", "Your cat is Miso.")]
+    cfg = SleepConfig(gate_min_recall=0.0)
+    results = {r.name: r for r in quality_gates(before, before, "sha-before", heldout, cfg, "", tmp_path)}
+    assert set(results) == {"retention", "perplexity", "drift"}  # recall off at threshold 0
+    assert all(r.passed for r in results.values())
+    assert results["retention"].value == 1.0 and results["drift"].value == pytest.approx(0.0, abs=1e-4)
+    cache = tmp_path / "gate-sha-before.json"
+    assert json.loads(cache.read_text())["perplexity"] > 1.0
+
+    # An unchanged model cannot recall better: the recall gate fails and the report says by how much.
+    strict = dataclasses.replace(cfg, gate_min_recall=0.5, gate_min_retention=1.5)
+    report = SleepReport()
+    for r in quality_gates(before, before, "sha-before", heldout, strict, "", tmp_path):
+        report.add_gate(r)
+    assert not report.gates_passed
+    failed = report.failed_gates()
+    assert any(f.startswith("recall 0 (threshold 0.5)") for f in failed)
+    assert any(f.startswith("retention 1 (threshold 1.5)") for f in failed)
+
+
+def test_a_different_model_drifts(tiny_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    before, after = tiny_pair
+    cfg = SleepConfig(gate_min_recall=0.0, gate_min_retention=0.0, gate_max_perplexity_rise=0.0, gate_max_drift=1e-6)
+    (drift,) = quality_gates(after, before, "sha-x", [], cfg, "", tmp_path)
+    assert drift.name == "drift" and not drift.passed and drift.value > 1e-3
