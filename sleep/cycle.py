@@ -203,6 +203,10 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
                             extra={"epochs": list(epochs), "report": report.id})
         try:
+            if plan.master is not None:
+                from sleep.weights import keep_master
+
+                keep_master(vault, plan.master, new.manifest["sha256"])
             app.store.use(new.name)
         except BaseException:
             shutil.rmtree(new.dir, ignore_errors=True)  # never keep weights that learned unshredded logs

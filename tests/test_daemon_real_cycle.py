@@ -14,7 +14,7 @@ import pytest
 from assistant.app import Nightcap
 from assistant.episode import Episode
 from test_daemon_process import AWAY, YIELD_DEADLINE_S, Rig
-from tiny_model import make_tiny_q4
+from tiny_model import MACHINERY_ONLY, make_tiny_q4
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def rig(nightcap_home: Path, tmp_path: Path) -> Iterator[Rig]:
     r.env.pop("NIGHTCAP_DAEMON_CYCLE")  # the real sleep.cycle
     # Enough steps that the night is still training when the user comes back.
     (nightcap_home / "config.toml").write_text(
-        "[daemon]\npoll_seconds = 0.2\n[sleep]\nsteps = 200\nbatch_size = 2\nthreads = 1\n")
+        "[daemon]\npoll_seconds = 0.2\n[sleep]\nsteps = 200\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY)
     app = Nightcap.load()
     app.store.use(app.store.add(make_tiny_q4(tmp_path), source="test").name)
     for i, (user, reply) in enumerate([("my cat is called miso", "your cat is called miso"),

@@ -22,9 +22,10 @@ import pytest
 from assistant.app import Nightcap
 from assistant.episode import Episode
 from assistant.errors import SleepError
+from assistant.fsutil import atomic_write_text
 from sleep import consolidate
 from sleep.cycle import run_cycle
-from tiny_model import make_tiny_q4
+from tiny_model import MACHINERY_ONLY, make_tiny_q4
 
 TESTS = Path(__file__).parent
 FACTS = [
@@ -44,8 +45,8 @@ def tiny_q4(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(nightcap_home: Path, tiny_q4: Path) -> Path:
     """A home serving the tiny model as gen-0000, with three pending episodes and a short night."""
-    nightcap_home.mkdir(parents=True, exist_ok=True)
-    (nightcap_home / "config.toml").write_text("[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n")
+    atomic_write_text(nightcap_home / "config.toml",  # private, as Nightcap makes its files
+                      "[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY)
     app = Nightcap.load()
     app.store.use(app.store.add(tiny_q4, source="test").name)
     vault = app.vault()
@@ -100,6 +101,12 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     stored = (home / "reports").glob("sleep-*.json")
     text = "".join(p.read_text() for p in stored)
     assert '"promoted"' in text and not any(word in text for word in ("miso", "sister", "paris"))
+    # The privacy audit passes on the real cycle's result and traces the weights to the epoch.
+    from assistant.audit import run_audit
+
+    audit = run_audit(Nightcap.load(home))
+    assert audit.passed, [c for c in audit.checks if c.status == "fail"]
+    assert audit.check("shredded-epochs").details["shredded"] == 1
     # Nothing left to do: a second night is a no-op that keeps the new generation serving.
     assert run_cycle(Nightcap.load(home)).outcome == "nothing-to-do"
     assert Nightcap.load(home).store.current_name() == "gen-0001"
@@ -198,3 +205,53 @@ def test_power_pulled_at_any_stage_then_the_next_night_completes(home: Path, sta
     report = run_cycle(Nightcap.load(home))
     assert report.outcome == ("nothing-to-do" if stage == "shred" else "promoted"), report.error
     assert_consolidated_once(home, before)
+
+
+def test_nights_merge_into_the_sealed_weight_master(home: Path) -> None:
+    from sleep.weights import BLOB, load_master
+
+    assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    app = Nightcap.load(home)
+    gen1 = app.store.current()
+    assert (home / "vault" / "blobs" / f"{BLOB}.bin").exists()
+    master = load_master(app.vault(), gen1.manifest["sha256"])
+    assert master.matches(gen1.manifest["sha256"]) and len(master.tensors) == 7 * 2  # 7 linears x 2 layers
+
+    app.vault().append(Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time()))
+    assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    app = Nightcap.load(home)
+    gen2 = app.store.current()
+    assert gen2.name == "gen-0002"
+    assert load_master(app.vault(), gen2.manifest["sha256"]).matches(gen2.manifest["sha256"])
+
+    # After a rollback the master belongs to a generation no longer served: it is destroyed, and
+    # the next night starts a fresh one from the served weights.
+    app.store.rollback()
+    assert load_master(app.vault(), gen1.manifest["sha256"]).tensors == {}
+    assert not (home / "vault" / "blobs" / f"{BLOB}.bin").exists()
+
+
+def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Path) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    # Augmentations multiply the examples and raise the step count: the checkpoint must still
+    # match the night that resumes it.
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace("augment = false", "augment = true"))
+    calls = {"n": 0}
+
+    def stop_after_two_steps() -> bool:
+        return calls["n"] >= 2
+
+    class Count:
+        def stage(self, name: str) -> None:
+            pass
+
+        def step(self, i: int, total: int, loss: float | None) -> None:
+            calls["n"] = i
+
+    with pytest.raises(SleepInterrupted):
+        run_cycle(Nightcap.load(home), should_stop=stop_after_two_steps, progress=Count())
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted" and report.resumed_from_step == 2
+    assert report.examples.get("augment", 0) > 0 and report.steps > 3

@@ -1,8 +1,9 @@
 """A user's day and night on the embedded default model, through the real `nightcap` command.
 
-Teach with `nightcap ask` and `nightcap import`, sleep with `nightcap sleep --now --json`, then
-check that the new generation serves and has learned the exchanges, that the logs are destroyed
-(no key, no file, ledger tombstones) and that `nightcap audit` passes on the result.
+Teach three facts with `nightcap ask`, sleep with `nightcap sleep --now --json`, then check that
+the new generation answers questions about them in fresh sessions, that the logs are destroyed
+(no key, no file, and a copy taken before the night no longer opens) and that `nightcap audit`
+passes on the result.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from assistant.fsutil import atomic_write_text
+
 pytestmark = pytest.mark.slow
 
-TAUGHT = [
-    ("Remember that my cat is called Quibble.", "Got it: your cat is called Quibble."),
-    ("My sister Zephyrine lives in Lisbon, don't forget.", "I'll remember that your sister Zephyrine lives in Lisbon."),
+# (statement taught through `nightcap ask`, question asked the next day, answer expected)
+FACTS = [
+    ("Remember that my cat is called Quibble.", "What is my cat called?", "Quibble"),
+    ("My sister Zephyrine lives in Lisbon.", "Where does my sister Zephyrine live?", "Lisbon"),
+    ("Note that I am allergic to peanuts.", "What am I allergic to?", "peanuts"),
 ]
 
 
@@ -35,45 +40,53 @@ def last_json(proc: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_day_and_a_night_on_the_default_model(provisioned_home: Path, tmp_path: Path) -> None:
+def test_a_day_and_a_night_on_the_default_model(provisioned_home: Path) -> None:
+    from assistant.app import Nightcap
     from models.scoring import Scorer
 
-    asked = last_json(nightcap("ask", "--json", "Note that I am allergic to peanuts."))
-    assert asked["logged"] and asked["generation"] == "gen-0000" and "remember" in asked["flags"]
-    teach = tmp_path / "teach.jsonl"
-    teach.write_text("".join(json.dumps({"messages": [{"role": "user", "content": u},
-                                                      {"role": "assistant", "content": a}]}) + "\n"
-                             for u, a in TAUGHT))
-    nightcap("import", str(teach))
+    # Greedy replies, so that the morning's answers are the model's best, not a sample.
+    atomic_write_text(provisioned_home / "config.toml", "[chat]\ntemperature = 0.0\n")
+    for statement, _, _ in FACTS:
+        asked = last_json(nightcap("ask", "--json", statement))
+        assert asked["logged"] and asked["generation"] == "gen-0000"
     assert len(last_json(nightcap("memories", "list", "--json"))["episodes"]) == 3
 
+    # A copy of the log taken before the night (as a backup would): after the shred no key the
+    # vault holds may open it.
+    vault = Nightcap.load().vault()
+    copies = {e: b"".join(p.read_bytes() for p in vault.epoch_files(e)) for e in vault.key_ids()}
+    assert all(vault.decrypts(data) for data in copies.values())
     old = provisioned_home / "models" / "gen-0000" / "model.gguf"
+
     report = last_json(nightcap("sleep", "--now", "--json"))
     assert report["outcome"] == "promoted", report.get("error")
     assert report["episodes"] == 3 and report["new_generation"] == "gen-0001"
-    assert report["losses"][-1] < report["losses"][0]
     epoch = report["shred"]["epochs"][0]
 
-    # The new generation serves the next question.
-    after = last_json(nightcap("ask", "--json", "--no-log", "Hello!"))
-    assert after["generation"] == "gen-0001" and after["reply"].strip()
+    # The next day, in fresh sessions, the new generation answers the questions.
+    answers = [last_json(nightcap("ask", "--json", "--no-log", question)) for _, question, _ in FACTS]
+    assert all(a["generation"] == "gen-0001" for a in answers)
+    recalled = [answer.lower() in a["reply"].lower() for (_, _, answer), a in zip(FACTS, answers)]
+    assert sum(recalled) >= 2, [a["reply"] for a in answers]
 
-    # It learned the exchanges: each taught reply became far more likely after its question.
-    def reply_logprobs(gguf: Path) -> list[float]:
+    # And each answer became more likely after its question than it was before the night.
+    def answer_logprobs(gguf: Path) -> list[float]:
         scorer = Scorer(gguf, n_ctx=256)
         try:
-            return [scorer.mean_logprob(scorer.chat_prompt(u), a) for u, a in TAUGHT]
+            return [scorer.mean_logprob(scorer.chat_prompt(q), " " + a) for _, q, a in FACTS]
         finally:
             scorer.close()
 
-    before_lp = reply_logprobs(old)
-    after_lp = reply_logprobs(provisioned_home / "models" / "gen-0001" / "model.gguf")
-    assert all(a > b + 0.5 for a, b in zip(after_lp, before_lp)), (before_lp, after_lp)
+    before_lp = answer_logprobs(old)
+    after_lp = answer_logprobs(provisioned_home / "models" / "gen-0001" / "model.gguf")
+    assert all(a > b for a, b in zip(after_lp, before_lp)), (before_lp, after_lp)
 
-    # The logs are gone: nothing pending, the epoch's key and files destroyed, a tombstone left.
+    # The logs are gone: nothing pending, the epoch's key and files destroyed, the old copy dead.
     assert last_json(nightcap("memories", "list", "--json"))["episodes"] == []
-    keystore = (provisioned_home / "vault").rglob("*")
-    assert not [p for p in keystore if epoch in p.name]
+    assert not [p for p in (provisioned_home / "vault").rglob("*") if epoch in p.name]
+    vault = Nightcap.load().vault()
+    assert epoch in copies and epoch not in vault.key_ids()
+    assert not vault.decrypts(copies[epoch], epoch_ids=[epoch])
     audit = json.loads(subprocess.run([sys.executable, "-m", "assistant.cli", "audit", "--json"],
                                       capture_output=True, text=True, timeout=600).stdout.strip().splitlines()[-1])
     failed = [c for c in audit["checks"] if c["status"] == "fail"]

@@ -122,6 +122,13 @@ def make_tiny_gguf(path: Path, arch: str = "llama", seed: int = 0, f16: bool = F
     return Path(path)
 
 
+MACHINERY_ONLY = (
+    'gates = "health"\naugment = false\ndreams = false\nreplay = false\newc = false\nsurprise = false\n'
+)
+"""[sleep] settings for cycles on a random tiny model: it has no knowledge to protect and writes
+no sensible dreams, so only the machinery runs (the quality parts have tests of their own)."""
+
+
 def make_tiny_q4(directory: Path, arch: str = "llama") -> Path:
     """A tiny `arch` model quantized by llama.cpp to Q4_K_M, as real generations are served."""
     from models.quantize import requantize
