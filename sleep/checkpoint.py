@@ -31,13 +31,7 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
     """
     from sleep.train import TrainState
 
-    from assistant.vault import DamagedBlob
-
-    try:
-        data = vault.open_blob(BLOB)
-    except DamagedBlob:  # cut short or tampered with: start the night over, never crash on it
-        vault.drop_blob(BLOB)
-        return None
+    data = vault.open_blob_or_discard(BLOB)  # cut short or tampered with: the night starts over
     if data is None:
         return None
     try:

@@ -108,14 +108,7 @@ BLOB_PREFIX = "ewc-"
 
 def load_sealed(vault: Any, sha256: str) -> Fisher | None:
     """The Fisher sealed for the generation with `sha256`, or None."""
-    from assistant.vault import DamagedBlob
-
-    name = BLOB_PREFIX + sha256[:32]
-    try:
-        data = vault.open_blob(name)
-    except DamagedBlob:
-        vault.drop_blob(name)
-        return None
+    data = vault.open_blob_or_discard(BLOB_PREFIX + sha256[:32])
     return None if data is None else from_bytes(data)
 
 

@@ -30,14 +30,9 @@ BLOB = "weight-master"
 def load_master(vault: "Vault", generation_sha: str | None) -> "Master":
     """The sealed master if it produced the serving generation, else an empty one (a stale or
     damaged master is destroyed: merging into the wrong weights would corrupt the model)."""
-    from assistant.vault import DamagedBlob
     from models.master import Master
 
-    try:
-        data = vault.open_blob(BLOB)
-    except DamagedBlob:
-        data = None
-        vault.drop_blob(BLOB)
+    data = vault.open_blob_or_discard(BLOB)
     if data is None:
         return Master()
     try:

@@ -98,6 +98,16 @@ def test_damaged_blob_is_reported_and_droppable(vault: Vault) -> None:
     assert vault.open_blob(NAME) is None
 
 
+def test_rebuildable_state_discards_a_damaged_blob(vault: Vault) -> None:
+    vault.seal_blob(NAME, b"x" * 100)
+    path = _blob_file(vault)
+    path.write_bytes(path.read_bytes()[:-5])  # cut short, as by a crash or a full disk
+    assert vault.open_blob_or_discard(NAME) is None
+    assert NAME not in vault.blob_names() and not path.exists()
+    vault.seal_blob(NAME, b"y")
+    assert vault.open_blob_or_discard(NAME) == b"y"
+
+
 def test_blob_file_cannot_move_to_another_name(vault: Vault) -> None:
     vault.seal_blob("a", b"aaaa")
     vault.seal_blob("b", b"bbbb")

@@ -147,6 +147,15 @@ class Blobs:
                 raise damaged
             return data
 
+    def open_blob_or_discard(self, name: str) -> bytes | None:
+        """Like `open_blob`, for state that can be rebuilt: a damaged blob is destroyed and None
+        returned, so the caller starts over instead of failing on it."""
+        try:
+            return self.open_blob(name)
+        except DamagedBlob:
+            self.drop_blob(name)
+            return None
+
     def drop_blob(self, name: str) -> None:
         """Destroy blob `name`: drop its key (atomic keystore rewrite), then unlink its file."""
         check_name(name)
