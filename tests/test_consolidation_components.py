@@ -19,6 +19,9 @@ from sleep.replay import HeadKL, KLReplay, kl_to_frozen, replay_examples
 from sleep.surprise import user_nll, weigh
 from sleep.train import TrainArgs, attach_lora, train_lora
 
+# Losses are read as plain numbers straight from the differentiable tensors.
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
+
 PAIRS = [("The capital of France is", " Paris, a city on the Seine."), ("Water boils at", " 100 degrees Celsius."),
          ("", "Bread needs flour, water, salt and yeast."), ("A triangle has", " three sides and three corners.")]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
