@@ -24,12 +24,13 @@ in the quantized file (1.0 = all of it). Run it on a model file::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from models.provision import sha256_file
 
 PROMPTS = (
     "The capital of France is",
@@ -116,14 +117,6 @@ def _torch_logits(model: Any, token_ids: list[list[int]], weights: dict[str, Any
         return torch.cat([model(torch.tensor([ids])).logits[0] for ids in token_ids]).numpy()
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def measure_drift(
     gguf: Path,
     nights: int = 5,
@@ -157,7 +150,7 @@ def measure_drift(
     with tempfile.TemporaryDirectory(prefix="nightcap-drift-", dir=work_dir) as tmp:
         for strategy in ("naive", "master"):
             master = Master()
-            current, prev_sha = gguf, _sha(gguf)
+            current, prev_sha = gguf, sha256_file(gguf)
             for night in range(1, nights + 1):
                 merged, out = Path(tmp) / f"{strategy}-{night}.f16.gguf", Path(tmp) / f"{strategy}-{night}.gguf"
                 if strategy == "naive":  # merge into the dequantized served weights
@@ -174,7 +167,7 @@ def measure_drift(
                 want = sum(float((night * delta[k]).square().sum()) for k in names)
                 got = sum(float(((wn[k] - w0[k]) * night * delta[k]).sum()) for k in names)
                 torch_n, cpp_n = _torch_logits(loaded.model, token_ids, wn), _cpp_logits(out, prompts)
-                sha = _sha(out)
+                sha = sha256_file(out)
                 report.rows.append(
                     NightDrift(
                         strategy=strategy,
