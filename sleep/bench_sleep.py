@@ -20,6 +20,7 @@ Run: `nightcap bench sleep [--model PATH] [--steps N] [--precision P] [--json]`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import resource
 import statistics
 import sys
@@ -128,7 +129,7 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
     """Run every phase and return the figures (see the module docstring)."""
     from sleep.dataset import build_examples
     from sleep.merge import merged_weights
-    from sleep.train import StepInfo, train_lora
+    from sleep.train import StepInfo, slim_for_training, train_lora
 
     phases: dict[str, float] = {}
     rss: dict[str, float] = {}
@@ -155,11 +156,15 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
 
         return train_lora(model, examples, dataclasses.replace(args, precision=precision), on_step=on_step)
 
+    slim_for_training(model, args)  # as a night does
     result = timed("train_nightcap", lambda: nightcap("nightcap", args.precision))
     timed("merge", lambda: merged_weights(result.model))
     rss_nightcap = peak_rss_bytes() / GB
-    model = result.model.unload()  # the plain model again, for the other loops
-    if result.precision != "fp32":  # show what the head trick alone gives, without bf16
+    device, precision = result.device, result.precision
+    del model, result
+    gc.collect()
+    model = loader()[0]  # a fresh fp32 copy for the other loops
+    if precision != "fp32":  # show what the head trick alone gives, without bf16
         timed("train_nightcap_fp32", lambda: nightcap("nightcap_fp32", "fp32").model.unload())
     steps["naive"] = StepLog()
     timed("train_naive", lambda: naive_train(model, examples, args, lambda n, s, dt: steps["naive"].add(n, dt)))
@@ -169,8 +174,8 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
     speedup = rates["nightcap"] / rates["naive"] if rates["naive"] else 0.0
     figures = {
         "bench": "sleep",
-        "device": result.device,
-        "precision": result.precision,
+        "device": device,
+        "precision": precision,
         "examples": len(examples),
         "steps": args.steps,
         "warmup_steps": warmup,

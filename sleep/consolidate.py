@@ -50,8 +50,11 @@ class Plan:
 
         self.tokenizer = Tokenizer.from_gguf(self.gen.gguf)
         self.template = template_of(self.tokenizer._llama)
+        from sleep.train import slim_for_training
+
         self.loaded = load_torch_model(self.gen.gguf)
         self.model = self.loaded.model
+        slim_for_training(self.model, self.args)
 
     def writer(self) -> Any:
         """The pre-sleep model in llama.cpp, for dreams and replay samples (opened on first use)."""
@@ -202,9 +205,12 @@ class Plan:
             replacements = merged_weights(result.model)
         write_merged_gguf(self.gen.gguf, replacements, dst)
         del replacements
-        # The fp32 copy is no longer needed: free it before llama.cpp loads the candidate.
+        # The torch copy is no longer needed: free it (the loss terms hold references to its
+        # layers too) before llama.cpp loads the candidate.
         self.model = self.loaded = result.model = None
+        self.extra_losses = []
         gc.collect()
+        release_freed_memory()
         return dst
 
     # 7 quantize ------------------------------------------------------------------------------
@@ -251,6 +257,21 @@ def file_type(name: str, source: int | None) -> int | None:
 
         raise ConfigError(f"sleep.file_type '{name}' is not a llama.cpp quantization type; use e.g. Q8_0 or source")
     return int(value)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that Python and torch freed back to the OS (glibc keeps small freed blocks
+    for reuse; without this the process stays as large as the training was)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc: nothing to trim
+        pass
 
 
 def _is_question(text: str) -> bool:

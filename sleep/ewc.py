@@ -65,6 +65,11 @@ def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[s
     parts = lm_parts(model)
     was_training = model.training
     model.eval()
+    # Only activation gradients are wanted: weight gradients would cost a second copy of the
+    # model (about 1 GB for the default one).
+    wants_grad = {p: p.requires_grad for p in model.parameters()}
+    for p in wants_grad:
+        p.requires_grad_(False)
     try:
         for i in range(0, len(examples), batch):
             loss = weighted_ce(parts, collate(examples[i : i + batch]).to(next(model.parameters()).device))
@@ -72,6 +77,8 @@ def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[s
     finally:
         for h in hooks:
             h.remove()
+        for p, wanted in wants_grad.items():
+            p.requires_grad_(wanted)
         model.train(was_training)
         model.zero_grad(set_to_none=True)
     fisher = {n: (s[0], s[1] / max(1, s[2])) for n, s in sums.items() if s[0] is not None and s[1] is not None}

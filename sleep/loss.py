@@ -15,7 +15,8 @@ the frozen model on replay samples, EWC) that the trainer adds to the cross-entr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -26,8 +27,9 @@ from sleep.dataset import IGNORE, Batch
 from sleep.head_ce import HeadCE, fusable, matmul_dtype
 from sleep.shared_prefix import body_hidden, cache_keyword
 
-LOGIT_BUDGET = 1 << 25
-"""Largest number of logits (rows x vocab) materialised at once: 128 MB in fp32."""
+LOGIT_BUDGET = 1 << 23
+"""Largest number of logits (rows x vocab) materialised at once: 32 MB in fp32 (the KL term
+keeps five such buffers alive at once)."""
 
 
 class LossTerm(Protocol):
@@ -59,18 +61,50 @@ class LMParts:
     """Keyword of the body's KV cache argument (None: no shared-prefix forward)."""
     window: int | None = None
     """Sliding attention window, if the model has one."""
-    _cast: dict[torch.dtype, tuple[Any, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def head_weight(self, dtype: torch.dtype) -> torch.Tensor:
-        """The frozen head weight in `dtype`; a bf16 copy is made once and reused every step
-        (casting the 262k x hidden matrix each step cost about a tenth of a step)."""
+        """The frozen head weight in `dtype`. A cast copy is made once per head and shared by
+        every LMParts of that head (the training loss and the KL term): casting the 262k x
+        hidden matrix each step cost about a tenth of a step, and each extra copy 335 MB."""
         weight = self.head.weight
         if weight.dtype == dtype:
             return weight
+        if dtype.itemsize > weight.dtype.itemsize:  # widening (a bf16-stored head in fp32 code): not kept
+            return weight.detach().to(dtype)
+        casts = _CASTS.setdefault(self.head, {})
         key = (weight.data_ptr(), weight._version)
-        if dtype not in self._cast or self._cast[dtype][0] != key:
-            self._cast[dtype] = (key, weight.detach().to(dtype))
-        return self._cast[dtype][1]
+        if dtype not in casts or casts[dtype][0] != key:
+            casts[dtype] = (key, weight.detach().to(dtype))
+        return casts[dtype][1]
+
+
+_CASTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.dtype, tuple[Any, torch.Tensor]]]" = (
+    weakref.WeakKeyDictionary()
+)
+"""Cast copies of output heads, dropped with their head."""
+
+
+def store_vocab_in(model: Any, dtype: torch.dtype) -> None:
+    """Keep the frozen input embedding and output head of `model` in `dtype` (bf16 for a bf16
+    night). They are the largest matrices of a small model with a big vocabulary (the default
+    one: 262,144 x 640, 671 MB in fp32) and training reads the head in bf16 anyway. Looked-up
+    embeddings are widened back to fp32 before any scaling, so the decoder runs as before."""
+    import torch.nn.functional as F
+
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = head is not None and head.weight is embed.weight
+    embed.weight = torch.nn.Parameter(embed.weight.detach().to(dtype), requires_grad=False)
+    if tied:
+        head.weight = embed.weight
+    elif head is not None and type(head) is torch.nn.Linear and head.bias is None:
+        head.weight = torch.nn.Parameter(head.weight.detach().to(dtype), requires_grad=False)
+    scale = getattr(embed, "embed_scale", None)  # Gemma multiplies embeddings by sqrt(hidden)
+
+    def lookup(input_ids: torch.Tensor) -> torch.Tensor:
+        out = F.embedding(input_ids, embed.weight, embed.padding_idx).float()
+        return out if scale is None else out * torch.as_tensor(scale, dtype=torch.float32, device=out.device)
+
+    embed.forward = lookup
 
 
 def lm_parts(model: Any) -> LMParts:

@@ -50,6 +50,9 @@ class SleepReport:
     train_tokens: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    stage_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Peak resident memory of the process when each stage ended (a high-water mark, so the
+    stage where it jumps is the one that needed the memory)."""
     device: str = ""
     old_generation: str | None = None
     new_generation: str | None = None
