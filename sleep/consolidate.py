@@ -203,14 +203,13 @@ class Plan:
             from sleep.merge import merged_weights
 
             replacements = merged_weights(result.model)
-        write_merged_gguf(self.gen.gguf, replacements, dst)
-        del replacements
         # The torch copy is no longer needed: free it (the loss terms hold references to its
-        # layers too) before llama.cpp loads the candidate.
+        # layers too) before the write-back and llama.cpp's loads.
         self.model = self.loaded = result.model = None
         self.extra_losses = []
         gc.collect()
         release_freed_memory()
+        write_merged_gguf(self.gen.gguf, replacements, dst)
         return dst
 
     # 7 quantize ------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ import torch
 
 from sleep.dataset import IGNORE, KIND_REPLAY, Example, TokenizerLike, collate
 from sleep.head_ce import fusable, matmul_dtype
-from sleep.loss import LOGIT_BUDGET, LMParts, labelled_hidden, lm_parts
+from sleep.loss import LMParts, labelled_hidden, lm_parts
+
+KL_LOGIT_BUDGET = 1 << 23
+"""Logits (rows x vocab) per chunk of the KL term: 32 MB in fp32. Every replay position is
+labelled and the KL keeps five such buffers at once, so its chunks are smaller than the loss's."""
 
 SEED_PROMPTS = [
     "The history of the Roman Empire", "Photosynthesis is the process by which", "The French Revolution began",
@@ -137,7 +141,7 @@ def kl_to_frozen(model: Any, parts: LMParts, examples: Sequence[Example]) -> tor
     if not fusable(parts.head):
         raise TypeError("KL replay needs a frozen bias-free linear output head")
     weight = parts.head_weight(matmul_dtype(hidden.device))
-    chunk = max(1, LOGIT_BUDGET // weight.shape[0])
+    chunk = max(1, KL_LOGIT_BUDGET // weight.shape[0])
     return HeadKL.apply(hidden, frozen.detach(), weight, parts.softcap, chunk).mean()
 
 

@@ -48,16 +48,19 @@ def load_master(vault: "Vault", generation_sha: str | None) -> "Master":
 
 def merge_night(master: "Master", peft_model: Any) -> "Master":
     """`master` with tonight's adapter merged into each touched weight (served weights for
-    tensors the master does not hold yet). The peft model is left unchanged."""
+    tensors the master does not hold yet). The peft model is left unchanged. One layer's float32
+    delta exists at a time (all of them at once would be 400 MB for the default model)."""
     import torch
 
-    from sleep.merge import delta_weights, lora_layers
+    from sleep.merge import delta_weight, lora_layers
 
     with torch.no_grad():
-        deltas = {name: d.detach().cpu() for name, d in delta_weights(peft_model).items()}
-        served = {name: layer.get_base_layer().weight.detach().cpu()
-                  for name, layer in lora_layers(peft_model) if name in deltas and name not in master.tensors}
-    return master.merged(deltas, served)
+        for name, layer in lora_layers(peft_model):
+            delta = delta_weight(layer)
+            if delta is not None:
+                served = {} if name in master.tensors else {name: layer.get_base_layer().weight.detach().cpu()}
+                master = master.merged({name: delta.detach().cpu()}, served)
+    return master
 
 
 def keep_master(vault: "Vault", master: "Master", generation_sha: str) -> None:
