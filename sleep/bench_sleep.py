@@ -14,7 +14,12 @@ Reported: training tokens/s of each loop (median over the steps after `--warmup`
 speed-up over naive (target >= 3x), wall time and peak RSS after every phase (load, examples,
 train, merge), and peak RSS through Nightcap's phases (target <= 3 GB for the default model on
 CPU). The examples are built-in synthetic exchanges, never the user's episodes.
-Run: `nightcap bench sleep [--model PATH] [--steps N] [--precision P] [--json]`.
+
+Then a whole night (`whole_night`): the same exchanges sealed into a throwaway home's vault and
+a real `nightcap sleep --now --json` run on the model in a process of its own, with default
+settings; its report gives the wall time and peak RSS of every stage of the cycle (`--no-night`
+skips it).
+Run: `nightcap bench sleep [--model PATH] [--steps N] [--precision P] [--no-night] [--json]`.
 """
 
 from __future__ import annotations
@@ -200,6 +205,37 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
     return figures
 
 
+def whole_night(model: Path, sleep_settings: str = "") -> dict[str, Any]:
+    """A real night, `nightcap sleep --now --json`, with default settings (plus `sleep_settings`,
+    lines of the [sleep] table) on the bench's exchanges, in a throwaway home and in a process of
+    its own, so that the peak memory it reports is the cycle's alone. Returns its report."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    from assistant.errors import SleepError
+
+    with tempfile.TemporaryDirectory(prefix="nightcap-bench-night-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        (home / "config.toml").write_text(f'[vault]\nkeyring = "off"\n[sleep]\n{sleep_settings}', encoding="utf-8")
+        app = Nightcap.load(home)
+        app.vault(passphrase=NIGHT_PASSPHRASE).append_many(bench_episodes())
+        app.store.use(app.store.add(model, source="bench", link=True).name)
+        env = {**os.environ, "NIGHTCAP_HOME": str(home), "NIGHTCAP_PASSPHRASE": NIGHT_PASSPHRASE}
+        proc = subprocess.run([sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"], env=env,
+                              capture_output=True, text=True)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise SleepError(f"the bench's night failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+        report: dict[str, Any] = json.loads(lines[-1])
+        return report
+
+
+NIGHT_PASSPHRASE = "nightcap bench throwaway home"
+
+
 def torch_threads() -> int:
     import torch
 
@@ -228,6 +264,15 @@ def print_table(fig: dict[str, Any]) -> None:
         print(f"{name:<20} {seconds:>9.2f} {fig['peak_rss_gb_after'][name]:>12.2f}")
     print(f"peak RSS through Nightcap's phases: {fig['peak_rss_gb_nightcap']:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB); "
           f"overall, naive loop included: {fig['peak_rss_gb']:.2f} GB")
+    night = fig.get("night")
+    if night:
+        print(f"\na whole night ({night['episodes']} episodes, default settings, own process): {night['outcome']}, "
+              f"{night['steps']} steps")
+        print(f"{'stage':<20} {'seconds':>9} {'peak RSS GB':>12}")
+        for name, seconds in night["stages"].items():
+            print(f"{name:<20} {seconds:>9.2f} {night['stage_rss_mb'].get(name, 0.0) / 1024:>12.2f}")
+        print(f"peak RSS of the night: {night['peak_rss_mb'] / 1024:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB), "
+              f"{sum(night['stages'].values()):.0f} s in all")
 
 
 def main(argv: list[str]) -> int:
@@ -241,6 +286,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", help="auto, cuda, mps or cpu (default: sleep.device)")
     p.add_argument("--precision", help="auto, fp32 or bf16 for Nightcap's loop (default: sleep.precision)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: sleep.threads)")
+    p.add_argument("--no-night", action="store_true", help="skip the whole night (a real sleep cycle, minutes)")
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     if opts.steps <= opts.warmup:
@@ -261,6 +307,12 @@ def main(argv: list[str]) -> int:
     figures = run(lambda: load_default(path), args, app.config.chat.system_prompt, app.config.sleep.max_seq_len,
                   opts.warmup)
     figures["model"] = str(path)
+    if not opts.no_night:
+        if not opts.json:
+            print("running a whole night in a throwaway home (a few minutes)...", file=sys.stderr)
+        report = whole_night(Path(path))
+        figures["night"] = {k: report.get(k) for k in ("outcome", "episodes", "steps", "stages", "stage_rss_mb",
+                                                       "peak_rss_mb", "gates")}
     if not opts.json:
         print_table(figures)
     print_json(figures)

@@ -21,7 +21,7 @@ def test_bench_sleep_reports_both_loops_and_every_phase(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(bench, "load_default", fake_load)
     assert bench.main(["--model", "tiny.gguf", "--steps", "3", "--batch-size", "4", "--device", "cpu",
-                       "--precision", "bf16"]) == 0
+                       "--precision", "bf16", "--no-night"]) == 0
     out = capsys.readouterr().out
     fig = json.loads(out.strip().splitlines()[-1])
     assert "speed-up" in out and "naive peft" in out
@@ -39,3 +39,13 @@ def test_bench_sleep_reports_both_loops_and_every_phase(monkeypatch: pytest.Monk
 def test_bench_sleep_rejects_steps_not_above_warmup() -> None:
     with pytest.raises(UsageError):
         bench.main(["--steps", "1", "--warmup", "1"])
+
+
+def test_the_whole_night_is_a_real_cycle_in_its_own_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_model import MACHINERY_ONLY, make_tiny_q4
+
+    monkeypatch.setenv("NIGHTCAP_HOME", str(tmp_path / "unused"))  # the night uses a throwaway home
+    report = bench.whole_night(make_tiny_q4(tmp_path), MACHINERY_ONLY + "steps = 2\n")
+    assert report["outcome"] == "promoted" and report["episodes"] == len(bench.EXCHANGES)
+    assert list(report["stage_rss_mb"]) == list(report["stages"]) and report["peak_rss_mb"] > 0
+    assert not (tmp_path / "unused").exists()

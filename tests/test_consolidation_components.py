@@ -201,3 +201,37 @@ def test_night_steps_grow_with_examples_within_bounds() -> None:
 
     with pytest.raises(ConfigError, match="sleep.file_type"):
         file_type("Q9_X", 15)
+
+
+def test_fisher_needs_no_weight_gradients_and_leaves_the_model_as_it_was() -> None:
+    model = tiny_model("llama")
+    model.model.layers[0].mlp.up_proj.weight.requires_grad_(False)  # one frozen weight, to be kept so
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    accumulated: list[int] = []  # a weight gradient would cost a second copy of the model
+    for p in model.parameters():
+        if p.requires_grad:
+            p.register_post_accumulate_grad_hook(lambda p: accumulated.append(1))
+    fisher = estimate_fisher(model, _samples(), TARGETS)
+    assert fisher and not accumulated and all(p.grad is None for p in model.parameters())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "llama"])  # tied head (and scaled embeddings), untied head
+def test_a_bf16_night_keeps_the_vocabulary_in_bf16_and_trains_the_same(arch: str) -> None:
+    from sleep.device import autocast
+    from sleep.loss import store_vocab_in, weighted_ce
+
+    batch = collate(_samples()[:2])
+    losses = {}
+    for slim in (False, True):
+        model = tiny_model(arch)
+        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        if slim:
+            store_vocab_in(model, torch.bfloat16)
+            embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+            assert embed.weight.dtype == head.weight.dtype == torch.bfloat16
+            assert (head.weight is embed.weight) == tied
+            assert embed(batch.input_ids).dtype == torch.float32  # the decoder still runs in fp32
+        with torch.no_grad(), autocast(torch.device("cpu"), torch.bfloat16):
+            losses[slim] = float(weighted_ce(lm_parts(model), batch))
+    assert losses[True] == pytest.approx(losses[False], rel=2e-2)

@@ -96,6 +96,9 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     assert report.old_generation == "gen-0000" and report.new_generation == "gen-0001"
     assert report.old_sha256 != report.new_sha256
     assert set(report.stages) >= set(STAGES) and report.gates_passed
+    # Peak memory is a high-water mark: recorded after every stage, never falling.
+    rss = [report.stage_rss_mb[s] for s in report.stages]
+    assert set(report.stage_rss_mb) == set(report.stages) and rss == sorted(rss) and rss[-1] <= report.peak_rss_mb
     assert_consolidated_once(home, before)
     # The stored report says what happened without a word of the conversations.
     stored = (home / "reports").glob("sleep-*.json")

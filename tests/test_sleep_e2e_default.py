@@ -67,7 +67,7 @@ def test_a_day_and_a_night_on_the_default_model(provisioned_home: Path) -> None:
     answers = [last_json(nightcap("ask", "--json", "--no-log", question)) for _, question, _ in FACTS]
     assert all(a["generation"] == "gen-0001" for a in answers)
     recalled = [answer.lower() in a["reply"].lower() for (_, _, answer), a in zip(FACTS, answers)]
-    assert sum(recalled) >= 2, [a["reply"] for a in answers]
+    assert all(recalled), [a["reply"] for a in answers]
 
     # And each answer became more likely after its question than it was before the night.
     def answer_logprobs(gguf: Path) -> list[float]:
