@@ -47,11 +47,10 @@ class Plan:
         from models.bridge import load_torch_model
         from models.runtime import template_of
         from models.tokenizer import Tokenizer
+        from sleep.train import slim_for_training
 
         self.tokenizer = Tokenizer.from_gguf(self.gen.gguf)
         self.template = template_of(self.tokenizer._llama)
-        from sleep.train import slim_for_training
-
         self.loaded = load_torch_model(self.gen.gguf)
         self.model = self.loaded.model
         slim_for_training(self.model, self.args)

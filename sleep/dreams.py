@@ -159,6 +159,11 @@ def augment(source: str) -> list[Dream]:
         q = f"What {verb} {subject[:1].lower() + subject[1:]}?"
         out.append(Dream(q, _sentence(f"{value[:1].upper() + value[1:]}. {told}") if value else told))
     spans = answer_spans(told)
+    # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
+    named = [sp for sp in spans if sp[:1].isupper() and sp.lower().rstrip("s") not in _CALENDAR
+             and not any(sp.lower() in t.lower() for t in subjects)]
+    for name in named[:2]:
+        out.append(Dream(TOPIC_QUESTIONS[0].format(t=name), told))
     # A statement about "your X" / "the X" opens with its subject, which questions name anyway.
     for span in spans[1:] if told.lower().startswith(("your ", "the ")) else spans:
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
@@ -167,20 +172,37 @@ def augment(source: str) -> list[Dream]:
     return out
 
 
+_CALENDAR = set("""monday tuesday wednesday thursday friday saturday sunday january february march april may june
+july august september october november december""".split())
+"""Capitalised, but a date, not a name to ask about."""
+_ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
+
+
 def answer_spans(text: str) -> list[str]:
-    """Runs of content words ("blue drawer", "14:30", "Orca room"): what a question may ask for.
-    The first run is usually the subject, which the question itself names."""
-    spans, run = [], []
-    for tok in re.findall(r"[\w'’:.-]+", text):
-        core = tok.strip(".,:")
-        if core and core.lower() not in _STOP and core.lower() not in {"you're", "your", "yours"} and len(core) > 1:
-            run.append(core)
-        else:
-            if run:
-                spans.append(" ".join(run))
-            run = []
-    if run:
-        spans.append(" ".join(run))
+    """Runs of content words ("blue drawer", "14:30", "Dr. Lindqvist"), exactly as they are
+    written in `text`: what a question may ask for. A comma ends a run ("Halifax" and "Nova
+    Scotia"). The first run is usually the subject, which the question itself names."""
+    spans: list[str] = []
+    start = end = -1
+    prev = ""
+    for m in re.finditer(r"[\w'’:.-]+", text):
+        core = m.group().strip(".,:")
+        if not core or core.lower() in _STOP or core.lower() in {"you're", "your", "yours"} or len(core) < 2:
+            if start >= 0:
+                spans.append(text[start:end])
+            start = -1
+            continue
+        at = m.start() + m.group().index(core)
+        gap = text[end:at] if start >= 0 else ""
+        joined = start >= 0 and (gap.isspace() or (prev.lower() in _ABBREVIATIONS and re.fullmatch(r"\.\s+", gap)))
+        if start >= 0 and not joined:
+            spans.append(text[start:end])
+            start = -1
+        if start < 0:
+            start = at
+        end, prev = at + len(core), core
+    if start >= 0:
+        spans.append(text[start:end])
     return [s for s in spans if not s.endswith("'s")]
 
 

@@ -81,3 +81,19 @@ def test_dream_makes_held_out_probes_even_without_augmentations() -> None:
     on = dream(eps, None, augmentations=True).dreams[eps[0].id]
     off = dream(eps, None, augmentations=False).dreams[eps[0].id]
     assert len(on) > 2 and [d.heldout for d in off] == [True]
+
+
+def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_question() -> None:
+    from sleep.dreams import answer_spans
+
+    assert answer_spans("Your doctor is Dr. Lindqvist at the Harbourview clinic.") == [
+        "doctor", "Dr. Lindqvist", "Harbourview clinic"]
+    assert answer_spans("You were born in Halifax, Nova Scotia.") == ["born", "Halifax", "Nova Scotia"]
+    out = augment("My doctor is Dr. Lindqvist at the Harbourview clinic.")
+    blanks = [d for d in out if d.question.startswith("Fill in the blank")]
+    assert blanks and all("___" in d.question for d in blanks)
+    assert any(d.answer.startswith("Dr. Lindqvist. ") for d in blanks)
+    asked = {d.question for d in out if not d.heldout}
+    assert {"What do you know about Dr. Lindqvist?", "What do you know about Harbourview clinic?"} <= asked
+    # A month is not a name: no "What do you know about March?".
+    assert not any("about March" in d.question for d in augment("My insurance renews in March."))
