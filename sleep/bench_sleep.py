@@ -36,6 +36,7 @@ from typing import Any, Callable
 from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
 from assistant.episode import Episode
+from sleep.cycle import STAGES
 
 GB = 1 << 30
 TARGET_SPEEDUP = 3.0
@@ -269,7 +270,8 @@ def print_table(fig: dict[str, Any]) -> None:
         print(f"\na whole night ({night['episodes']} episodes, default settings, own process): {night['outcome']}, "
               f"{night['steps']} steps")
         print(f"{'stage':<20} {'seconds':>9} {'peak RSS GB':>12}")
-        for name, seconds in night["stages"].items():
+        order = {name: i for i, name in enumerate(STAGES)}
+        for name, seconds in sorted(night["stages"].items(), key=lambda kv: order.get(kv[0], len(order))):
             print(f"{name:<20} {seconds:>9.2f} {night['stage_rss_mb'].get(name, 0.0) / 1024:>12.2f}")
         print(f"peak RSS of the night: {night['peak_rss_mb'] / 1024:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB), "
               f"{sum(night['stages'].values()):.0f} s in all")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -66,10 +67,23 @@ def cycle_lock(home_root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+STAGES = ("gather", "load", "weigh", "dream", "replay", "train", "merge", "quantize", "gate", "promote", "shred")
+"""The cycle's stages, in order (the report's `stages` and `stage_rss_mb` are keyed by them)."""
+
+
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM starts afresh when a program starts;
+    getrusage's maximum would include the peak of whichever process launched this one."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def run_cycle(
