@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import resource
 import statistics
 import sys
 import time
@@ -37,6 +36,7 @@ from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
 from assistant.episode import Episode
 from sleep.cycle import STAGES
+from sleep.report import peak_rss_bytes
 
 GB = 1 << 30
 TARGET_SPEEDUP = 3.0
@@ -60,12 +60,6 @@ EXCHANGES = [
     ("I moved to a new flat on Harbour Street.", "Congratulations on the move to Harbour Street!"),
     ("What time does the library close on Saturdays?", "You told me it closes at 5pm on Saturdays."),
 ]
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def bench_episodes() -> list[Episode]:

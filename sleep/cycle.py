@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +38,7 @@ from sleep.report import (
     OUTCOME_PROMOTED,
     OUTCOME_REJECTED,
     SleepReport,
+    peak_rss_bytes,
 )
 
 if TYPE_CHECKING:
@@ -72,18 +72,7 @@ STAGES = ("gather", "load", "weigh", "dream", "replay", "train", "merge", "quant
 
 
 def _peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux's VmHWM starts afresh when a program starts;
-    getrusage's maximum would include the peak of whichever process launched this one."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    return peak_rss_bytes() / (1024.0 * 1024.0)
 
 
 def run_cycle(

@@ -20,6 +20,22 @@ OUTCOME_FAILED = "failed"
 OUTCOME_INTERRUPTED = "interrupted"
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux's VmHWM starts afresh when a program starts;
+    getrusage's maximum would include the peak of whichever process launched this one."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 @dataclass
 class GateResult:
     """One check on the candidate model."""
