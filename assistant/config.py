@@ -127,10 +127,13 @@ class SleepConfig:
     """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
     correction_boost: float = 1.5
     """Extra importance of corrections, so that they override what the model said before."""
-    file_type: str = "Q8_0"
-    """Quantization of the slept model: a llama.cpp type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, F16) or
-    "source" for the serving generation's. Q4_K_M rounds away much of what one night learns
-    (measured on the default model), so the default is Q8_0: about 15% larger than Q4_K_M."""
+    file_type: str = "source"
+    """Quantization of the slept model: "source" keeps the serving generation's file type, or a
+    llama.cpp type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, F16)."""
+    touched_type: str = "Q8_0"
+    """Type of the tensors a night changed, inside a file of a lower type: 4-bit rounding
+    (Q4_K_M) erases most of a night's small change (measured on the default model). "file"
+    quantizes them like the rest. Every other tensor keeps the file type's choice."""
     gates: str = "full"
     """Checks before promotion: "full" (health, recall, retention, perplexity, drift) or "health"
     (loads, finite logits, answers). Each quality gate also turns off with its threshold below."""

@@ -71,12 +71,14 @@ class DriftReport:
     nights: int
     n_tensors: int
     delta_std: float
+    touched_type: str = "file"
     rows: list[NightDrift] = field(default_factory=list)
     seconds: float = 0.0
 
     def table(self) -> str:
         lines = [
-            f"{self.model}: {self.nights} nights, delta_std {self.delta_std:g}, {self.n_tensors} touched tensors ({self.seconds:.0f} s)",
+            f"{self.model}: {self.nights} nights, delta_std {self.delta_std:g}, {self.n_tensors} touched tensors"
+            f" stored at {self.touched_type} ({self.seconds:.0f} s)",
             "strategy night w_max    w_mean   w_rel    kept   torch_max torch_mean cpp_max cpp_mean top1  same",
         ]
         for r in self.rows:
@@ -124,13 +126,15 @@ def measure_drift(
     prompts: tuple[str, ...] = PROMPTS,
     work_dir: Path | None = None,
     seed: int = 0,
+    touched_type: str = "file",
 ) -> DriftReport:
-    """Run `nights` nights both ways from `gguf` and report the drift after each."""
+    """Run `nights` nights both ways from `gguf` and report the drift after each. The touched
+    tensors are stored at `touched_type` (as `sleep.touched_type`), or at the file's types."""
     import torch
 
     from models.bridge import load_torch_model, read_hf_tensors
     from models.master import Master, linear_names
-    from models.quantize import requantize
+    from models.quantize import keep_touched_at, requantize
     from models.tokenizer import Tokenizer
     from models.writeback import write_merged_gguf
 
@@ -146,7 +150,8 @@ def measure_drift(
     torch0, cpp0 = _torch_logits(loaded.model, token_ids, {}), _cpp_logits(gguf, prompts)
     scale = sum(float(w.abs().sum()) for w in w0.values()) / sum(w.numel() for w in w0.values())
     n_el = sum(w.numel() for w in w0.values())
-    report = DriftReport(model=loaded.meta.name or gguf.name, nights=nights, n_tensors=len(names), delta_std=delta_std)
+    report = DriftReport(model=loaded.meta.name or gguf.name, nights=nights, n_tensors=len(names), delta_std=delta_std,
+                         touched_type=touched_type)
     with tempfile.TemporaryDirectory(prefix="nightcap-drift-", dir=work_dir) as tmp:
         for strategy in ("naive", "master"):
             master = Master()
@@ -159,8 +164,9 @@ def measure_drift(
                 else:
                     master = master.merged(delta, w0 if night == 1 else {})
                     replacements = master.replacements()
-                write_merged_gguf(current, replacements, merged)
-                requantize(merged, out, loaded.meta.file_type)
+                touched = write_merged_gguf(current, replacements, merged)
+                ftype = loaded.meta.file_type
+                requantize(merged, out, ftype, overrides=keep_touched_at(touched_type, ftype, touched))
                 merged.unlink()
                 wn = read_hf_tensors(out, names)
                 err = [(wn[k] - w0[k] - night * delta[k]).abs() for k in names]
@@ -196,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("gguf", type=Path)
     parser.add_argument("--nights", type=int, default=5)
     parser.add_argument("--delta-std", type=float, default=0.0, help="nightly delta, in units of the weights' std")
+    parser.add_argument("--touched-type", default="file", help="type of the touched tensors (as sleep.touched_type): Q8_0, Q6_K, ... or file")
     args = parser.parse_args(argv)
-    print(measure_drift(args.gguf, args.nights, args.delta_std).table())
+    print(measure_drift(args.gguf, args.nights, args.delta_std, touched_type=args.touched_type).table())
     return 0
 
 

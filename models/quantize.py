@@ -4,13 +4,20 @@ After write-back the touched tensors are F16; `llama_model_quantize` brings them
 generation's file type (e.g. Q4_K_M) with llama.cpp's own per-tensor type choices, so the new
 generation has the same size and tensor-type mix as the old one. Tensors already of their target
 type are copied unchanged by llama.cpp. Output goes to a temp name and is renamed over `dst`.
+
+`overrides` names tensors to store at another type than the file type would choose (llama.cpp's
+per-tensor type overrides): sleep keeps the tensors a night changed at Q8_0 inside a Q4_K_M
+file, because 4-bit rounding erases most of a night's small change.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 from assistant.errors import ModelError
 from assistant.fsutil import fsync_dir
@@ -20,9 +27,11 @@ from models.ggufmeta import read_meta
 _UNQUANTIZED = frozenset({0, 1, 32})
 
 
-def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 0) -> None:
+def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 0,
+               overrides: Mapping[str, int] | None = None) -> None:
     """Quantize `src` to `dst` with llama.cpp (LLAMA_FTYPE `ftype`, default: `src`'s
-    `general.file_type`). `n_threads` 0 means all cores. Raises ModelError on failure."""
+    `general.file_type`). `overrides` maps GGUF tensor names to the ggml type each must get
+    instead. `n_threads` 0 means all cores. Raises ModelError on failure."""
     import llama_cpp  # deferred: loads the shared library
 
     from models.runtime import _quiet_llama_logs
@@ -39,6 +48,10 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
     params.ftype = int(ftype)
     params.nthread = int(n_threads)
     params.allow_requantize = True
+    # The array (and the pattern strings it points to) must outlive the call: keep a reference.
+    table = _override_table(llama_cpp, overrides or {})
+    if table is not None:
+        params.tt_overrides = ctypes.cast(table, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     try:
@@ -53,6 +66,45 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(dst.parent)
+
+
+def _override_table(llama_cpp, overrides: Mapping[str, int]):  # type: ignore[no-untyped-def]
+    """llama.cpp's override array for `overrides`: one anchored pattern per tensor name,
+    terminated by a null pattern. None when there is nothing to override."""
+    if not overrides:
+        return None
+    entry = llama_cpp.llama_model_tensor_override
+    table = (entry * (len(overrides) + 1))()
+    for slot, (name, ggml_type) in zip(table, sorted(overrides.items())):
+        slot.pattern = f"^{re.escape(name)}$".encode()
+        slot.type = int(ggml_type)
+    table[len(overrides)].pattern = None
+    table[len(overrides)].type = llama_cpp.GGML_TYPE_COUNT
+    return table
+
+
+def touched_ggml_type(type_name: str) -> int | None:
+    """The ggml type `sleep.touched_type` names (None for "file"). Raises ConfigError."""
+    if type_name.lower() == "file":
+        return None
+    import gguf
+
+    try:
+        return int(gguf.GGMLQuantizationType[type_name.upper()])
+    except KeyError:
+        from assistant.errors import ConfigError
+
+        raise ConfigError(f"sleep.touched_type '{type_name}' is not a ggml tensor type; use e.g. Q8_0, Q6_K, F16 or file") from None
+
+
+def keep_touched_at(type_name: str, ftype: int | None, touched: list[str]) -> dict[str, int]:
+    """The overrides that store each `touched` tensor at `type_name` (a ggml type such as Q8_0,
+    or "file" for none) when quantizing to file type `ftype`. An unquantized file type keeps
+    every tensor at full precision already: no overrides. Raises ConfigError for an unknown type."""
+    ggml_type = touched_ggml_type(type_name)
+    if ggml_type is None or not is_quantized_type(ftype):
+        return {}
+    return {name: ggml_type for name in touched}
 
 
 def is_quantized_type(ftype: int | None) -> bool:

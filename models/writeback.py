@@ -115,11 +115,12 @@ def _write_gguf(fh: BinaryIO, mm: Any, meta: GGUFMeta, plan: Mapping[str, _Repla
         fh.write(bytes(_pad(size, align)))
 
 
-def write_merged_gguf(src: Path, replacements: Mapping[str, Any], dst: Path) -> None:
+def write_merged_gguf(src: Path, replacements: Mapping[str, Any], dst: Path) -> list[str]:
     """Write `src` with the HF-named tensors in `replacements` replaced, to `dst` (atomically).
 
     `replacements` maps HF parameter names (e.g. "model.layers.3.self_attn.q_proj.weight") to
-    torch tensors in HF layout. Raises ModelError (bad name, shape or values) or DiskFullError.
+    torch tensors in HF layout. Returns the GGUF names of the matrices written as F16 (the ones
+    quantization will touch). Raises ModelError (bad name, shape or values) or DiskFullError.
     """
     meta = read_meta(Path(src))
     plan = plan_replacements(meta, replacements)
@@ -138,4 +139,5 @@ def write_merged_gguf(src: Path, replacements: Mapping[str, Any], dst: Path) -> 
             raise DiskFullError(f"the disk holding {dst.parent} is full; free some space and run sleep again") from err
         raise
     fsync_dir(dst.parent)
+    return [name for name, rep in plan.items() if rep.ggml_type == GGML_F16]
 

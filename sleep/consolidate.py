@@ -41,6 +41,19 @@ class Plan:
         self.heldout: list[Any] = []
         self._writer: Any = None
         self.master: Any = None
+        self.touched: list[str] = []
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Settings only the night's last steps read, checked before it spends time training."""
+        from models.quantize import touched_ggml_type
+
+        if self.cfg.gates not in ("full", "health"):
+            from assistant.errors import ConfigError
+
+            raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {self.cfg.gates!r}; fix config.toml")
+        file_type(self.cfg.file_type, self.gen.manifest.get("file_type"))
+        touched_ggml_type(self.cfg.touched_type)
 
     # 3 load ----------------------------------------------------------------------------------
     def load(self) -> None:
@@ -208,14 +221,15 @@ class Plan:
         self.extra_losses = []
         gc.collect()
         release_freed_memory()
-        write_merged_gguf(self.gen.gguf, replacements, dst)
+        self.touched = write_merged_gguf(self.gen.gguf, replacements, dst)
         return dst
 
     # 7 quantize ------------------------------------------------------------------------------
     def quantize(self, merged: Path, dst: Path) -> Path:
-        from models.quantize import requantize
+        from models.quantize import keep_touched_at, requantize
 
-        requantize(merged, dst, file_type(self.cfg.file_type, self.gen.manifest.get("file_type")))
+        ftype = file_type(self.cfg.file_type, self.gen.manifest.get("file_type"))
+        requantize(merged, dst, ftype, overrides=keep_touched_at(self.cfg.touched_type, ftype, self.touched))
         merged.unlink(missing_ok=True)
         return dst
 
@@ -223,10 +237,6 @@ class Plan:
     def gate(self, candidate: Path) -> list[GateResult]:
         from sleep.gate import health_gate, quality_gates
 
-        if self.cfg.gates not in ("full", "health"):
-            from assistant.errors import ConfigError
-
-            raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {self.cfg.gates!r}; fix config.toml")
         results = health_gate(candidate, self.system_prompt)
         if self.cfg.gates == "health" or not all(r.passed for r in results):
             return results

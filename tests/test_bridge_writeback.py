@@ -12,7 +12,7 @@ from assistant.errors import ModelError
 from models.bridge import load_torch_model, read_hf_tensors
 from models.ggufmeta import read_meta
 from models.master import Master, linear_names
-from models.quantize import requantize
+from models.quantize import keep_touched_at, requantize
 from models.writeback import write_merged_gguf
 from tiny_model import make_tiny_gguf
 
@@ -121,6 +121,41 @@ def test_requantize_defaults_to_the_source_file_type(tiny_q4: Path, tmp_path: Pa
     write_merged_gguf(tiny_q4, state, tmp_path / "f16.gguf")  # still says Q4_K_M in its header
     requantize(tmp_path / "f16.gguf", tmp_path / "again.gguf")
     assert read_meta(tmp_path / "again.gguf").file_type == Q4_K_M
+
+
+@pytest.mark.parametrize("touched_type, least_kept", [("Q8_0", 0.95), ("file", None)])
+def test_touched_tensors_keep_a_small_change_at_their_own_type(
+    tiny_q4: Path, tmp_path: Path, touched_type: str, least_kept: float | None
+) -> None:
+    # A change far below a 4-bit step, as one night's LoRA makes: stored at Q8_0 inside the
+    # Q4_K_M file it survives; quantized with the file's own types most of it is rounded away.
+    served = read_hf_tensors(tiny_q4, QK)
+    gen = torch.Generator().manual_seed(0)
+    delta = {k: 0.05 * float(w.std()) * torch.randn(w.shape, generator=gen) for k, w in served.items()}
+    touched = write_merged_gguf(tiny_q4, {k: w + delta[k] for k, w in served.items()}, tmp_path / "f16.gguf")
+    assert sorted(touched) == ["blk.0.attn_q.weight", "blk.1.attn_k.weight"]
+    overrides = keep_touched_at(touched_type, Q4_K_M, touched)
+    requantize(tmp_path / "f16.gguf", tmp_path / "out.gguf", overrides=overrides)
+    before, after = read_meta(tiny_q4), read_meta(tmp_path / "out.gguf")
+    assert after.file_type == Q4_K_M
+    for t in before.tensors:
+        assert after.tensor(t.name).ggml_type == (8 if t.name in overrides else t.ggml_type), t.name
+    now = read_hf_tensors(tmp_path / "out.gguf", QK)
+    kept = sum(float(((now[k] - served[k]) * delta[k]).sum()) for k in QK) / sum(float(delta[k].square().sum()) for k in QK)
+    if least_kept is None:
+        assert kept < 0.5
+    else:
+        assert kept > least_kept
+
+
+def test_touched_type_names_a_ggml_type_and_is_moot_for_unquantized_files() -> None:
+    from assistant.errors import ConfigError
+
+    assert keep_touched_at("q6_k", Q4_K_M, ["a", "b"]) == {"a": 14, "b": 14}
+    assert keep_touched_at("file", Q4_K_M, ["a"]) == {}
+    assert keep_touched_at("Q8_0", 1, ["a"]) == {}  # an F16 file already keeps every change
+    with pytest.raises(ConfigError, match="sleep.touched_type 'Q9' is not a ggml tensor type"):
+        keep_touched_at("Q9", Q4_K_M, ["a"])
 
 
 def test_requantize_failure_is_a_model_error_and_leaves_nothing(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from assistant.app import Nightcap
 from assistant.episode import Episode
 from assistant.errors import SleepError
 from assistant.fsutil import atomic_write_text
+from models.ggufmeta import read_meta
 from sleep import consolidate
 from sleep.cycle import run_cycle
 from tiny_model import MACHINERY_ONLY, make_tiny_q4
@@ -100,6 +101,14 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     rss = [report.stage_rss_mb[s] for s in report.stages]
     assert set(report.stage_rss_mb) == set(report.stages) and rss == sorted(rss) and rss[-1] <= report.peak_rss_mb
     assert_consolidated_once(home, before)
+    # The new generation keeps the source's file type; the tensors the night changed are Q8_0
+    # inside it (sleep.touched_type), every other tensor keeps its type.
+    old, new = (read_meta(Nightcap.load(home).store.get(g).gguf) for g in ("gen-0000", "gen-0001"))
+    assert new.file_type == old.file_type == 15
+    touched = {t.name for t in old.tensors if t.name.startswith("blk.") and len(t.shape) == 2}
+    assert {new.tensor(n).ggml_type for n in touched} == {8}
+    assert {n.name: n.ggml_type for n in new.tensors if n.name not in touched} == {
+        o.name: o.ggml_type for o in old.tensors if o.name not in touched}
     # The stored report says what happened without a word of the conversations.
     stored = (home / "reports").glob("sleep-*.json")
     text = "".join(p.read_text() for p in stored)
@@ -113,6 +122,20 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     # Nothing left to do: a second night is a no-op that keeps the new generation serving.
     assert run_cycle(Nightcap.load(home)).outcome == "nothing-to-do"
     assert Nightcap.load(home).store.current_name() == "gen-0001"
+
+
+@pytest.mark.parametrize("setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"'])
+def test_a_bad_setting_for_the_last_steps_stops_the_night_before_it_trains(home: Path, setting: str) -> None:
+    from assistant.errors import ConfigError
+
+    config = home / "config.toml"
+    key = setting.split(" ")[0]
+    lines = [line for line in config.read_text().splitlines() if not line.startswith(key + " ")]
+    atomic_write_text(config, "\n".join(lines).replace("[sleep]", f"[sleep]\n{setting}") + "\n")
+    before = state(home)
+    with pytest.raises(ConfigError, match="sleep." + setting.split(" ")[0]):
+        run_cycle(Nightcap.load(home))
+    assert state(home) == before and leftovers(home) == []
 
 
 def test_a_failing_gate_keeps_the_old_model_and_the_episodes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,6 +62,10 @@ def test_a_day_and_a_night_on_the_default_model(provisioned_home: Path) -> None:
     assert report["outcome"] == "promoted", report.get("error")
     assert report["episodes"] == 3 and report["new_generation"] == "gen-0001"
     epoch = report["shred"]["epochs"][0]
+    # The new generation keeps the source's file type (Q4_K_M), as the generations list shows.
+    from models.ggufmeta import read_meta
+
+    assert read_meta(provisioned_home / "models" / "gen-0001" / "model.gguf").file_type_name == "Q4_K_M"
 
     # The next day, in fresh sessions, the new generation answers the questions.
     answers = [last_json(nightcap("ask", "--json", "--no-log", question)) for _, question, _ in FACTS]
