@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from assistant.episode import Episode
+from sleep.questions import wh_questions
 
 DreamWriter = Callable[[str], str]
 """Completes a prompt with the pre-sleep model (greedy, short): llama.cpp in the cycle, a fake in tests."""
@@ -107,7 +108,9 @@ def words(text: str) -> list[str]:
 
 
 def content_words(text: str) -> set[str]:
-    return {w.strip(".:'") for w in words(text) if w.strip(".:'") not in _STOP and len(w.strip(".:'")) > 2}
+    """Words that carry meaning, possessives as their noun ("band's" -> "band")."""
+    stems = (re.sub(r"'s$", "", w).strip(".:'") for w in words(text))
+    return {w for w in stems if w not in _STOP and len(w) > 2}
 
 
 def key_terms(text: str) -> set[str]:
@@ -159,6 +162,12 @@ def augment(source: str) -> list[Dream]:
         q = f"What {verb} {subject[:1].lower() + subject[1:]}?"
         out.append(Dream(q, _sentence(f"{value[:1].upper() + value[1:]}. {told}") if value else told))
     spans = answer_spans(told)
+    # Wh-questions answered by a span, the span first: "Where does my sister Priya live?" ->
+    # "Lisbon. Your sister Priya lives in Lisbon and ..."
+    asked = {d.question.lower() for d in out}
+    for question, span in wh_questions(fact, answer_spans(fact)):
+        if question.lower() not in asked:
+            out.append(Dream(question, _sentence(f"{span[:1].upper() + span[1:]}. {told}")))
     # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
     named = [sp for sp in spans if sp[:1].isupper() and sp.lower().rstrip("s") not in _CALENDAR
              and not any(sp.lower() in t.lower() for t in subjects)]

@@ -1,0 +1,206 @@
+"""Wh-questions about a statement, each answered by a span of it: part of dreaming.
+
+"My sister Priya lives in Lisbon and teaches chemistry." is later asked about as "Where does my
+sister Priya live?" and "What does Priya teach?". A reply to such a question should start with
+its answer, and the model learns that only from questions of that shape. So each clause of a
+statement (subject, verb, the rest) gives, for each answer span after its verb, the question
+that asks for it: the span's preposition picks the question word ("in Lisbon" -> Where, "on
+Wednesdays" -> Which day, "at 14:30" -> What time), a span right after the verb is its object
+("teaches chemistry" -> What does ... teach?), and "as"/"with"/"for"/"called" stay at the end
+("What does my partner Sam work as?"). Clauses this cannot parse give no question: the rules
+prefer silence to a wrong question.
+"""
+
+from __future__ import annotations
+
+import re
+
+_COPULA = {"is", "are", "was", "were", "am", "'s", "'re", "'m"}
+_PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do", "he": "does", "she": "does", "it": "does"}
+_DETERMINERS = {"my", "our", "the", "your", "his", "her", "their"}
+_ADVERBS = {"also", "always", "usually", "often", "never", "especially", "really", "still", "just", "only"}
+_SKIP = {"the", "a", "an", "every", "each", "about", "my", "our", "your", "some"}
+_WHERE = {"in", "at", "on", "from", "near", "inside", "under", "behind"}
+_STRANDED = {"as", "with", "for", "about", "called", "named", "to"}
+_SELF = {"I", "we", "you"}
+_CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
+_NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
+_CLAUSE_WORDS = {"and", "or", "that", "which", "who", "be", "when", "if", "because", "of"}
+_PEOPLE = set("""sister brother mother father mum mom dad parent son daughter child kid partner wife husband
+doctor dentist neighbour neighbor friend boss manager colleague teacher cousin aunt uncle grandmother
+grandfather grandma grandpa coach landlord landlady vet therapist""".split())
+_WEEKDAY = re.compile(r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?$", re.I)
+_MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)$", re.I)
+_CLOCK = re.compile(r"\d{1,2}(?::\d\d)?\s*(?:am|pm)?$|\d{1,2}(?:am|pm)$", re.I)
+_YEAR = re.compile(r"(?:19|20)\d\d$")
+_NOT_VERB_S = {"is", "was", "has", "does", "this", "his", "its", "yes", "always", "sometimes", "bus", "plus", "status"}
+
+
+def _base(verb: str) -> str:
+    """Third-person -s form to base form ("lives" -> "live", "teaches" -> "teach")."""
+    v = verb.lower()
+    if v.endswith("ies") and len(v) > 4:
+        return v[:-3] + "y"
+    if re.search(r"(?:ch|sh|ss|x|z|o)es$", v):
+        return v[:-2]
+    return v[:-1]
+
+
+def _clauses(fact: str) -> list[str]:
+    parts = re.split(r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)", fact.rstrip(".!"))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str, list[str]] | None:
+    """(subject, auxiliary, verb, rest) of a clause in the user's voice, or None.
+
+    Copulas give an empty verb ("the meeting" "is" "" [on, Mondays, ...]); -s verbs take "does"
+    ("my sister Priya" "does" "live" [in, Lisbon]); I/we take "do". A clause that starts with
+    he/she/it/they borrows the previous clause's subject ("it runs" -> "our tool")."""
+    toks = clause.split()
+    if not toks:
+        return None
+    low = [t.lower() for t in toks]
+    first = low[0]
+    contraction = re.fullmatch(r"(i|we|you|he|she|it|they)('m|'re|'s)", first)
+    if contraction:
+        subject, aux = toks[0][: -len(contraction.group(2))], {"'m": "am", "'re": "are", "'s": "is"}[contraction.group(2)]
+        if subject.lower() in {"he", "she", "it", "they"}:
+            if previous is None:
+                return None
+            subject = previous[0]
+        return _finish(subject, aux, "", toks[1:])
+    if first in _PRONOUNS:
+        if first in {"he", "she", "it", "they"}:
+            if previous is None:
+                return None
+            subject = previous[0]
+        else:
+            subject = toks[0]
+        return _verb_phrase(subject, _PRONOUNS[first], toks[1:])
+    if previous is not None and previous[1] == "does" and first.endswith("s") and first not in _NOT_VERB_S:
+        return _finish(previous[0], "does", _base(first), toks[1:])  # "... and teaches chemistry"
+    if first in _DETERMINERS:
+        for i in range(1, len(toks)):
+            w = low[i]
+            if w in _COPULA:
+                return _finish(" ".join(toks[:i]), w, "", toks[i + 1 :])
+            if (w.endswith("s") and not w.endswith("'s") and w not in _NOT_VERB_S and low[i - 1] not in _DETERMINERS
+                    and len(w) > 3 and i + 1 < len(toks) and not toks[i][:1].isupper()):
+                return _finish(" ".join(toks[:i]), "does", _base(w), toks[i + 1 :])
+        return None
+    if (len(toks) > 2 and toks[0].isalpha() and toks[0].islower() and first not in _CONNECTIVES
+            and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
+        return _finish(toks[0], "does", _base(low[1]), toks[2:])  # "policy renews in March"
+    return None
+
+
+def _verb_phrase(subject: str, aux: str, toks: list[str]) -> tuple[str, str, str, list[str]] | None:
+    """After a pronoun subject: adverbs, then the verb (a copula or a plain verb)."""
+    adverbs = []
+    while toks and toks[0].lower() in _ADVERBS:
+        adverbs.append(toks[0])
+        toks = toks[1:]
+    if not toks:
+        return None
+    w = toks[0].lower()
+    if w in _COPULA:
+        if toks[1:2] and toks[1].lower().endswith(("ed", "en", "rn")):  # "I was born in ..."
+            return _finish(subject, w, " ".join(adverbs + [toks[1]]), toks[2:])
+        return _finish(subject, w, "", toks[1:])
+    if aux == "does":
+        if not w.endswith("s"):
+            return None
+        w = _base(w)
+    elif w.endswith("ed") or not w.isalpha():
+        return None
+    return _finish(subject, aux, " ".join(adverbs + [w]), toks[1:])
+
+
+def _finish(subject: str, aux: str, verb: str, rest: list[str]) -> tuple[str, str, str, list[str]] | None:
+    if not rest:
+        return None
+    if subject.lower() in {"i"}:
+        subject = "I"
+    return subject, aux, verb, rest
+
+
+def _kind(span: str, before: str) -> str | None:
+    """The question word for `span` preceded by `before` (its preposition or the verb)."""
+    if _WEEKDAY.match(span):
+        return "Which day"
+    if _CLOCK.fullmatch(span):
+        return "What time"
+    if _MONTH.match(span) or _YEAR.fullmatch(span):
+        return "When"
+    if before in _WHERE:
+        return "Where"
+    if before in _STRANDED or before == "":
+        return "What"
+    return None
+
+
+def _voice(subject: str) -> str:
+    """A subject as it reads mid-question: "My sister" -> "my sister", "I" stays."""
+    head, _, tail = subject.partition(" ")
+    return (head.lower() if head.lower() in _DETERMINERS | {"we", "you"} else head) + (" " + tail if tail else "")
+
+
+def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
+    """(question, span) pairs for the `spans` of `fact` (the user's words) that a question can
+    ask for; questions are in the user's voice and never contain their answer."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(question: str, span: str) -> None:
+        question = re.sub(r"\s+", " ", question).strip(" ,") + "?"
+        if span.lower() not in question.lower() and question.lower() not in seen:
+            seen.add(question.lower())
+            out.append((question, span))
+
+    previous = None
+    for clause in _clauses(fact):
+        parsed = _parse(clause, previous)
+        if parsed is None:
+            continue
+        subject, aux, verb, rest = parsed
+        # A name given here stands for the thing in the next clause: "my dog's name is Biscuit
+        # and he's a beagle" -> "What is Biscuit?"; "our tool is called Kestrel and it runs ...".
+        naming = _NAMING.match(" ".join(rest)) if aux in _COPULA and not verb else None
+        if naming and (subject.lower().endswith("name") or naming.group(1)):
+            previous = ((naming.group(1) or naming.group(2)).strip(), aux)
+        else:
+            previous = (subject, aux)
+        subject = _voice(subject)
+        text = " ".join(rest)
+        # A name closing the subject is asked for by what it does: "Who waters my plants?"
+        name = re.search(r"(?<=\s)(?:[A-Z][\w'-]*\s?)+$", subject)
+        words = clause.split()
+        if name and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
+            add(f"Who {words[len(subject.split())].lower()} {text}", name.group().strip())
+        for span in spans:
+            at = re.search(r"(?<!\w)" + re.escape(span) + r"(?!\w)", text)
+            if at is None or span.lower().endswith("ing"):
+                continue
+            head = text[: at.start()].split()
+            skipped = []
+            while head and head[-1].lower() in _SKIP:
+                skipped.append(head.pop().lower())
+            before = head[-1].lower() if head else ""
+            kind = _kind(span, before)
+            if kind is None or (kind in ("What", "Where") and {"every", "each"} & set(skipped)):
+                continue
+            if kind == "Where" and {"a", "an"} & set(skipped):
+                continue  # "in a band": not a place to ask for
+            if kind == "What" and not before and not verb and subject in _SELF:
+                continue  # "I'm vegetarian": "What am I?" is no question to train on
+            if kind == "What" and before == "" and aux in _COPULA and subject.split()[-1].lower() in _PEOPLE:
+                kind = "Who"
+            # The words between the verb and the span's preposition (kept, unless they make a
+            # clause of their own); "as", "with", "for", "called" stay at the end.
+            prepositions = _WHERE | _STRANDED | {"on", "at", "in", "by"}
+            middle = head if kind == "What" and before in _STRANDED else head[:-1] if before in prepositions else head
+            if len(middle) > 3 or _CLAUSE_WORDS & {w.lower() for w in middle}:
+                continue
+            add(" ".join([kind, aux, subject] + ([verb] if verb else []) + middle), span)
+    return out

@@ -1,0 +1,72 @@
+"""Wh-questions about a stated fact, answered by a span of it (sleep.questions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sleep.dreams import answer_spans, augment, statement
+from sleep.questions import wh_questions
+
+
+def asked(text: str) -> dict[str, str]:
+    fact = statement(text)
+    return dict(wh_questions(fact, answer_spans(fact)))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("My brother Tomas lives in Oslo and works as a carpenter.",
+         {"Where does my brother Tomas live?": "Oslo", "What does my brother Tomas work as?": "carpenter",
+          "Who lives in Oslo?": "Tomas"}),
+        ("The dentist appointment is on Thursday at 9:15.",
+         {"Which day is the dentist appointment?": "Thursday", "What time is the dentist appointment on Thursday?": "9:15"}),
+        ("My daughter Mia plays violin every Saturday.",
+         {"What does my daughter Mia play?": "violin", "Which day does my daughter Mia play violin?": "Saturday",
+          "Who plays violin every Saturday?": "Mia"}),
+        ("I'm allergic to penicillin.", {"What am I allergic to?": "penicillin"}),
+        ("Our cat is called Pixel.", {"What is our cat called?": "Pixel"}),
+        ("I work at Siemens as an engineer.", {"Where do I work?": "Siemens", "What do I work at Siemens as?": "engineer"}),
+        ("We usually eat dinner at 7pm.", {"What time do we usually eat dinner?": "7pm"}),
+        ("My dentist is Dr. Okafor.", {"Who is my dentist?": "Dr. Okafor"}),
+        ("The wifi password is tiger42.", {"What is the wifi password?": "tiger42"}),
+        # A name given in one clause stands for the thing in the next.
+        ("Our cat is called Pixel and she sleeps on the sofa.", {"What is our cat called?": "Pixel", "Where does Pixel sleep?": "sofa"}),
+        ("My daughter's name is Ella and she studies law in Leeds.",
+         {"What is my daughter's name?": "Ella", "Where does Ella study law?": "Leeds"}),
+        ("I rent a flat, and rent goes up in April.", {"What do I rent?": "flat", "When does rent go up?": "April"}),
+    ],
+)
+def test_each_span_after_the_verb_gets_the_question_that_asks_for_it(text: str, expected: dict[str, str]) -> None:
+    assert asked(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "My parents live in Porto.",  # a plural subject's verb is not told apart from a noun
+        "I moved to Berlin in 2019.",  # past tenses are not turned into questions
+        "Policy renews in March.",  # no subject the rules know
+    ],
+)
+def test_clauses_the_rules_cannot_parse_give_no_question(text: str) -> None:
+    assert asked(text) == {}
+
+
+def test_no_question_contains_its_answer_or_a_clause_of_its_own() -> None:
+    for text in ["I keep my passport in the blue drawer of the desk.", "I like answers to be short and in bullet points.",
+                 "I play the bass guitar in a band called The Late Owls.", "My laptop is a ThinkPad X1 that I bought in 2023."]:
+        for question, span in asked(text).items():
+            assert span.lower() not in question.lower()
+            assert not {"that", "be", "of"} & set(question.lower().rstrip("?").split()), question
+
+
+def test_augmentations_answer_each_wh_question_with_its_span_first() -> None:
+    dreams = {d.question: d.answer for d in augment("My sister Priya lives in Lisbon and teaches chemistry.")}
+    told = "Your sister Priya lives in Lisbon and teaches chemistry."
+    assert dreams["Where does my sister Priya live?"] == f"Lisbon. {told}"
+    assert dreams["What does my sister Priya teach?"] == f"Chemistry. {told}"
+    assert dreams["Who lives in Lisbon?"] == f"Priya. {told}"
+    # A question asked twice (a cloze "What is X?" and a wh-question) is trained once.
+    questions = [d.question for d in augment("The garage door code is 5512.")]
+    assert questions.count("What is the garage door code?") == 1
