@@ -38,8 +38,10 @@ ABLATIONS = {
     "-dreams": {"dreams": False},
     "-augment": {"augment": False},
     "-surprise": {"surprise": False},
+    "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
 }
-NAIVE = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "gates": "health"}
+NAIVE = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "rehearse": False,
+         "gates": "health"}
 BENCH_PASSPHRASE = "nightcap bench throwaway home"
 ROWS = ["none", "naive", "context", "nightcap", *ABLATIONS]
 TARGETS = {"fact_mc": 0.90, "fact_gen": 0.80, "general_ratio": 0.98, "ppl_rise": 0.02, "night1_mc": 0.85,

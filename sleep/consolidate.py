@@ -81,6 +81,12 @@ class Plan:
                                               stop=stop or [])
         return str(out["choices"][0]["text"])
 
+    def sample(self, prompt: str, max_tokens: int, seed: int) -> str:
+        """A sampled (not greedy) completion, reproducible from the night's seed and `seed`."""
+        out = self.writer().create_completion(prompt, max_tokens=max_tokens, temperature=0.8, top_p=0.95,
+                                              repeat_penalty=1.1, seed=self.cfg.seed * 1000 + seed)
+        return str(out["choices"][0]["text"])
+
     def close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -142,7 +148,7 @@ class Plan:
     # replay ----------------------------------------------------------------------------------
     def replay(self) -> None:
         """Foundational replay (KL to the frozen model on self-written samples) and EWC."""
-        from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
+        from sleep.replay import KLReplay, rehearsal_texts, replay_examples, replay_texts, sample_count
 
         try:
             if not (self.cfg.replay or self.cfg.ewc):
@@ -159,6 +165,13 @@ class Plan:
                 self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step))
             if self.cfg.ewc and samples:
                 self.extra_losses.append(self._ewc(samples))
+            if self.cfg.rehearse and self.gen.manifest.get("source") == "sleep":
+                # Only a slept model has memories of its user to rehearse.
+                memories = replay_examples(rehearsal_texts(self.sample, render, self.cfg.rehearse_samples,
+                                                           self.cfg.rehearse_tokens), self.tokenizer, self.cfg.max_seq_len)
+                self.report.examples["rehearsal"] = len(memories)
+                if memories:
+                    self.extra_losses.append(KLReplay(memories, self.cfg.kl_weight, self.cfg.kl_per_step, "rehearsal"))
         finally:
             self.close_writer()
 

@@ -47,6 +47,14 @@ CHAT_PROMPTS = [
     "What is the opposite of dark?",
 ]
 
+MEMORY_PROMPTS = [
+    "What do you remember about me?", "What have I told you about myself?", "What do you know about my family?",
+    "What do you know about my home?", "What do you know about my work?", "What do you know about my plans?",
+    "What do you know about the people in my life?", "What do you know about my habits?",
+]
+"""Questions about the user, for rehearsal: a slept model answers them from what earlier nights
+taught it."""
+
 Generate = Callable[[str, int], str]
 """Greedy-ish completion of a prompt by the pre-sleep model (llama.cpp in the cycle)."""
 
@@ -67,6 +75,21 @@ def replay_texts(generate: Generate, render_chat: Callable[[str], str] | None, n
             out.append((prompt, text))
     for passage in corpus_passages(corpus):
         out.append(("", passage))
+    return out
+
+
+def rehearsal_texts(sample: Callable[[str, int, int], str], render_chat: Callable[[str], str], n: int,
+                    max_tokens: int) -> list[tuple[str, str]]:
+    """(prompt, reply) pairs: `n` replies the pre-sleep model samples (`sample(prompt, max_tokens,
+    seed)`) to questions about its user. What earlier nights taught it comes back in them, and
+    the KL term then keeps it in place while tonight's facts are learned: memories rehearsed
+    from the model itself, since the logs they came from are gone. In memory only."""
+    out = []
+    for i in range(n):
+        prompt = render_chat(MEMORY_PROMPTS[i % len(MEMORY_PROMPTS)])
+        text = sample(prompt, max_tokens, i)
+        if text.strip():
+            out.append((prompt, text))
     return out
 
 
@@ -151,12 +174,11 @@ class KLReplay:
     The samples of step s are a pure function of s (round robin), so a resumed run equals an
     uninterrupted one."""
 
-    name = "kl"
-
-    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4) -> None:
+    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl") -> None:
         if not examples:
             raise ValueError("KLReplay needs at least one replay example")
         self.examples, self.weight, self.per_step = list(examples), float(weight), max(1, per_step)
+        self.name = name
         self._parts: LMParts | None = None
 
     def pick(self, step: int) -> list[Example]:

@@ -189,6 +189,22 @@ def test_replay_texts_are_self_generated_from_seed_prompts_and_corpus(tmp_path: 
     assert asked == [SEED_PROMPTS[0], f"<chat>{CHAT_PROMPTS[0]}", SEED_PROMPTS[1], f"<chat>{CHAT_PROMPTS[1]}"]
 
 
+def test_rehearsal_samples_answers_to_questions_about_the_user() -> None:
+    from sleep.replay import MEMORY_PROMPTS, rehearsal_texts
+
+    calls: list[tuple[str, int, int]] = []
+
+    def sample(prompt: str, n: int, seed: int) -> str:
+        calls.append((prompt, n, seed))
+        return "" if seed == 1 else f" your dog is called rex ({seed})"
+
+    pairs = rehearsal_texts(sample, lambda q: f"<chat>{q}", len(MEMORY_PROMPTS) + 1, 9)
+    # Every question is asked, the first one twice with another seed; empty replies are dropped.
+    assert [c[0] for c in calls] == [f"<chat>{q}" for q in MEMORY_PROMPTS + MEMORY_PROMPTS[:1]]
+    assert [c[2] for c in calls] == list(range(len(MEMORY_PROMPTS) + 1)) and {c[1] for c in calls} == {9}
+    assert len(pairs) == len(MEMORY_PROMPTS) and pairs[-1] == (f"<chat>{MEMORY_PROMPTS[0]}", f" your dog is called rex ({len(MEMORY_PROMPTS)})")
+
+
 def test_night_steps_grow_with_examples_within_bounds() -> None:
     from assistant.config import SleepConfig
     from sleep.consolidate import file_type, steps_for

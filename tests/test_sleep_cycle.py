@@ -257,6 +257,22 @@ def test_nights_merge_into_the_sealed_weight_master(home: Path) -> None:
     assert not (home / "vault" / "blobs" / f"{BLOB}.bin").exists()
 
 
+def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Path) -> None:
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace(
+        "replay = false", "replay = true\nrehearse = true\nreplay_samples = 2\nrehearse_samples = 3\nrehearse_tokens = 8\nkl_per_step = 1"))
+    first = run_cycle(Nightcap.load(home))
+    assert first.outcome == "promoted" and "kl" in first.loss_terms
+    assert "rehearsal" not in first.loss_terms and "rehearsal" not in first.examples
+
+    Nightcap.load(home).vault().append(
+        Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time()))
+    second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted", second.error
+    assert 1 <= second.examples["rehearsal"] <= 3
+    assert len(second.loss_terms["rehearsal"]) == second.steps and all(v >= 0 for v in second.loss_terms["rehearsal"])
+
+
 def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Path) -> None:
     from sleep.cycle import SleepInterrupted
 
