@@ -7,9 +7,8 @@ statement (subject, verb, the rest) gives, for each answer span after its verb, 
 that asks for it: the span's preposition picks the question word ("in Lisbon" -> Where, "on
 Wednesdays" -> Which day, "at 14:30" -> What time), a span right after the verb is its object
 ("teaches chemistry" -> What does ... teach?), and "as"/"with"/"for"/"called" stay at the end
-("What does my partner Sam work as?"). A subject like "my sister Priya" is asked about three
-ways: as "my sister Priya", "my sister" and "Priya". Clauses these rules cannot parse give no
-question: the rules prefer silence to a wrong question.
+("What does my partner Sam work as?"). Clauses these rules cannot parse give no question: the
+rules prefer silence to a wrong question.
 """
 
 from __future__ import annotations
@@ -179,11 +178,6 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
         words = clause.split()
         if name and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
             add(f"Who {words[len(subject.split())].lower()} {text}", name.group().strip())
-        # The user may later say "my sister" or "Priya" for "my sister Priya": ask all three ways.
-        forms = [subject]
-        named = re.fullmatch(r"((?:my|our|your|the)(?:\s+[a-z][\w'-]*)+)\s+((?:[A-Z][\w'-]*\s?)+)", subject)
-        if named:
-            forms += [named.group(1), named.group(2).strip()]
         for span in spans:
             at = re.search(r"(?<!\w)" + re.escape(span) + r"(?!\w)", text)
             if at is None or span.lower().endswith("ing"):
@@ -208,6 +202,5 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             middle = head if kind == "What" and before in _STRANDED else head[:-1] if before in prepositions else head
             if len(middle) > 3 or _CLAUSE_WORDS & {w.lower() for w in middle}:
                 continue
-            for form in forms:
-                add(" ".join([kind, aux, form] + ([verb] if verb else []) + middle), span)
+            add(" ".join([kind, aux, subject] + ([verb] if verb else []) + middle), span)
     return out
