@@ -76,15 +76,14 @@ class Plan:
             self._writer = load_llama(self.gen.gguf, n_ctx=1024, seed=self.cfg.seed)
         return self._writer
 
-    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None) -> str:
-        out = self.writer().create_completion(prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1,
-                                              stop=stop or [])
-        return str(out["choices"][0]["text"])
-
-    def sample(self, prompt: str, max_tokens: int, seed: int) -> str:
-        """A sampled (not greedy) completion, reproducible from the night's seed and `seed`."""
-        out = self.writer().create_completion(prompt, max_tokens=max_tokens, temperature=0.8, top_p=0.95,
-                                              repeat_penalty=1.1, seed=self.cfg.seed * 1000 + seed)
+    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None,
+                 sample_seed: int | None = None) -> str:
+        """Greedy completion by the pre-sleep model; with `sample_seed`, a sampled one instead,
+        reproducible from the night's seed and `sample_seed`."""
+        sampling: dict[str, float] = {"temperature": 0.0} if sample_seed is None else {
+            "temperature": 0.8, "top_p": 0.95, "seed": self.cfg.seed * 1000 + sample_seed}
+        out = self.writer().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1, stop=stop or [],
+                                              **sampling)
         return str(out["choices"][0]["text"])
 
     def close_writer(self) -> None:
@@ -167,8 +166,9 @@ class Plan:
                 self.extra_losses.append(self._ewc(samples))
             if self.cfg.rehearse and self.gen.manifest.get("source") == "sleep":
                 # Only a slept model has memories of its user to rehearse.
-                memories = replay_examples(rehearsal_texts(self.sample, render, self.cfg.rehearse_samples,
-                                                           self.cfg.rehearse_tokens), self.tokenizer, self.cfg.max_seq_len)
+                sample = lambda p, k, i: self.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
+                texts = rehearsal_texts(sample, render, self.cfg.rehearse_samples, self.cfg.rehearse_tokens)
+                memories = replay_examples(texts, self.tokenizer, self.cfg.max_seq_len)
                 self.report.examples["rehearsal"] = len(memories)
                 if memories:
                     self.extra_losses.append(KLReplay(memories, self.cfg.kl_weight, self.cfg.kl_per_step, "rehearsal"))

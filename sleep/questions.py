@@ -22,6 +22,7 @@ _ADVERBS = {"also", "always", "usually", "often", "never", "especially", "really
 _SKIP = {"the", "a", "an", "every", "each", "about", "my", "our", "your", "some"}
 _WHERE = {"in", "at", "on", "from", "near", "inside", "under", "behind"}
 _STRANDED = {"as", "with", "for", "about", "called", "named", "to"}
+_PREPOSITIONS = _WHERE | _STRANDED | {"by"}
 _SELF = {"I", "we", "you"}
 _CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
 _NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
@@ -64,20 +65,12 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
     first = low[0]
     contraction = re.fullmatch(r"(i|we|you|he|she|it|they)('m|'re|'s)", first)
     if contraction:
-        subject, aux = toks[0][: -len(contraction.group(2))], {"'m": "am", "'re": "are", "'s": "is"}[contraction.group(2)]
-        if subject.lower() in {"he", "she", "it", "they"}:
-            if previous is None:
-                return None
-            subject = previous[0]
-        return _finish(subject, aux, "", toks[1:])
+        subject = _referent(toks[0][: -len(contraction.group(2))], previous)
+        aux = {"'m": "am", "'re": "are", "'s": "is"}[contraction.group(2)]
+        return _finish(subject, aux, "", toks[1:]) if subject else None
     if first in _PRONOUNS:
-        if first in {"he", "she", "it", "they"}:
-            if previous is None:
-                return None
-            subject = previous[0]
-        else:
-            subject = toks[0]
-        return _verb_phrase(subject, _PRONOUNS[first], toks[1:])
+        subject = _referent(toks[0], previous)
+        return _verb_phrase(subject, _PRONOUNS[first], toks[1:]) if subject else None
     if previous is not None and previous[1] == "does" and first.endswith("s") and first not in _NOT_VERB_S:
         return _finish(previous[0], "does", _base(first), toks[1:])  # "... and teaches chemistry"
     if first in _DETERMINERS:
@@ -93,6 +86,14 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
             and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
         return _finish(toks[0], "does", _base(low[1]), toks[2:])  # "policy renews in March"
     return None
+
+
+def _referent(pronoun: str, previous: tuple[str, str] | None) -> str | None:
+    """Who a pronoun subject is: he/she/it/they stand for the previous clause's subject (None
+    when there is none); I/we/you are themselves."""
+    if pronoun.lower() not in {"he", "she", "it", "they"}:
+        return pronoun
+    return previous[0] if previous is not None else None
 
 
 def _verb_phrase(subject: str, aux: str, toks: list[str]) -> tuple[str, str, str, list[str]] | None:
@@ -198,8 +199,7 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
                 kind = "Who"
             # The words between the verb and the span's preposition (kept, unless they make a
             # clause of their own); "as", "with", "for", "called" stay at the end.
-            prepositions = _WHERE | _STRANDED | {"on", "at", "in", "by"}
-            middle = head if kind == "What" and before in _STRANDED else head[:-1] if before in prepositions else head
+            middle = head if kind == "What" and before in _STRANDED else head[:-1] if before in _PREPOSITIONS else head
             if len(middle) > 3 or _CLAUSE_WORDS & {w.lower() for w in middle}:
                 continue
             add(" ".join([kind, aux, subject] + ([verb] if verb else []) + middle), span)
