@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_lm import ByteTokenizer, tiny_model
+from tiny_lm import ByteTokenizer, devices, tiny_model
 
 from assistant.episode import Episode
 from sleep.dataset import collate
@@ -85,7 +85,8 @@ def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
     assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-4)
 
 
-def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one() -> None:
+@pytest.mark.parametrize("device", devices())
+def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one(device: str) -> None:
     from sleep.dataset import example_from_messages
     from models.templates import template_for
 
@@ -95,7 +96,8 @@ def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one() -> None:
     samples = _samples()
     drift = {}
     for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)])]:
-        result = train_lora(tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2), extra_losses=extra)
+        result = train_lora(tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2, device=device),
+                            extra_losses=extra)
         drift[name] = float(kl_to_frozen(result.model, lm_parts(result.model), samples))
     assert drift["kl"] < drift["plain"]
 
@@ -136,7 +138,8 @@ def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: 
     assert load_cached(path) is None
 
 
-def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large() -> None:
+@pytest.mark.parametrize("device", devices())
+def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large(device: str) -> None:
     from models.templates import template_for
     from sleep.dataset import example_from_messages
 
@@ -146,7 +149,7 @@ def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large() -> None:
     fisher = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
     sizes = {}
     for name, extra in [("plain", []), ("ewc", [EWCPenalty(fisher, 50.0)])]:
-        result = train_lora(tiny_model("llama"), facts, _args(steps=6), extra_losses=extra)
+        result = train_lora(tiny_model("llama"), facts, _args(steps=6, device=device), extra_losses=extra)
         sizes[name] = float(lora_penalty(result.model, fisher))
     assert sizes["ewc"] < sizes["plain"]
 

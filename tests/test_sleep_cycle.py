@@ -26,6 +26,7 @@ from assistant.fsutil import atomic_write_text
 from models.ggufmeta import read_meta
 from sleep import consolidate
 from sleep.cycle import run_cycle
+from sleep.device import pick_device
 from tiny_model import MACHINERY_ONLY, make_tiny_q4
 
 TESTS = Path(__file__).parent
@@ -94,6 +95,7 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
 
     assert report.outcome == "promoted", report.error
     assert report.episodes == 3 and report.steps == 3 and len(report.losses) == 3
+    assert report.device == pick_device("auto").type  # sleep.device = "auto": the GPU where there is one
     assert report.old_generation == "gen-0000" and report.new_generation == "gen-0001"
     assert report.old_sha256 != report.new_sha256
     assert set(report.stages) >= set(STAGES) and report.gates_passed

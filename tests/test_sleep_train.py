@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_lm import ByteTokenizer, tiny_model
+from tiny_lm import ByteTokenizer, devices, tiny_model
 
 import sleep.loss as loss_mod
 from assistant.config import SleepConfig
@@ -161,19 +161,22 @@ def test_shared_prefix_len_stops_before_labels_and_padding() -> None:
     assert shared_prefix_len(collate([a, c]), None) == 0  # only 1 position before c's label
 
 
-def test_training_reduces_the_loss() -> None:
+@pytest.mark.parametrize("device", devices())
+def test_training_reduces_the_loss(device: str) -> None:
     examples = _examples()
     steps: list[StepInfo] = []
-    result = train_lora(tiny_model("gemma3"), examples, _args(steps=30, batch_size=5), on_step=steps.append)
+    result = train_lora(tiny_model("gemma3"), examples, _args(steps=30, batch_size=5, device=device),
+                        on_step=steps.append)
     assert [s.step for s in steps] == list(range(1, 31))
-    assert result.steps == 30 and not result.interrupted and result.device == "cpu"
+    assert result.steps == 30 and not result.interrupted and result.device == device
     assert result.losses[-1] < 0.5 * result.losses[0]
     assert result.tokens == sum(s.tokens for s in steps) == 30 * sum(len(e) for e in examples)
     assert steps[0].labelled == sum(e.n_labels for e in examples)
 
 
-def test_resume_gives_the_same_adapter_as_an_uninterrupted_run() -> None:
-    examples, args = _examples(), _args(steps=7)
+@pytest.mark.parametrize("device", devices())
+def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str) -> None:
+    examples, args = _examples(), _args(steps=7, device=device)
     whole = train_lora(tiny_model("llama"), examples, args)
 
     calls = iter(range(100))
@@ -183,10 +186,15 @@ def test_resume_gives_the_same_adapter_as_an_uninterrupted_run() -> None:
     assert isinstance(saved, bytes)
     rest = train_lora(tiny_model("llama"), examples, args, resume=TrainState.from_bytes(saved))
     assert not rest.interrupted and rest.steps == 7
-    assert rest.losses == whole.losses
     assert _adapter(rest).keys() == _adapter(whole).keys()
-    for name, value in _adapter(whole).items():
-        assert torch.equal(value, _adapter(rest)[name]), name
+    if device == "cpu":
+        assert rest.losses == whole.losses
+        for name, value in _adapter(whole).items():
+            assert torch.equal(value, _adapter(rest)[name]), name
+    else:  # CUDA's atomic reductions (index_add) differ in the last bits from run to run
+        assert rest.losses == pytest.approx(whole.losses, rel=1e-5)
+        for name, value in _adapter(whole).items():
+            assert torch.allclose(value, _adapter(rest)[name], rtol=1e-4, atol=1e-6), name
 
 
 def test_micro_batches_give_the_same_update_as_one_pass() -> None:
@@ -293,10 +301,11 @@ def test_build_examples_feed_training() -> None:
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(result.losses)))
 
 
-def test_bf16_autocast_trains_like_fp32() -> None:
+@pytest.mark.parametrize("device", devices())
+def test_bf16_autocast_trains_like_fp32(device: str) -> None:
     examples = _examples()
-    fp32 = train_lora(tiny_model("llama"), examples, _args(steps=8))
-    bf16 = train_lora(tiny_model("llama"), examples, _args(steps=8, precision="bf16"))
+    fp32 = train_lora(tiny_model("llama"), examples, _args(steps=8, device=device))
+    bf16 = train_lora(tiny_model("llama"), examples, _args(steps=8, precision="bf16", device=device))
     assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
     assert bf16.losses[0] == pytest.approx(fp32.losses[0], rel=2e-2)
     assert bf16.losses[-1] < 0.8 * bf16.losses[0]

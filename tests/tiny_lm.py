@@ -10,6 +10,13 @@ _SPLIT = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
 BYTE_BASE = 8
 
 
+def devices() -> list[str]:
+    """"cpu", plus "cuda" where torch sees a GPU: training tests run on each (CI has only the CPU)."""
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 class ByteTokenizer:
     """One token per UTF-8 byte, plus Gemma's control tokens when `special` is set."""
 
