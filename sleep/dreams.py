@@ -162,12 +162,14 @@ def augment(source: str) -> list[Dream]:
         q = f"What {verb} {subject[:1].lower() + subject[1:]}?"
         out.append(Dream(q, _sentence(f"{value[:1].upper() + value[1:]}. {told}") if value else told))
     spans = answer_spans(told)
-    # Wh-questions answered by a span, the span first: "Where does my sister Priya live?" ->
-    # "Lisbon. Your sister Priya lives in Lisbon and ..."
+    # Wh-questions answered by a span, the span first and as the user wrote it: "Where does my
+    # sister Priya live?" -> "Lisbon. Your sister Priya lives in Lisbon and ..."; "What does my
+    # partner work as?" -> "nurse. ..." (the user's word, not a capitalised "Nurse", which the
+    # model would learn as a different token).
     asked = {d.question.lower() for d in out}
     for question, span in wh_questions(fact, answer_spans(fact)):
         if question.lower() not in asked:
-            out.append(Dream(question, _sentence(f"{span[:1].upper() + span[1:]}. {told}")))
+            out.append(Dream(question, _sentence(f"{span}. {told}")))
     # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
     named = [sp for sp in spans if sp[:1].isupper() and sp.lower().rstrip("s") not in _CALENDAR
              and not any(sp.lower() in t.lower() for t in subjects)]

@@ -34,6 +34,12 @@ _WEEKDAY = re.compile(r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?$", re.I)
 _MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)$", re.I)
 _CLOCK = re.compile(r"\d{1,2}(?::\d\d)?\s*(?:am|pm)?$|\d{1,2}(?:am|pm)$", re.I)
 _YEAR = re.compile(r"(?:19|20)\d\d$")
+_UNITS = {"How long": (r"kilometres?|kilometers?|km|miles?|metres?|meters?|centimetres?|centimeters?|cm|feet|foot|ft|"
+                       r"inches|inch|minutes?|hours?|days?|weeks?|months?"),
+          "How heavy": r"kilos?|kilograms?|kg|pounds?|lbs?", "How old": r"years? old"}
+_MEASURE = re.compile(r"(?:about|around|roughly|nearly|almost|over|under)?\s*(\d[\d.,]*\s*(?:"
+                      + "|".join(_UNITS.values()) + r"))$", re.I)
+_LIKING = re.compile(r"^(?:like|want|prefer|need)$")
 _NOT_VERB_S = {"is", "was", "has", "does", "this", "his", "its", "yes", "always", "sometimes", "bus", "plus", "status"}
 
 
@@ -126,8 +132,21 @@ def _finish(subject: str, aux: str, verb: str, rest: list[str]) -> tuple[str, st
     return subject, aux, verb, rest
 
 
+def _measure_kind(span: str) -> str | None:
+    """"How long" for "11 kilometres" or "40 minutes", "How tall" for "2 metres tall", "How heavy"
+    for kilos, "How old" for years old; None for anything else."""
+    for kind, units in _UNITS.items():
+        m = re.fullmatch(r"\d[\d.,]*\s*(?:" + units + r")(?:\s+(long|tall|high|wide|deep))?", span, re.I)
+        if m:
+            return f"How {m.group(1).lower()}" if m.group(1) else kind
+    return None
+
+
 def _kind(span: str, before: str) -> str | None:
     """The question word for `span` preceded by `before` (its preposition or the verb)."""
+    measure = _measure_kind(span)
+    if measure:
+        return measure
     if _WEEKDAY.match(span):
         return "Which day"
     if _CLOCK.fullmatch(span):
@@ -160,11 +179,18 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             out.append((question, span))
 
     previous = None
+    complement = None  # what the last copula clause said its subject is: "the Cedar Ridge loop"
     for clause in _clauses(fact):
         parsed = _parse(clause, previous)
         if parsed is None:
+            # A measure added on its own: "..., about 11 kilometres" -> "How long is the Cedar Ridge loop?"
+            measure = _MEASURE.fullmatch(clause)
+            kind = _measure_kind(measure.group(1)) if measure else None
+            if kind and complement:
+                add(f"{kind} {complement[1]} {complement[0]}", measure.group(1))
             continue
         subject, aux, verb, rest = parsed
+        complement = (" ".join(rest), aux) if aux in _COPULA and not verb else None
         # A name given here stands for the thing in the next clause: "my dog's name is Biscuit
         # and he's a beagle" -> "What is Biscuit?"; "our tool is called Kestrel and it runs ...".
         naming = _NAMING.match(" ".join(rest)) if aux in _COPULA and not verb else None
@@ -175,6 +201,10 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
         subject = _voice(subject)
         text = " ".join(rest)
         # A name closing the subject is asked for by what it does: "Who waters my plants?"
+        # How the user likes a thing: "I like answers to be short" -> "How do I like answers?"
+        liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if _LIKING.match(verb) else None
+        if liking:
+            add(f"How {aux} {subject} {verb} {liking.group(1)}", liking.group(2))
         name = re.search(r"(?<=\s)(?:[A-Z][\w'-]*\s?)+$", subject)
         words = clause.split()
         if name and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
@@ -195,12 +225,20 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
                 continue  # "in a band": not a place to ask for
             if kind == "What" and not before and not verb and subject in _SELF:
                 continue  # "I'm vegetarian": "What am I?" is no question to train on
-            if kind == "What" and before == "" and aux in _COPULA and subject.split()[-1].lower() in _PEOPLE:
+            if (kind == "What" and before == "" and aux in _COPULA and subject.split()[-1].lower() in _PEOPLE
+                    and span[:1].isupper()):
                 kind = "Who"
             # The words between the verb and the span's preposition (kept, unless they make a
             # clause of their own); "as", "with", "for", "called" stay at the end.
             middle = head if kind == "What" and before in _STRANDED else head[:-1] if before in _PREPOSITIONS else head
-            if len(middle) > 3 or _CLAUSE_WORDS & {w.lower() for w in middle}:
+            if kind.startswith("How"):
+                middle = []  # "How long is the trail?": the measure is the whole answer
+            if _CLAUSE_WORDS & {w.lower() for w in middle}:
                 continue
+            if len(middle) > 3:
+                # Only other places and times stand between: "Where is the meeting?" asks without them.
+                if kind == "What" or middle[0].lower() not in _PREPOSITIONS:
+                    continue
+                middle = []
             add(" ".join([kind, aux, subject] + ([verb] if verb else []) + middle), span)
     return out

@@ -35,6 +35,19 @@ def asked(text: str) -> dict[str, str]:
         ("My daughter's name is Ella and she studies law in Leeds.",
          {"What is my daughter's name?": "Ella", "Where does Ella study law?": "Leeds"}),
         ("I rent a flat, and rent goes up in April.", {"What do I rent?": "flat", "When does rent go up?": "April"}),
+        # Measures are asked for with "How long/tall/heavy/old", also when added after a comma.
+        ("The commute takes 35 minutes.", {"How long does the commute take?": "35 minutes"}),
+        ("My nephew is 130 centimetres tall.", {"How tall is my nephew?": "130 centimetres tall"}),
+        ("The lake we swim in is Loch Ard, roughly 2 miles.",
+         {"What is the lake we swim in?": "Loch Ard", "How long is Loch Ard?": "2 miles"}),
+        # Places and times between the verb and a place do not stay in the question.
+        ("The book club meets on Thursdays at 19:00 in the library.",
+         {"Which day does the book club meet?": "Thursdays", "What time does the book club meet on Thursdays?": "19:00",
+          "Where does the book club meet?": "library"}),
+        # How the user likes a thing.
+        ("I like my coffee to be black and strong.", {"How do I like my coffee?": "black and strong", "What do I like?": "coffee"}),
+        # Only a name is a "who"; a noun is a "what".
+        ("My uncle is a baker.", {"What is my uncle?": "baker"}),
     ],
 )
 def test_each_span_after_the_verb_gets_the_question_that_asks_for_it(text: str, expected: dict[str, str]) -> None:
@@ -65,7 +78,7 @@ def test_augmentations_answer_each_wh_question_with_its_span_first() -> None:
     dreams = {d.question: d.answer for d in augment("My sister Priya lives in Lisbon and teaches chemistry.")}
     told = "Your sister Priya lives in Lisbon and teaches chemistry."
     assert dreams["Where does my sister Priya live?"] == f"Lisbon. {told}"
-    assert dreams["What does my sister Priya teach?"] == f"Chemistry. {told}"
+    assert dreams["What does my sister Priya teach?"] == f"chemistry. {told}"  # the user's word, as written
     assert dreams["Who lives in Lisbon?"] == f"Priya. {told}"
     # A question asked twice (a cloze "What is X?" and a wh-question) is trained once.
     questions = [d.question for d in augment("The garage door code is 5512.")]
