@@ -7,7 +7,8 @@ statement (subject, verb, the rest) gives, for each answer span after its verb, 
 that asks for it: the span's preposition picks the question word ("in Lisbon" -> Where, "on
 Wednesdays" -> Which day, "at 14:30" -> What time), a span right after the verb is its object
 ("teaches chemistry" -> What does ... teach?), and "as"/"with"/"for"/"called" stay at the end
-("What does my partner Sam work as?"). Clauses these rules cannot parse give no question: the
+("What does my partner Sam work as?"). Measures are asked with How ("about 11 kilometres" ->
+"How long is the Cedar Ridge loop?"), and "I like X to be Y" with "How do I like X?". Clauses these rules cannot parse give no question: the
 rules prefer silence to a wrong question.
 """
 
@@ -39,7 +40,7 @@ _UNITS = {"How long": (r"kilometres?|kilometers?|km|miles?|metres?|meters?|centi
           "How heavy": r"kilos?|kilograms?|kg|pounds?|lbs?", "How old": r"years? old"}
 _MEASURE = re.compile(r"(?:about|around|roughly|nearly|almost|over|under)?\s*(\d[\d.,]*\s*(?:"
                       + "|".join(_UNITS.values()) + r"))$", re.I)
-_LIKING = re.compile(r"^(?:like|want|prefer|need)$")
+_LIKING = {"like", "want", "prefer", "need"}
 _NOT_VERB_S = {"is", "was", "has", "does", "this", "his", "its", "yes", "always", "sometimes", "bus", "plus", "status"}
 
 
@@ -200,11 +201,11 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             previous = (subject, aux)
         subject = _voice(subject)
         text = " ".join(rest)
-        # A name closing the subject is asked for by what it does: "Who waters my plants?"
         # How the user likes a thing: "I like answers to be short" -> "How do I like answers?"
-        liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if _LIKING.match(verb) else None
+        liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if verb in _LIKING else None
         if liking:
             add(f"How {aux} {subject} {verb} {liking.group(1)}", liking.group(2))
+        # A name closing the subject is asked for by what it does: "Who waters my plants?"
         name = re.search(r"(?<=\s)(?:[A-Z][\w'-]*\s?)+$", subject)
         words = clause.split()
         if name and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
@@ -236,7 +237,8 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             if _CLAUSE_WORDS & {w.lower() for w in middle}:
                 continue
             if len(middle) > 3:
-                # Only other places and times stand between: "Where is the meeting?" asks without them.
+                # A long run of prepositional phrases (other places and times) is left out:
+                # "Where is the weekly planning meeting?", not "... on Mondays at 14:30?".
                 if kind == "What" or middle[0].lower() not in _PREPOSITIONS:
                     continue
                 middle = []
