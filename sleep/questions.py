@@ -8,8 +8,8 @@ that asks for it: the span's preposition picks the question word ("in Lisbon" ->
 Wednesdays" -> Which day, "at 14:30" -> What time), a span right after the verb is its object
 ("teaches chemistry" -> What does ... teach?), and "as"/"with"/"for"/"called" stay at the end
 ("What does my partner Sam work as?"). Measures are asked with How ("about 11 kilometres" ->
-"How long is the Cedar Ridge loop?"), and "I like X to be Y" with "How do I like X?". Clauses these rules cannot parse give no question: the
-rules prefer silence to a wrong question.
+"How long is the Cedar Ridge loop?"), and "I like X to be Y" with "How do I like X?". Clauses
+these rules cannot parse give no question: the rules prefer silence to a wrong question.
 """
 
 from __future__ import annotations
@@ -191,16 +191,16 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
                 add(f"{kind} {complement[1]} {complement[0]}", measure.group(1))
             continue
         subject, aux, verb, rest = parsed
-        complement = (" ".join(rest), aux) if aux in _COPULA and not verb else None
+        text, copular = " ".join(rest), aux in _COPULA and not verb
+        complement = (text, aux) if copular else None
         # A name given here stands for the thing in the next clause: "my dog's name is Biscuit
         # and he's a beagle" -> "What is Biscuit?"; "our tool is called Kestrel and it runs ...".
-        naming = _NAMING.match(" ".join(rest)) if aux in _COPULA and not verb else None
+        naming = _NAMING.match(text) if copular else None
         if naming and (subject.lower().endswith("name") or naming.group(1)):
             previous = ((naming.group(1) or naming.group(2)).strip(), aux)
         else:
             previous = (subject, aux)
         subject = _voice(subject)
-        text = " ".join(rest)
         # How the user likes a thing: "I like answers to be short" -> "How do I like answers?"
         liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if verb in _LIKING else None
         if liking:
