@@ -8,8 +8,10 @@ that asks for it: the span's preposition picks the question word ("in Lisbon" ->
 Wednesdays" -> Which day, "at 14:30" -> What time), a span right after the verb is its object
 ("teaches chemistry" -> What does ... teach?), and "as"/"with"/"for"/"called" stay at the end
 ("What does my partner Sam work as?"). Measures are asked with How ("about 11 kilometres" ->
-"How long is the Cedar Ridge loop?"), and "I like X to be Y" with "How do I like X?". Clauses
-these rules cannot parse give no question: the rules prefer silence to a wrong question.
+"How long is the Cedar Ridge loop?"), "I like X to be Y" with "How do I like X?", and a named
+thing's kind with "What kind of": "my dog's name is Biscuit and he's a beagle" -> "What kind of
+dog is Biscuit?". Clauses these rules cannot parse give no question: the rules prefer silence
+to a wrong question.
 """
 
 from __future__ import annotations
@@ -180,6 +182,7 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             out.append((question, span))
 
     previous = None
+    kinds: dict[str, str] = {}  # name -> what it names
     complement = None  # what the last copula clause said its subject is: "the Cedar Ridge loop"
     for clause in _clauses(fact):
         parsed = _parse(clause, previous)
@@ -198,8 +201,14 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
         naming = _NAMING.match(text) if copular else None
         if naming and (subject.lower().endswith("name") or naming.group(1)):
             previous = ((naming.group(1) or naming.group(2)).strip(), aux)
+            # What the name names ("dog" in "my dog's name", "cat" in "our cat is called"),
+            # to ask what kind of one it is: "he's a beagle" -> "What kind of dog is Biscuit?"
+            kinds[previous[0]] = re.sub(r"'s name$", "", subject, flags=re.I).split()[-1].lower()
         else:
             previous = (subject, aux)
+        kind_of = re.fullmatch(r"an? ((?:[\w'-]+ ?){1,3})", text) if copular and subject in kinds else None
+        if kind_of and kind_of.group(1).strip() in spans:
+            add(f"What kind of {kinds[subject]} {aux} {subject}", kind_of.group(1).strip())
         subject = _voice(subject)
         # How the user likes a thing: "I like answers to be short" -> "How do I like answers?"
         liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if verb in _LIKING else None

@@ -35,6 +35,11 @@ def asked(text: str) -> dict[str, str]:
         ("My daughter's name is Ella and she studies law in Leeds.",
          {"What is my daughter's name?": "Ella", "Where does Ella study law?": "Leeds"}),
         ("I rent a flat, and rent goes up in April.", {"What do I rent?": "flat", "When does rent go up?": "April"}),
+        # What kind of thing a named one is.
+        ("Our cat is called Pixel and she is a Siamese.",
+         {"What is our cat called?": "Pixel", "What kind of cat is Pixel?": "Siamese", "What is Pixel?": "Siamese"}),
+        ("My horse's name is Juniper and she's an Arabian.",
+         {"What is my horse's name?": "Juniper", "What kind of horse is Juniper?": "Arabian", "What is Juniper?": "Arabian"}),
         # Measures are asked for with "How long/tall/heavy/old", also when added after a comma.
         ("The commute takes 35 minutes.", {"How long does the commute take?": "35 minutes"}),
         ("My nephew is 130 centimetres tall.", {"How tall is my nephew?": "130 centimetres tall"}),
