@@ -97,6 +97,10 @@ class SleepConfig:
     pairs about it; only those that pass verification against the episode are trained on."""
     dream_weight: float = 1.0
     """Weight of each augmentation or dream relative to its episode's importance."""
+    lead_weight: float = 3.0
+    """Weight of each token of an answer proper ("Lisbon." in "Lisbon. Your sister lives in
+    Lisbon.") against the restatement after it, within the example's mean loss: the answer is
+    what a question asks for, the restatement only ties it to its subject. 1 weighs all alike."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

@@ -38,6 +38,7 @@ ABLATIONS = {
     "-dreams": {"dreams": False},
     "-augment": {"augment": False},
     "-surprise": {"surprise": False},
+    "-lead": {"lead_weight": 1.0},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
 }
 NAIVE = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "rehearse": False,

@@ -131,7 +131,8 @@ class Plan:
                 messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
                     {"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
                 ex = example_from_messages(messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
-                                           weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id)
+                                           weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id,
+                                           lead=d.lead, lead_weight=self.cfg.lead_weight)
                 if ex is not None:
                     examples.append(ex)
                     counts["augment" if d.kind == "augment" else KIND_DREAM] += 1

@@ -55,6 +55,10 @@ class Example:
     """Where it came from: episode, dream, replay, ... (reports count by kind)."""
     source: str = ""
     """Id of the episode it was made from (never its content)."""
+    lead: int = 0
+    """How many of the first labelled tokens are the answer proper ("Lisbon." before the
+    restatement of the fact); they weigh `lead_weight` each in the example's mean, the others 1."""
+    lead_weight: float = 1.0
 
     @property
     def n_labels(self) -> int:
@@ -100,14 +104,23 @@ def example_from_messages(
     weight: float = 1.0,
     kind: str = KIND_EPISODE,
     source: str = "",
+    lead: str = "",
+    lead_weight: float = 1.0,
 ) -> Example | None:
     """One example from a conversation (system message first, as serving sends it), or None
-    when nothing is left to learn (no assistant text, or a non-positive weight)."""
+    when nothing is left to learn (no assistant text, or a non-positive weight). `lead` is the
+    start of the first reply that answers the question; its tokens weigh `lead_weight` each
+    (when they are the reply's first tokens as tokenized in place)."""
     if weight <= 0:
         return None
     ids, labels, n_bos = encode_spans(template.spans(messages), tokenizer)
     ids, labels = truncate_left(ids, labels, max_seq_len, keep=n_bos)
     example = Example(ids, labels, float(weight), kind, source)
+    if lead and lead_weight != 1.0:
+        want = tokenizer.encode(lead, add_bos=False, special=False)
+        first = next((i for i, t in enumerate(labels) if t != IGNORE), len(labels))
+        if want and labels[first : first + len(want)] == want:
+            example.lead, example.lead_weight = len(want), float(lead_weight)
     return example if example.n_labels > 0 else None
 
 
@@ -145,6 +158,9 @@ class Batch:
     """[B, T] targets, IGNORE on prompt tokens and padding."""
     weights: "torch.Tensor"
     """[B] float weight per example."""
+    label_weights: "torch.Tensor"
+    """[B, T] weight of each label within its example's mean (1, or the example's lead weight
+    on its lead tokens; 0 where there is no label)."""
     n_tokens: int
     """Real (non-padding) tokens in the batch."""
     n_labels: int
@@ -156,6 +172,7 @@ class Batch:
             self.attention_mask.to(device),
             self.labels.to(device),
             self.weights.to(device),
+            self.label_weights.to(device),
             self.n_tokens,
             self.n_labels,
         )
@@ -177,7 +194,13 @@ def collate(examples: Sequence[Example], pad_id: int = 0) -> Batch:
         labels[row, :n] = torch.tensor(e.labels, dtype=torch.long)
         mask[row, :n] = 1
     weights = torch.tensor([e.weight for e in examples], dtype=torch.float32)
-    return Batch(ids, mask, labels, weights, sum(len(e) for e in examples), sum(e.n_labels for e in examples))
+    label_weights = (labels != IGNORE).float()
+    for row, e in enumerate(examples):
+        if e.lead > 0 and e.lead_weight != 1.0:
+            at = (labels[row] != IGNORE).nonzero().flatten()[: e.lead]
+            label_weights[row, at] = e.lead_weight
+    return Batch(ids, mask, labels, weights, label_weights, sum(len(e) for e in examples),
+                 sum(e.n_labels for e in examples))
 
 
 def micro_batches(examples: Sequence[Example], max_tokens: int) -> list[list[Example]]:

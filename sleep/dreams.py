@@ -67,6 +67,9 @@ class Dream:
     answer: str
     kind: str = KIND_AUGMENT
     heldout: bool = False
+    lead: str = ""
+    """The start of `answer` that answers the question ("Lisbon."), before the restatement that
+    ties it to its subject; empty when the whole answer is the restatement."""
 
 
 @dataclass
@@ -159,8 +162,12 @@ def augment(source: str) -> list[Dream]:
             out.append(Dream(q.format(t=topic), told))
     for subject, predicate in _clauses(fact):
         verb, _, value = predicate.partition(" ")
+        if value.split(" ", 1)[0].lower() in _NOT_A_VALUE:
+            continue  # "is called Kestrel", "is with Beacon Mutual": the wh-questions below ask for these
         q = f"What {verb} {subject[:1].lower() + subject[1:]}?"
-        out.append(Dream(q, _sentence(f"{value[:1].upper() + value[1:]}. {told}") if value else told))
+        # The value as the user wrote it, up to a comma: "teal" of "teal, not blue" (as the wh-answers below).
+        value = value.split(",", 1)[0].strip()
+        out.append(_led(q, value, told) if value else Dream(q, told))
     spans = answer_spans(told)
     # Wh-questions answered by a span, the span first and as the user wrote it: "Where does my
     # sister Priya live?" -> "Lisbon. Your sister Priya lives in Lisbon and ..."; "What does my
@@ -169,7 +176,7 @@ def augment(source: str) -> list[Dream]:
     asked = {d.question.lower() for d in out}
     for question, span in wh_questions(fact, answer_spans(fact)):
         if question.lower() not in asked:
-            out.append(Dream(question, _sentence(f"{span}. {told}")))
+            out.append(_led(question, span, told))
     # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
     named = [sp for sp in spans if sp[:1].isupper() and sp.lower().rstrip("s") not in _CALENDAR
              and not any(sp.lower() in t.lower() for t in subjects)]
@@ -177,12 +184,21 @@ def augment(source: str) -> list[Dream]:
         out.append(Dream(TOPIC_QUESTIONS[0].format(t=name), told))
     # A statement about "your X" / "the X" opens with its subject, which questions name anyway.
     for span in spans[1:] if told.lower().startswith(("your ", "the ")) else spans:
+        if re.search(r"\bnot\s+(?:an?\s+|the\s+)?" + re.escape(span) + r"(?!\w)", told, re.I):
+            continue  # "teal, not blue": "blue" is no answer to teach
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
-        out.append(Dream(f"Fill in the blank from what I told you: {blank}", _sentence(f"{span}. {told}")))
+        out.append(_led(f"Fill in the blank from what I told you: {blank}", span, told))
     out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
     return out
 
 
+def _led(question: str, span: str, told: str, kind: str = KIND_AUGMENT) -> Dream:
+    """A question answered by `span` first, then by the whole fact (`told`)."""
+    return Dream(question, _sentence(f"{span}. {told}"), kind, lead=f"{span}.")
+
+
+_NOT_A_VALUE = {"called", "named", "in", "on", "at", "with", "from", "for", "by", "to", "near"}
+"""First words of an "X is ..." predicate that is no value to answer "What is X?" with."""
 _CALENDAR = set("""monday tuesday wednesday thursday friday saturday sunday january february march april may june
 july august september october november december""".split())
 """Capitalised, but a date, not a name to ask about."""
@@ -320,7 +336,7 @@ def write_dreams(writer: DreamWriter, source: str, dreams: DreamSet) -> list[Dre
         dreams.accepted += 1
         if "\n" in text:
             q, a = text.split("\n", 1)
-            out.append(Dream(q, _sentence(f"{a[:1].upper() + a[1:]}. {second_person(fact)}"), KIND_DREAM))
+            out.append(_led(q, a[:1].upper() + a[1:], second_person(fact), KIND_DREAM))
         else:
             out.append(Dream(TOPIC_QUESTIONS[0].format(t=topic), _sentence(second_person(text)), KIND_DREAM))
     return out

@@ -134,13 +134,14 @@ def _logits(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor) 
     return logits
 
 
-def labelled_hidden(parts: LMParts, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hidden states that predict labelled tokens: (hidden [N, H], targets [N], row [N])."""
+def labelled_hidden(parts: LMParts, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hidden states that predict labelled tokens: (hidden [N, H], targets [N], row [N],
+    label weight [N])."""
     hidden, offset = body_hidden(parts.body, batch, parts.cache_kw, parts.window)
     targets = batch.labels[:, offset + 1 :]
     keep = targets != IGNORE
     rows = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[keep]
-    return hidden[:, :-1][keep], targets[keep], rows
+    return hidden[:, :-1][keep], targets[keep], rows, batch.label_weights[:, offset + 1 :][keep]
 
 
 def _token_ce(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -166,13 +167,16 @@ def token_ce(parts: LMParts, hidden: torch.Tensor, targets: torch.Tensor) -> tor
     return torch.cat(pieces)
 
 
-def _weighted_mean(token_losses: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean loss per example, times its weight, averaged over the batch's examples."""
+def _weighted_mean(token_losses: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
+                   label_weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean loss per example (each label by its label weight), times the example's
+    weight, averaged over the batch's examples."""
     n = weights.shape[0]
-    sums = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(0, rows, token_losses)
-    counts = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(
-        0, rows, torch.ones_like(token_losses)
+    label_weights = label_weights.to(token_losses.dtype)
+    sums = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(
+        0, rows, token_losses * label_weights
     )
+    counts = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(0, rows, label_weights)
     per_example = sums / counts.clamp(min=1)
     return (per_example * weights.to(per_example.dtype)).sum() / n
 
@@ -180,8 +184,8 @@ def _weighted_mean(token_losses: torch.Tensor, rows: torch.Tensor, weights: torc
 def weighted_ce(parts: LMParts, batch: Batch) -> torch.Tensor:
     """The training objective on `batch`: each example's mean token cross-entropy on its
     labels, times its weight, averaged over examples. Logits only at labelled positions."""
-    hidden, targets, rows = labelled_hidden(parts, batch)
-    return _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights)
+    hidden, targets, rows, label_weights = labelled_hidden(parts, batch)
+    return _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights, label_weights)
 
 
 def full_logits_ce(model: Any, batch: Batch) -> torch.Tensor:
@@ -193,4 +197,5 @@ def full_logits_ce(model: Any, batch: Batch) -> torch.Tensor:
     rows = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[keep]
     flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none",
                            ignore_index=IGNORE)
-    return _weighted_mean(flat[keep.reshape(-1)], rows, batch.weights)
+    return _weighted_mean(flat[keep.reshape(-1)], rows, batch.weights,
+                          F.pad(batch.label_weights, (0, 1))[:, 1:][keep])

@@ -159,8 +159,8 @@ def kl_to_frozen(model: Any, parts: LMParts, examples: Sequence[Example]) -> tor
     """Mean per-token KL(frozen || adapted) over the labelled positions of `examples`."""
     batch = collate(examples).to(next(model.parameters()).device)
     with torch.no_grad(), model.disable_adapter():
-        frozen, _, _ = labelled_hidden(parts, batch)
-    hidden, _, _ = labelled_hidden(parts, batch)
+        frozen = labelled_hidden(parts, batch)[0]
+    hidden = labelled_hidden(parts, batch)[0]
     if not fusable(parts.head):
         raise TypeError("KL replay needs a frozen bias-free linear output head")
     weight = parts.head_weight(matmul_dtype(hidden.device))

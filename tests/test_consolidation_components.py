@@ -68,8 +68,8 @@ def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
     parts = lm_parts(peft_model)
     batch = collate(_samples())
     with torch.no_grad(), peft_model.disable_adapter():
-        frozen, _, _ = labelled_hidden(parts, batch)
-    hidden, _, _ = labelled_hidden(parts, batch)
+        frozen = labelled_hidden(parts, batch)[0]
+    hidden = labelled_hidden(parts, batch)[0]
     h1 = hidden.detach().clone().requires_grad_(True)
     h2 = hidden.detach().clone().requires_grad_(True)
     fused = HeadKL.apply(h1, frozen, parts.head.weight, parts.softcap, 7).mean()

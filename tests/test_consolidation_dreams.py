@@ -43,6 +43,10 @@ def test_augmentations_restate_the_fact_and_hold_one_question_out() -> None:
     assert all("5512" in d.answer for d in out)
     assert any(d.question == "What is the garage door code?" and d.answer.startswith("5512.") for d in trained)
     assert held[0].question not in {d.question for d in trained}
+    # The answer proper is marked where a reply starts with it; restatements have none.
+    assert all(d.answer.startswith(d.lead) for d in out)
+    assert {d.lead for d in out} == {"", "5512."}
+    assert all(d.lead == "" for d in out if d.answer.startswith("The garage door code"))
 
 
 def test_verification_rejects_a_dream_that_changes_the_answer() -> None:
@@ -72,7 +76,8 @@ def test_model_written_dreams_are_parsed_verified_and_counted() -> None:
     assert counts.written == 4 and counts.accepted == 2
     assert counts.rejected == {"answer-not-in-statement": 1, "duplicate": 1}
     assert all(d.kind == KIND_DREAM for d in out)
-    assert any(d.question == "Where does my sister live?" and d.answer.startswith("Lisbon.") for d in out)
+    assert any(d.question == "Where does my sister live?" and d.answer.startswith("Lisbon.") and d.lead == "Lisbon."
+               for d in out)
     assert all("physics" not in d.answer for d in out)
 
 
@@ -97,3 +102,14 @@ def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_questio
     assert {"What do you know about Dr. Lindqvist?", "What do you know about Harbourview clinic?"} <= asked
     # A month is not a name: no "What do you know about March?".
     assert not any("about March" in d.question for d in augment("My insurance renews in March."))
+
+
+def test_a_cloze_answers_with_the_value_as_written_and_never_with_what_the_fact_denies() -> None:
+    out = augment("No, that's not right: my favourite car is silver, not red.")
+    answers = {d.question: d.answer for d in out if not d.heldout}
+    assert answers["What is my favourite car?"] == "silver. Your favourite car is silver, not red."
+    assert not any(d.answer.startswith("red.") for d in out)
+    # "is called X" and "is with X" are no values of "What is ...?": the wh-questions ask for them.
+    asked = {d.question: d.lead for d in augment("Our team chat is called Heron and it is with Slack.")}
+    assert asked.get("What is our team chat called?") == "Heron." and "What is our team chat?" not in asked
+

@@ -102,6 +102,24 @@ def test_collate_pads_on_the_right() -> None:
     assert (batch.n_tokens, batch.n_labels) == (6, 3)
 
 
+def test_a_lead_weighs_its_tokens_at_the_start_of_the_reply() -> None:
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    msgs = [{"role": "user", "content": "Where does my sister live?"},
+            {"role": "assistant", "content": "Lisbon. Your sister lives in Lisbon."}]
+    ex = example_from_messages(msgs, template, tok, max_seq_len=512, lead="Lisbon.", lead_weight=3.0)
+    assert ex is not None and (ex.lead, ex.lead_weight) == (len("Lisbon."), 3.0)
+    first = next(i for i, t in enumerate(ex.labels) if t != IGNORE)
+    assert tok.decode(ex.labels[first : first + ex.lead]) == "Lisbon."
+    row = collate([ex]).label_weights[0]
+    assert row[first : first + ex.lead].eq(3.0).all() and row[first + ex.lead :].sum() == ex.n_labels - ex.lead
+    assert row[:first].eq(0).all()
+    # A lead the reply does not start with, or a weight of 1, weighs nothing differently.
+    for lead, weight in (("Porto.", 3.0), ("Lisbon.", 1.0)):
+        other = example_from_messages(msgs, template, tok, max_seq_len=512, lead=lead, lead_weight=weight)
+        assert other is not None and other.lead == 0
+        assert collate([other]).label_weights[0].tolist() == [float(t != IGNORE) for t in other.labels]
+
+
 def test_micro_batches_bound_padded_tokens_and_keep_every_example() -> None:
     examples = [Example([2] * n, [IGNORE] * (n - 1) + [5]) for n in (10, 3, 7, 30, 12, 4)]
     pieces = micro_batches(examples, max_tokens=24)

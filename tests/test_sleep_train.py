@@ -59,6 +59,33 @@ def test_head_only_at_labels_equals_full_logits(arch: str, softcap: float | None
     assert not torch.allclose(weighted_ce(lm_parts(model), batch), fast)
 
 
+def test_lead_tokens_weigh_more_within_their_example() -> None:
+    model = tiny_model("gemma3")
+    examples = _examples()
+    plain = weighted_ce(lm_parts(model), collate(examples))
+    for ex in examples:
+        ex.lead, ex.lead_weight = 3, 4.0
+    batch = collate(examples)
+    # Label weights: the lead weight on each example's first 3 labels, 1 on the other labels.
+    for row, ex in enumerate(examples):
+        at = [i for i, t in enumerate(ex.labels) if t != IGNORE]
+        assert batch.label_weights[row, at[:3]].tolist() == [4.0] * 3
+        assert batch.label_weights[row, at[3:]].eq(1).all() and batch.label_weights[row].sum() == len(at) + 9
+    led = weighted_ce(lm_parts(model), batch)
+    assert torch.allclose(led, full_logits_ce(model, batch), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(led, plain)
+    # By hand: each example's mean loss with its first 3 labels counted 4 times.
+    with torch.no_grad():
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    want = 0.0
+    for row, ex in enumerate(examples):
+        pos = [i for i, t in enumerate(ex.labels) if t != IGNORE]
+        nll = [-torch.log_softmax(logits[row, i - 1].float(), -1)[ex.labels[i]] for i in pos]
+        w = [4.0] * 3 + [1.0] * (len(pos) - 3)
+        want += ex.weight * sum(a * b for a, b in zip(w, nll)) / sum(w)
+    assert torch.allclose(led, torch.tensor(want / len(examples)), rtol=1e-4)
+
+
 def test_chunked_head_gives_the_same_loss_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model("gemma3", softcap=5.0)
     model.train()
