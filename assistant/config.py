@@ -74,8 +74,11 @@ class SleepConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Linear layers that get a LoRA adapter."""
-    learning_rate: float = 5e-4
-    """AdamW learning rate for the adapter."""
+    learning_rate: float = 8e-4
+    """AdamW learning rate for the adapter (the peak, under a schedule)."""
+    lr_schedule: str = "cosine"
+    """cosine: from `learning_rate` down to a tenth of it at the night's last step, so the night
+    ends on small steps that settle every fact rather than on the last batches; or constant."""
     steps: int = 40
     """Optimizer steps per night."""
     batch_size: int = 8

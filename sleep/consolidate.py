@@ -47,6 +47,7 @@ class Plan:
     def _check_settings(self) -> None:
         """Settings only the night's last steps read, checked before it spends time training."""
         from models.quantize import touched_ggml_type
+        from sleep.train import learning_rate
 
         if self.cfg.gates not in ("full", "health"):
             from assistant.errors import ConfigError
@@ -54,6 +55,7 @@ class Plan:
             raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {self.cfg.gates!r}; fix config.toml")
         file_type(self.cfg.file_type, self.gen.manifest.get("file_type"))
         touched_ggml_type(self.cfg.touched_type)
+        learning_rate(self.args, 0)
 
     # 3 load ----------------------------------------------------------------------------------
     def load(self) -> None:

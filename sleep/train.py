@@ -17,6 +17,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import random
 import time
 import warnings
@@ -26,7 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from assistant.config import SleepConfig
-from assistant.errors import SleepError
+from assistant.errors import ConfigError, SleepError
 from sleep.dataset import Example, collate, micro_batches
 from sleep.device import autocast, autocast_dtype, lora_input_casts_off, pick_device
 from sleep.loss import LossTerm, lm_parts, store_vocab_in, weighted_ce
@@ -49,7 +50,11 @@ class TrainArgs:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         metadata=_help("names of the linear layers that get an adapter"),
     )
-    learning_rate: float = field(default=5e-4, metadata=_help("AdamW learning rate (constant)"))
+    learning_rate: float = field(default=8e-4, metadata=_help("AdamW learning rate (the peak, under a schedule)"))
+    lr_schedule: str = field(
+        default="cosine",
+        metadata=_help("constant, or cosine: from the peak down to a tenth of it at the last step"),
+    )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay on the adapter"))
     max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this; 0 turns clipping off"))
     steps: int = field(default=40, metadata=_help("optimizer steps in total (a resumed run counts the earlier ones)"))
@@ -74,6 +79,7 @@ class TrainArgs:
             lora_alpha=cfg.lora_alpha,
             lora_targets=list(cfg.lora_targets),
             learning_rate=cfg.learning_rate,
+            lr_schedule=cfg.lr_schedule,
             steps=cfg.steps,
             batch_size=cfg.batch_size,
             seed=cfg.seed,
@@ -161,6 +167,18 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     order = list(range(n))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order[k * n // per_epoch : (k + 1) * n // per_epoch]
+
+
+def learning_rate(args: TrainArgs, step: int) -> float:
+    """The learning rate of 0-based `step`: a pure function of the step, so a resumed run
+    follows the schedule of an uninterrupted one."""
+    if args.lr_schedule == "constant":
+        return args.learning_rate
+    if args.lr_schedule != "cosine":
+        raise ConfigError(f"sleep.lr_schedule must be \"constant\" or \"cosine\", not {args.lr_schedule!r}; fix config.toml")
+    floor = 0.1 * args.learning_rate
+    progress = step / max(1, args.steps - 1)
+    return floor + (args.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def fingerprint(args: TrainArgs, examples: Sequence[Example]) -> str:
@@ -251,6 +269,8 @@ def _step(
         extras[term.name] = float(value.detach())
     if args.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(args, step)
     optimizer.step()
     loss = ce + sum(extras.values())
     return StepInfo(step + 1, args.steps, loss, ce, extras, n_tokens, n_labels, time.perf_counter() - t0)

@@ -15,7 +15,16 @@ from models.templates import template_for
 from sleep.dataset import IGNORE, Example, build_examples, collate, example_from_messages
 from sleep.loss import full_logits_ce, lm_parts, weighted_ce
 import sleep.device as device_mod
-from sleep.train import StepInfo, TrainArgs, TrainState, autocast_dtype, batch_indices, pick_device, train_lora
+from sleep.train import (
+    StepInfo,
+    TrainArgs,
+    TrainState,
+    autocast_dtype,
+    batch_indices,
+    learning_rate,
+    pick_device,
+    train_lora,
+)
 
 FACTS = [
     ("What is my cat called?", "Your cat is called Miso."),
@@ -201,9 +210,10 @@ def test_training_reduces_the_loss(device: str) -> None:
     assert steps[0].labelled == sum(e.n_labels for e in examples)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
 @pytest.mark.parametrize("device", devices())
-def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str) -> None:
-    examples, args = _examples(), _args(steps=7, device=device)
+def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str, schedule: str) -> None:
+    examples, args = _examples(), _args(steps=7, device=device, lr_schedule=schedule)
     whole = train_lora(tiny_model("llama"), examples, args)
 
     calls = iter(range(100))
@@ -294,6 +304,16 @@ def test_batch_order_is_a_seeded_function_of_the_step() -> None:
         assert all(len(batch_indices(n, bs, 7, s)) <= bs for s in range(3 * per_epoch))
     assert batch_indices(10, 4, 7, 5) == batch_indices(10, 4, 7, 5)
     assert [batch_indices(10, 4, 1, s) for s in range(3)] != [batch_indices(10, 4, 2, s) for s in range(3)]
+
+
+def test_learning_rate_schedules() -> None:
+    assert [learning_rate(_args(steps=5, lr_schedule="constant"), s) for s in range(5)] == [1e-2] * 5
+    cosine = [learning_rate(_args(steps=5, lr_schedule="cosine"), s) for s in range(5)]
+    assert cosine[0] == pytest.approx(1e-2) and cosine[-1] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))
+    assert cosine[2] == pytest.approx((1e-2 + 1e-3) / 2)
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        learning_rate(_args(lr_schedule="linear"), 0)
 
 
 def test_pick_device() -> None:
