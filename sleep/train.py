@@ -170,12 +170,13 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
 
 
 def learning_rate(args: TrainArgs, step: int) -> float:
-    """The learning rate of 0-based `step`: a pure function of the step, so a resumed run
-    follows the schedule of an uninterrupted one."""
+    """The learning rate of 0-based `step`: a pure function of the step (and the run's
+    `args.steps`), so a resumed run follows the schedule of an uninterrupted one."""
     if args.lr_schedule == "constant":
         return args.learning_rate
     if args.lr_schedule != "cosine":
-        raise ConfigError(f"sleep.lr_schedule must be \"constant\" or \"cosine\", not {args.lr_schedule!r}; fix config.toml")
+        raise ConfigError(
+            f"sleep.lr_schedule must be \"constant\" or \"cosine\", not {args.lr_schedule!r}; fix config.toml")
     floor = 0.1 * args.learning_rate
     progress = step / max(1, args.steps - 1)
     return floor + (args.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -187,7 +188,7 @@ def fingerprint(args: TrainArgs, examples: Sequence[Example]) -> str:
     keep = {k: v for k, v in asdict(args).items() if k not in ("device", "steps", "threads")}
     h.update(json.dumps(keep, sort_keys=True).encode())
     for e in examples:
-        h.update(json.dumps([e.input_ids, e.labels, e.weight] + ([e.lead, e.lead_weight] if e.lead_weight != 1 else [])).encode())
+        h.update(json.dumps([e.input_ids, e.labels, e.weight, e.lead, e.lead_weight]).encode())
     return h.hexdigest()
 
 

@@ -265,6 +265,12 @@ def test_resume_with_other_data_or_settings_is_refused() -> None:
     with pytest.raises(SleepError):
         train_lora(tiny_model("llama"), _examples(), _args(lora_r=8), resume=first.state)
     with pytest.raises(SleepError):
+        train_lora(tiny_model("llama"), _examples(), _args(lr_schedule="constant"), resume=first.state)
+    led = _examples()
+    led[0].lead, led[0].lead_weight = 2, 3.0
+    with pytest.raises(SleepError):
+        train_lora(tiny_model("llama"), led, _args(), resume=first.state)
+    with pytest.raises(SleepError):
         TrainState.from_bytes(b"not a checkpoint")
 
 
