@@ -86,13 +86,13 @@ def test_lead_tokens_weigh_more_within_their_example() -> None:
     # By hand: each example's mean loss with its first 3 labels counted 4 times.
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    want = 0.0
+    want = torch.tensor(0.0)
     for row, ex in enumerate(examples):
         pos = [i for i, t in enumerate(ex.labels) if t != IGNORE]
         nll = [-torch.log_softmax(logits[row, i - 1].float(), -1)[ex.labels[i]] for i in pos]
         w = [4.0] * 3 + [1.0] * (len(pos) - 3)
         want += ex.weight * sum(a * b for a, b in zip(w, nll)) / sum(w)
-    assert torch.allclose(led, torch.tensor(want / len(examples)), rtol=1e-4)
+    assert torch.allclose(led, want / len(examples), rtol=1e-4)
 
 
 def test_chunked_head_gives_the_same_loss_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
