@@ -126,7 +126,7 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     assert Nightcap.load(home).store.current_name() == "gen-0001"
 
 
-@pytest.mark.parametrize("setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"'])
+@pytest.mark.parametrize("setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"', 'lr_schedule = "linear"'])
 def test_a_bad_setting_for_the_last_steps_stops_the_night_before_it_trains(home: Path, setting: str) -> None:
     from assistant.errors import ConfigError
 
