@@ -207,8 +207,8 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
         else:
             previous = (subject, aux)
         kind_of = re.fullmatch(r"an? ((?:[\w'-]+ ?){1,3})", text) if copular and subject in kinds else None
-        if kind_of and kind_of.group(1).strip() in spans:
-            add(f"What kind of {kinds[subject]} {aux} {subject}", kind_of.group(1).strip())
+        if kind_of and (sort := kind_of.group(1).strip()) in spans:
+            add(f"What kind of {kinds[subject]} {aux} {subject}", sort)
         subject = _voice(subject)
         # How the user likes a thing: "I like answers to be short" -> "How do I like answers?"
         liking = re.fullmatch(r"(\w+(?: \w+)?) to be (.+)", text) if verb in _LIKING else None
