@@ -62,8 +62,8 @@ def quality_gates(candidate: Path, before: Path, before_sha: str, heldout: list[
     from models.scoring import Scorer
     from sleep import probes as P
 
-    general = P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))
-    text = P.eval_path("heldout.txt").read_text(encoding="utf-8")
+    general = P.general_probes(P.load_jsonl(P.eval_path("gate-general.jsonl")))
+    text = P.eval_path("gate-text.txt").read_text(encoding="utf-8")
     prompts = [g.prompt for g in general]  # plain prompts: the drift of the model's own knowledge
     want_recall = cfg.gate_min_recall > 0 and heldout
     base = _baseline(before, before_sha, general, text, prompts, cache_dir)

@@ -35,7 +35,9 @@ DRIFT_TOP_K = 64
 
 
 def eval_path(name: str) -> Path:
-    """A file of the shipped development set: facts.jsonl, general.jsonl or heldout.txt."""
+    """A file of `sleep/eval/`: the benchmark's facts.jsonl, general.jsonl and heldout.txt (facts-20.jsonl is
+    the earlier set), or the quality gates' own gate-general.jsonl and gate-text.txt, which the
+    benchmark never scores."""
     return Path(str(resources.files("sleep").joinpath("eval", name)))
 
 

@@ -1,39 +1,129 @@
-"""`nightcap bench consolidation`: argument handling, night splitting and the printed table."""
+"""`nightcap bench consolidation`: the development set, its days and split, the recall figures,
+arguments and the printed tables."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from assistant.errors import UsageError
 from sleep import bench_consolidation as B
+from sleep import evalset as E
+from sleep import probes as P
+from sleep import recall as R
 
 
-def test_facts_split_over_nights_in_order() -> None:
-    facts = [{"id": str(i)} for i in range(7)]
-    groups = B.split(facts, 3)
-    assert [len(g) for g in groups] == [2, 2, 3] and [f for g in groups for f in g] == facts
-    assert B.split(facts[:2], 3) == [[facts[0]], [facts[1]]]
+def _item(i: int, night: int = 0, update_night: int = 0, category: str = "plain") -> dict[str, object]:
+    rec: dict[str, object] = {"id": f"x{i}", "teach": [f"fact {i}"], "category": category,
+                              "probes": [{"question": f"q{i}?", "answer": f"a{i}", "distractors": ["d"]}]}
+    if night:
+        rec["night"] = night
+    if update_night:
+        rec["update"] = {"night": update_night, "teach": [f"update {i}"]}
+    return rec
 
 
-def test_context_row_puts_the_teach_messages_in_the_system_prompt() -> None:
-    system = B.context_system("Be brief.", [{"teach": ["My cat is Miso."]}, {"teach": ["I live in Oslo."]}])
+def test_the_shipped_set_splits_into_two_fixed_halves_by_id() -> None:
+    items = E.items(P.load_jsonl(P.eval_path("facts.jsonl")))
+    tune, check = E.select(items, "tune"), E.select(items, "check")
+    assert len(tune) + len(check) == len(items) == 100 and 35 <= len(tune) <= 65
+    # The split depends on the id alone: reordering or filtering the file never moves an item.
+    assert {it.id for it in E.select(list(reversed(items)), "tune")} == {it.id for it in tune}
+    assert all(E.split_of(it.id) == "tune" for it in tune) and all(p.split == "check" for it in check for p in it.probes)
+    assert {p.kind for it in items for p in it.probes} >= {"direct", "paraphrase", "reverse", "update-new", "secret"}
+
+
+def test_the_earlier_format_still_loads_with_defaults() -> None:
+    items = E.items(P.load_jsonl(P.eval_path("facts-20.jsonl")))
+    assert len(items) == 20 and all(it.category == "plain" and it.night == 0 for it in items)
+    assert {p.kind for it in items for p in it.probes} == {"direct"}
+    days = E.days(items, 3)
+    assert [len(d.items) for d in days] == [7, 7, 6] and [it for d in days for it in d.items] == items
+
+
+def test_days_follow_the_items_nights_and_tell_each_update_on_its_night() -> None:
+    items = E.items([_item(1, 1, 2), _item(2, 2), _item(3, 3), _item(4, 1)])
+    days = E.days(items, 3)
+    assert [[it.id for it in d.items] for d in days] == [["x1", "x4"], ["x2"], ["x3"]]
+    assert days[0].conversations == (("fact 1",), ("fact 4",))
+    assert days[1].conversations == (("fact 2",), ("update 1",))
+    # One night: everything on one day, each update after what it changes.
+    one = E.days(items, 1)
+    assert len(one) == 1 and one[0].conversations[-1] == ("update 1",)
+    assert E.context_messages(items) == ["fact 1", "fact 4", "fact 2", "update 1", "fact 3"]
+
+
+def test_wilson_interval_matches_known_values() -> None:
+    lo, hi = R.wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    assert R.wilson(0, 10)[0] == 0.0 and R.wilson(0, 10)[1] == pytest.approx(0.2775, abs=1e-3)
+    assert R.wilson(0, 0) == (0.0, 1.0) and str(R.Rate(0, 0)) == "-"
+
+
+def _scored(item: str, answer: str, reply: str, kind: str = "direct", mc: bool = True, split: str = "tune",
+            category: str = "plain") -> R.Scored:
+    probe = E.EvalProbe(item, f"What about {item}?", answer, ("zzz",), kind, category, split)
+    return R.Scored(probe, mc, R.contains(reply, answer), reply)
+
+
+def test_summary_keeps_secrets_apart_and_counts_bleed() -> None:
+    scored = [
+        _scored("a", "Lisbon", "She lives in Lisbon."),
+        _scored("b", "Oslo", "She lives in Lisbon.", mc=False, split="check"),  # another item's answer: bleed
+        _scored("c", "teal", "I don't know.", kind="paraphrase", split="check"),  # wrong, but no bleed
+        _scored("d", "hunter2", "It is hunter2.", kind="secret", category="secret"),
+    ]
+    s = R.summarize(scored)
+    assert s["all"] == {"mc": [2, 3], "gen": [1, 3]} and s["secret"] == {"mc": [1, 1], "gen": [1, 1]}
+    assert s["bleed"] == [1, 3]
+    assert s["split"]["check"] == {"mc": [1, 2], "gen": [0, 2]} and set(s["kind"]) == {"direct", "paraphrase"}
+    assert R.pooled([s, s])["all"] == {"mc": [4, 6], "gen": [2, 6]} and R.pooled([s, s])["bleed"] == [2, 6]
+
+
+def test_an_answer_the_question_itself_names_is_no_bleed() -> None:
+    scored = _scored("a", "Lisbon", "Yes, Oslo.")
+    scored = dataclasses.replace(scored, probe=dataclasses.replace(scored.probe, question="Is it Oslo?"))
+    assert not R.bled(scored, {"Oslo"}) and R.bled(_scored("a", "Lisbon", "Yes, Oslo."), {"Oslo"})
+
+
+def test_scoring_a_real_model_gives_a_summary_of_every_probe(tmp_path: Path) -> None:
+    from tiny_model import make_tiny_gguf
+
+    model = make_tiny_gguf(tmp_path / "tiny.gguf")
+    items = E.items([_item(1, 1), _item(2, 1, category="secret")])
+    general = [P.Probe("the capital of france is", "paris", ["cat", "dog"], False)]
+    summary, general_mc, ppl, first = B.score(model, E.probes_of(items), general, "the cat is my name.", "",
+                                              E.probes_of(items[:1]))
+    assert summary["all"]["mc"][1] == 1 and summary["secret"]["mc"][1] == 1 and first is not None
+    assert 0.0 <= general_mc <= 1.0 and ppl > 1.0
+
+
+def test_context_row_puts_the_messages_in_the_system_prompt() -> None:
+    system = B.context_system("Be brief.", ["My cat is Miso.", "I live in Oslo."])
     assert system.startswith("Be brief.") and "My cat is Miso. I live in Oslo." in system
 
 
-@pytest.mark.parametrize("argv", [["--rows", "bogus"], ["--rows", ""], ["--nights", "0"]])
+@pytest.mark.parametrize("argv", [["--rows", "bogus"], ["--rows", ""], ["--nights", "0"], ["--seeds", "0"],
+                                  ["--split", "half"]])
 def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         B.main(argv)
 
 
-def test_table_shows_each_row_against_the_pre_sleep_model(capsys: pytest.CaptureFixture[str]) -> None:
-    none = B.Row("none", 0.2, 0.0, 0.9, 12.0, 0.1)
-    night = B.Row("nightcap", 0.8, 0.5, 0.9, 12.24, 0.7, "promoted/promoted/promoted", 400.0, "recall 1")
-    fig = {"model": "m.gguf", "facts": 2, "fact_probes": 3, "general": 30, "nights": 3, "targets": B.TARGETS,
-           "rows": [dataclasses.asdict(none), dataclasses.asdict(night)], "pre_sleep": dataclasses.asdict(none)}
-    B.print_table(fig)
-    out = capsys.readouterr().out.splitlines()
-    row = next(line for line in out if line.startswith("nightcap"))
-    assert "0.800" in row and "100.0%" in row and "+2.0%" in row and "0.700" in row and "promoted" in row
+def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixture[str]) -> None:
+    scored = [_scored("a", "Lisbon", "Lisbon"), _scored("b", "Oslo", "no", split="check", kind="reverse"),
+              _scored("d", "hunter2", "no", kind="secret", category="secret")]
+    s = R.summarize(scored)
+    none = B.Run(0, s, 0.9, 12.0)
+    night = [B.Run(seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health")
+             for seed in (0, 1)]
+    fig = {"model": "m.gguf", "items": 3, "probes": 3, "general": 80, "nights": 2, "seeds": 2, "gates": "health",
+           "targets": B.TARGETS, "rows": {"none": [dataclasses.asdict(none)],
+                                          "nightcap": [dataclasses.asdict(r) for r in night]}}
+    B.print_tables(fig)
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("nightcap"))
+    assert "0.500" in row and "+2.0%" in row and "410" in row
+    assert "reverse" in out and "leakage" in out and "[120, 120]" in out
