@@ -74,7 +74,8 @@ def score(gguf: Path, probes: Sequence[E.EvalProbe], general: list[P.Probe], tex
     """(recall summary, general MC, perplexity, night-1 summary or None) of one model."""
     from models.scoring import Scorer
 
-    scorer = Scorer(gguf, n_ctx=2048)
+    # Room for the context row: everything the user said sits in its system prompt.
+    scorer = Scorer(gguf, n_ctx=4096)
     try:
         scored = R.score_probes(scorer, probes, system)
         first = None
