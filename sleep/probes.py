@@ -89,12 +89,10 @@ def option_logprobs(scorer: "Scorer", prompt: str, options: Sequence[str]) -> li
             k += 1
         starts.append(max(1, min(k, len(f) - 1)))
     shared = min(starts)
-    llm.reset()
-    llm.eval(p[:shared])
+    scorer.evaluate(p[:shared])
     out = []
     for f, k in zip(fulls, starts):
-        llm.n_tokens = shared
-        llm.eval(f[shared:])
+        scorer.evaluate(f)
         total = sum(float(_log_softmax(llm.scores[i - 1])[f[i]]) for i in range(k, len(f)))
         out.append(total / max(1, len(f) - k))
     return out

@@ -46,6 +46,26 @@ def test_bad_probe_file_is_a_usage_error(tmp_path: Path) -> None:
         P.load_jsonl(tmp_path / "bad.jsonl")
 
 
+def test_scores_reusing_the_cache_equal_scores_from_a_fresh_model(tiny_pair: tuple[Path, Path]) -> None:
+    from models.scoring import Scorer
+
+    prompts = ["the capital of france is", "the capital of france was my", "my sister lives in paris"]
+    fresh = []
+    for prompt in prompts:
+        scorer = Scorer(tiny_pair[0], n_ctx=256)
+        try:
+            fresh.append((scorer.last_logits(prompt), scorer.greedy(prompt, 8)))
+        finally:
+            scorer.close()
+    scorer = Scorer(tiny_pair[0], n_ctx=256)
+    try:
+        for prompt, (logits, reply) in zip(prompts * 2, fresh * 2):  # shared prefixes, then repeats
+            assert scorer.last_logits(prompt) == pytest.approx(logits, abs=1e-3)
+            assert scorer.greedy(prompt, 8) == reply
+    finally:
+        scorer.close()
+
+
 def test_option_scores_from_the_cached_prompt_equal_scoring_each_option_alone(tiny_pair: tuple[Path, Path]) -> None:
     from models.scoring import Scorer
 
