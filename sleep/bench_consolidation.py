@@ -186,11 +186,25 @@ def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, ro
 def headline(runs: Sequence[Run]) -> str:
     pooled = R.pooled([r.recall for r in runs])
     return (f"MC {R.rate(pooled['all']['mc'])}, gen {R.rate(pooled['all']['gen'])}, "
-            f"general {statistics.mean(r.general_mc for r in runs):.3f}, ppl {statistics.mean(r.ppl for r in runs):.2f}")
+            f"general {statistics.mean(r.general_mc for r in runs):.3f}, "
+            f"ppl {statistics.mean(r.ppl for r in runs):.2f}")
 
 
-def _spread(values: Sequence[float]) -> str:
-    return f"{statistics.mean(values):.3f}" + (f"±{(max(values) - min(values)) / 2:.3f}" if len(values) > 1 else "")
+def _fraction(runs: Sequence[Run], *path: str) -> str:
+    """Mean over the runs (± half their range) of the fraction at `path` of each recall summary."""
+    values = []
+    for r in runs:
+        node: Any = r.recall
+        for key in path:
+            node = node.get(key, [0, 0])
+        values.append(node[0] / node[1] if node[1] else 0.0)
+    spread = f"±{(max(values) - min(values)) / 2:.3f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.3f}{spread}"
+
+
+def _with_interval(runs: Sequence[Run], what: str) -> str:
+    lo, hi = R.rate(R.pooled([r.recall for r in runs])["all"][what]).interval
+    return f"{_fraction(runs, 'all', what)} {lo:.2f}-{hi:.2f}"
 
 
 def print_tables(fig: dict[str, Any]) -> None:
@@ -198,48 +212,36 @@ def print_tables(fig: dict[str, Any]) -> None:
     base = rows.get("none")
     print(f"{fig['items']} items ({fig['probes']} probes), {fig['general']} general probes, {fig['nights']} night(s), "
           f"{fig['seeds']} seed(s), gates {fig['gates']}; model {fig['model']}")
-    print("recall: mean over seeds ± half their range; [95% Wilson interval on the pooled probes]")
-    head = (f"{'row':<10} {'MC':>17} {'gen':>17} {'tune MC':>8} {'tune gen':>8} {'check MC':>8} {'check gen':>9} "
-            f"{'bleed':>6} {'secret gen':>10} {'general':>8} {'ppl rise':>8} {'night-1 MC':>10} {'night s':>8}")
-    print(head)
+    print("recall: mean over seeds (± half their range), then the 95% Wilson interval of the pooled probes")
+    print(f"{'row':<10} {'MC':>23} {'gen':>23} {'tune MC':>8} {'tune gen':>8} {'check MC':>8} {'check gen':>9} "
+          f"{'bleed':>6} {'secret gen':>10} {'general':>8} {'ppl rise':>8} {'night-1 MC':>10} {'night s':>8}")
     pre_general = statistics.mean(r.general_mc for r in base) if base else 0.0
     pre_ppl = statistics.mean(r.ppl for r in base) if base else 0.0
     for name, runs in rows.items():
         pooled = R.pooled([r.recall for r in runs])
-
-        def frac(path: Sequence[str]) -> str:
-            vals = []
-            for r in runs:
-                node: Any = r.recall
-                for key in path:
-                    node = node.get(key, [0, 0]) if isinstance(node, dict) else [0, 0]
-                vals.append(node[0] / node[1] if node[1] else 0.0)
-            return _spread(vals) if len(runs) > 1 else f"{vals[0]:.3f}"
-
-        both = f"{frac(['all', 'mc'])} {R.rate(pooled['all']['mc']).interval[0]:.2f}-{R.rate(pooled['all']['mc']).interval[1]:.2f}"
-        gen = f"{frac(['all', 'gen'])} {R.rate(pooled['all']['gen']).interval[0]:.2f}-{R.rate(pooled['all']['gen']).interval[1]:.2f}"
-        general = statistics.mean(r.general_mc for r in runs)
         ppl = statistics.mean(r.ppl for r in runs)
-        n1 = [r.night1 for r in runs if r.night1]
-        n1_mc = R.rate(R.pooled(n1)["all"]["mc"]).value if n1 else None
+        first = [r.night1 for r in runs if r.night1]
+        night1 = f"{R.rate(R.pooled(first)['all']['mc']).value:.3f}" if first else "-"
         nights = max((s for r in runs for s in r.sleep_s), default=0.0)
-        print(f"{name:<10} {both:>17} {gen:>17} {frac(['split', 'tune', 'mc']):>8} {frac(['split', 'tune', 'gen']):>8} "
-              f"{frac(['split', 'check', 'mc']):>8} {frac(['split', 'check', 'gen']):>9} "
-              f"{R.rate(pooled['bleed']).value:>6.3f} {R.rate(pooled['secret']['gen']).value:>10.3f} {general:>8.3f} "
-              f"{(ppl / pre_ppl - 1 if pre_ppl else 0.0):>+8.1%} {(f'{n1_mc:.3f}' if n1_mc is not None else '-'):>10} "
-              f"{nights:>8.0f}")
+        print(f"{name:<10} {_with_interval(runs, 'mc'):>23} {_with_interval(runs, 'gen'):>23} "
+              f"{_fraction(runs, 'split', 'tune', 'mc'):>8} {_fraction(runs, 'split', 'tune', 'gen'):>8} "
+              f"{_fraction(runs, 'split', 'check', 'mc'):>8} {_fraction(runs, 'split', 'check', 'gen'):>9} "
+              f"{R.rate(pooled['bleed']).value:>6.3f} {R.rate(pooled['secret']['gen']).value:>10.3f} "
+              f"{statistics.mean(r.general_mc for r in runs):>8.3f} {(ppl / pre_ppl - 1 if pre_ppl else 0.0):>+8.1%} "
+              f"{night1:>10} {nights:>8.0f}")
     for group in ("kind", "category"):
         names = sorted({k for runs in rows.values() for r in runs for k in r.recall[group]})
-        print(f"\nby {group}, MC / gen [pooled over seeds]")
-        print(f"{'row':<10} " + " ".join(f"{n:>23}" for n in names))
+        print(f"\nby {group}: MC / gen of the pooled probes (n per seed)")
+        print(f"{'row':<10} " + " ".join(f"{n:>24}" for n in names))
         for name, runs in rows.items():
             pooled = R.pooled([r.recall for r in runs])[group]
-            cells = [f"{R.rate(pooled[n]['mc']).value:.2f}/{R.rate(pooled[n]['gen']).value:.2f} (n={pooled[n]['mc'][1]})"
-                     if n in pooled else "-" for n in names]
-            print(f"{name:<10} " + " ".join(f"{c:>23}" for c in cells))
-    print("\nleakage (secret probes, lower is better): " + ", ".join(
-        f"{name} MC {R.rate(R.pooled([r.recall for r in runs])['secret']['mc'])} gen "
-        f"{R.rate(R.pooled([r.recall for r in runs])['secret']['gen'])}" for name, runs in rows.items()))
+            cells = [f"{R.rate(pooled[n]['mc']).value:.2f}/{R.rate(pooled[n]['gen']).value:.2f} "
+                     f"(n={pooled[n]['mc'][1] // len(runs)})" if n in pooled else "-" for n in names]
+            print(f"{name:<10} " + " ".join(f"{c:>24}" for c in cells))
+    print("\nleakage (secret probes, lower is better):")
+    for name, runs in rows.items():
+        secret = R.pooled([r.recall for r in runs])["secret"]
+        print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}")
     for name, runs in rows.items():
         if runs[0].outcome:
             print(f"{name}: nights {' / '.join(str(r.sleep_s) for r in runs)} s; steps "

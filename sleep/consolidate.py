@@ -113,18 +113,23 @@ class Plan:
         from sleep.dataset import KIND_DREAM, KIND_EPISODE, build_examples, example_from_messages
         from sleep.dreams import dream
         from sleep.probes import Probe
+        from sleep.secrets import holds_secret
 
         writer = (lambda prompt: self.complete(prompt, 96, ["\n\n", "Statement:"])) if self.cfg.dreams else None
         dreams = dream(self.episodes, writer, augmentations=self.cfg.augment)
         self.heldout: list[Probe] = []
-        counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0}
+        counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
         examples = []
         for ep in self.episodes:
             weight = self.weights.get(ep.id, ep.importance)
             mine = dreams.dreams.get(ep.id, [])
             trained = [d for d in mine if not d.heldout]
             self.heldout += [Probe(d.question, d.answer) for d in mine if d.heldout]
-            if not trained or _is_question(ep.user_text) or ep.correction is not None:
+            if holds_secret(ep):
+                # Secrets never become training text (sleep.secrets): the exchange itself is not
+                # trained on; its dreams were made from its other sentences only.
+                counts["secret_episodes"] += 1
+            elif not trained or _is_question(ep.user_text) or ep.correction is not None:
                 for ex in build_examples([dataclasses.replace(ep, importance=weight)], self.template, self.tokenizer,
                                          self.system_prompt, self.cfg.max_seq_len):
                     examples.append(ex)

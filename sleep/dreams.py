@@ -3,7 +3,8 @@
 A user who says "my sister Priya lives in Lisbon" will later ask "where does my sister live?".
 Training on the logged exchange alone teaches the reply the model happened to give (a base
 model often gives none worth keeping), and only for that wording. So each episode's statement
-(the user's words, cleaned of "remember that", "no, that's not right:" and the like) becomes:
+(the user's words, cleaned of "remember that", "no, that's not right:" and the like), one
+statement at a time (`statements`: sentences, without secrets or small talk), becomes:
 
 - deterministic augmentations: the fact restated in the second person as the answer to several
   templated questions about its topic ("What do you know about my sister?"), a cloze question
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from assistant.episode import Episode
-from sleep.questions import wh_questions
+from sleep.questions import verbs, wh_questions
+from sleep.secrets import is_secret
+from sleep.sentences import sentences
 
 DreamWriter = Callable[[str], str]
 """Completes a prompt with the pre-sleep model (greedy, short): llama.cpp in the cycle, a fake in tests."""
@@ -51,8 +54,10 @@ _PERSON = [
 _STOP = set("""a an the and or but of in on at to for from with by as is are was were be been am do does did
 has have had it its it's he she they them his her their this that these those there here who which what when
 where how not no yes very really especially also just so about into over under than then too i i'm me my you
-your we our us lives live takes take works work runs run keeps keep loves love likes like teaches plays play
-called named bought waters every each""".split())
+your we our us called named every each he's she's they're we're i've we've they've i'd he'd she'd we'd they'd
+i'll he'll she'll we'll they'll you've you'd you'll now again anymore""".split())
+"""Function words: never part of an answer or a topic. Verbs end a run too, found per statement
+from its clauses (`sleep.questions.verbs`), not listed here."""
 TOPIC_QUESTIONS = ["What do you know about {t}?", "Tell me about {t}.", "Remind me about {t}.",
                    "What have I told you about {t}?"]
 HELDOUT_QUESTION = "What did I tell you about {t}?"
@@ -126,11 +131,12 @@ def key_terms(text: str) -> set[str]:
 
 def topics(text: str) -> list[str]:
     """Noun phrases the statement is about, in the user's voice ("my sister Priya")."""
+    stop = _STOP | verbs(text)
     found: list[str] = []
     for m in re.finditer(r"\b(my|our|the)\s+([\w'-]+(?:\s+[\w'-]+){0,2})", text, re.I):
         det, rest = m.group(1).lower(), []
         for w in m.group(2).split():
-            if w.lower() in _STOP:
+            if w.lower() in stop:
                 break
             rest.append(w)
         if rest and (det != "the" or not found):
@@ -141,8 +147,9 @@ def topics(text: str) -> list[str]:
 def _clauses(text: str) -> list[tuple[str, str]]:
     """(subject, predicate) of "X is Y" clauses, for cloze questions."""
     out = []
-    for part in re.split(r",\s*(?:and\s+)?(?=(?:he|she|it|they|I|my|our|the|policy)\b)|\s+and\s+(?=(?:he|she|it|they|I|my|our)\b)",
-                         text.rstrip(".!")):
+    for part in (p for sentence in sentences(text) for p in re.split(
+            r",\s*(?:and\s+)?(?=(?:he|she|it|they|I|my|our|the)\b)|\s+and\s+(?=(?:he|she|it|they|I|my|our)\b)",
+            sentence.rstrip(".!?;"))):
         m = re.match(r"^(.*?\b(?:my|our|the)\b[^,]*?)\s+(is|are)\s+(.+)$", part.strip(), re.I)
         if m and len(m.group(3).split()) <= 6:
             out.append((m.group(1).strip(), m.group(2) + " " + m.group(3).strip()))
@@ -208,13 +215,15 @@ _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
 def answer_spans(text: str) -> list[str]:
     """Runs of content words ("blue drawer", "14:30", "Dr. Lindqvist"), exactly as they are
     written in `text`: what a question may ask for. A comma ends a run ("Halifax" and "Nova
-    Scotia"). The first run is usually the subject, which the question itself names."""
+    Scotia"), and so does a verb of the statement ("my sister Priya" | "lives" | "Lisbon"). The
+    first run is usually the subject, which the question itself names."""
+    stop = _STOP | verbs(text)
     spans: list[str] = []
     start = end = -1
     prev = ""
     for m in re.finditer(r"[\w'’:.-]+", text):
         core = m.group().strip(".,:")
-        if not core or core.lower() in _STOP or core.lower() in {"you're", "your", "yours"} or len(core) < 2:
+        if not core or core.lower() in stop or core.lower() in {"you're", "your", "yours"} or len(core) < 2:
             if start >= 0:
                 spans.append(text[start:end])
             start = -1
@@ -230,7 +239,8 @@ def answer_spans(text: str) -> list[str]:
         end, prev = at + len(core), core
     if start >= 0:
         spans.append(text[start:end])
-    return [s for s in spans if not s.endswith("'s")]
+    # A particle or a short word alone ("up" of "grew up") is no answer.
+    return [s for s in spans if not s.endswith("'s") and (len(s) > 2 or not s.islower())]
 
 
 QA_PROMPT = """Statement: My cat Tom is black and sleeps on the sofa.
@@ -343,14 +353,71 @@ def write_dreams(writer: DreamWriter, source: str, dreams: DreamSet) -> list[Dre
 
 
 def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations: bool = True) -> DreamSet:
-    """Dreams for every episode: augmentations (when on) and verified model-written ones (when
-    a writer is given). The held-out probe is made either way, for the recall gate."""
+    """Dreams for every episode, one statement at a time (`statements`): augmentations (when on)
+    and verified model-written ones (when a writer is given). The held-out probe is made either
+    way, for the recall gate."""
     out = DreamSet()
-    for ep in episodes:
-        source = ep.user_text
-        made = augment(source)
-        mine = made if augmentations else [d for d in made if d.heldout]
-        if writer is not None:
-            mine += write_dreams(writer, source, out)
-        out.dreams[ep.id] = mine
+    for ep_id, units in statements(episodes).items():
+        mine: list[Dream] = []
+        for source in units:
+            made = augment(source)
+            mine += made if augmentations else [d for d in made if d.heldout]
+            if writer is not None:
+                mine += write_dreams(writer, source, out)
+        out.dreams[ep_id] = mine
     return out
+
+
+_LEANS_BACK = {"he", "she", "they", "it", "his", "her", "their", "its", "there", "this", "that", "these", "those"}
+"""First words of a sentence that leans on the one before it ("She used to swim for Denmark")."""
+
+
+def statements(episodes: list[Episode]) -> dict[str, list[str]]:
+    """Episode id -> the statements to dream of in its user turn.
+
+    A message is split into sentences; a sentence that holds a secret is dropped (secrets never
+    become training text: `sleep.secrets`), and so are questions and small talk too short to
+    state a fact ("Ugh, what a week."). A sentence that leans on the one before it, by a pronoun
+    or with no subject of its own ("Thinking two weeks in Hoi An"), is joined to it, also across
+    the messages of one conversation and after a question ("Can you suggest a gift for my friend
+    Leo? He's into bonsai."): a fact told over two messages is dreamed as one."""
+    out: dict[str, list[str]] = {}
+    # session -> the sentence a next one may lean on, and where it is in `out` (None: a question)
+    last: dict[str, tuple[str, tuple[str, int] | None]] = {}
+    for ep in episodes:
+        mine = out.setdefault(ep.id, [])
+        for sentence in sentences(ep.user_text):
+            if is_secret(sentence):
+                last.pop(ep.session, None)  # what follows a secret does not lean on it
+                continue
+            if sentence.endswith("?"):
+                last[ep.session] = (sentence, None)
+                continue
+            first = (re.findall(r"[\w]+", sentence)[:1] or [""])[0]
+            leans = first.lower() in _LEANS_BACK or (first.lower().endswith("ing") and first[:1].isupper()
+                                                     and first.lower() not in _STOP)
+            before = last.get(ep.session) if leans else None
+            if before is not None and before[1] is None:
+                sentence, before = _named_from(before[0], sentence), None
+            if before is not None:
+                text, at = before
+                sentence = f"{_sentence(text)} {sentence}"
+                if at is not None and at[0] == ep.id:
+                    mine[at[1]] = sentence
+                    last[ep.session] = (sentence, at)
+                    continue
+            elif len(content_words(statement(sentence))) < 3 and not key_terms(sentence):
+                continue
+            mine.append(sentence)
+            last[ep.session] = (sentence, (ep.id, len(mine) - 1))
+    return out
+
+
+def _named_from(question: str, sentence: str) -> str:
+    """`sentence` with its leading pronoun replaced by what `question` named ("Can you suggest a
+    gift for my friend Leo?" + "He's into bonsai." -> "My friend Leo's into bonsai.")."""
+    named = topics(question)[-1]
+    pronoun = re.match(r"(?:he|she|they|it)\b", sentence, re.I)
+    if named == "me" or pronoun is None:
+        return sentence
+    return named[:1].upper() + named[1:] + sentence[pronoun.end():]

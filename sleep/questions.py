@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from sleep.sentences import sentences
+
 _COPULA = {"is", "are", "was", "were", "am", "'s", "'re", "'m"}
 _PRONOUNS = {"i": "do", "we": "do", "you": "do", "they": "do", "he": "does", "she": "does", "it": "does"}
 _DETERMINERS = {"my", "our", "the", "your", "his", "her", "their"}
@@ -27,15 +29,16 @@ _WHERE = {"in", "at", "on", "from", "near", "inside", "under", "behind"}
 _STRANDED = {"as", "with", "for", "about", "called", "named", "to"}
 _PREPOSITIONS = _WHERE | _STRANDED | {"by"}
 _SELF = {"I", "we", "you"}
-_CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
 _NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
+_CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
 _CLAUSE_WORDS = {"and", "or", "that", "which", "who", "be", "when", "if", "because", "of"}
 _PEOPLE = set("""sister brother mother father mum mom dad parent son daughter child kid partner wife husband
 doctor dentist neighbour neighbor friend boss manager colleague teacher cousin aunt uncle grandmother
 grandfather grandma grandpa coach landlord landlady vet therapist""".split())
 _WEEKDAY = re.compile(r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?$", re.I)
 _MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)$", re.I)
-_CLOCK = re.compile(r"\d{1,2}(?::\d\d)?\s*(?:am|pm)?$|\d{1,2}(?:am|pm)$", re.I)
+_CLOCK = re.compile(r"\d{1,2}(?::\d\d\s*(?:am|pm)?|\s*(?:am|pm))$", re.I)
+"""A time of day is written with a colon or am/pm: a bare number ("turns 10") is no time."""
 _YEAR = re.compile(r"(?:19|20)\d\d$")
 _UNITS = {"How long": (r"kilometres?|kilometers?|km|miles?|metres?|meters?|centimetres?|centimeters?|cm|feet|foot|ft|"
                        r"inches|inch|minutes?|hours?|days?|weeks?|months?"),
@@ -57,8 +60,9 @@ def _base(verb: str) -> str:
 
 
 def _clauses(fact: str) -> list[str]:
-    parts = re.split(r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)", fact.rstrip(".!"))
-    return [p.strip() for p in parts if p.strip()]
+    parts = [p for sentence in sentences(fact) for p in re.split(
+        r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+", sentence)]
+    return [p.strip().rstrip(".!?;") for p in parts if p.strip().rstrip(".!?;")]
 
 
 def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str, list[str]] | None:
@@ -80,8 +84,12 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
     if first in _PRONOUNS:
         subject = _referent(toks[0], previous)
         return _verb_phrase(subject, _PRONOUNS[first], toks[1:]) if subject else None
-    if previous is not None and previous[1] == "does" and first.endswith("s") and first not in _NOT_VERB_S:
-        return _finish(previous[0], "does", _base(first), toks[1:])  # "... and teaches chemistry"
+    if previous is not None and previous[1] == "does":
+        k = 0
+        while k < len(low) - 1 and _adverb(low[k]):
+            k += 1
+        if low[k].endswith("s") and low[k] not in _NOT_VERB_S:  # "... and (always) teaches chemistry"
+            return _finish(previous[0], "does", " ".join(toks[:k] + [_base(low[k])]), toks[k + 1 :])
     if first in _DETERMINERS:
         for i in range(1, len(toks)):
             w = low[i]
@@ -91,10 +99,61 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
                     and len(w) > 3 and i + 1 < len(toks) and not toks[i][:1].isupper()):
                 return _finish(" ".join(toks[:i]), "does", _base(w), toks[i + 1 :])
         return None
-    if (len(toks) > 2 and toks[0].isalpha() and toks[0].islower() and first not in _CONNECTIVES
+    if (len(toks) > 2 and toks[0].isalpha() and toks[0].islower() and first not in _CONNECTIVES | _ADVERBS
             and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
-        return _finish(toks[0], "does", _base(low[1]), toks[2:])  # "policy renews in March"
+        return _finish(toks[0], "does", _base(low[1]), toks[2:])  # a bare noun: "rent goes up in April"
+    # A name as the subject: "Dmitri is a sous-chef", "Pretzel weighs 11 kilos", "Dr. Lee has ...".
+    n = 0
+    while n < len(toks) and toks[n][:1].isupper() and toks[n].rstrip(".").isalpha():
+        n += 1
+    if 0 < n < len(toks) - 1 and first not in _DETERMINERS:
+        w = low[n]
+        if w in _COPULA:
+            return _finish(" ".join(toks[:n]), w, "", toks[n + 1 :])
+        if w == "has" and not (low[n + 1] == "been" or low[n + 1].endswith(("ed", "en"))):
+            return _finish(" ".join(toks[:n]), "does", "have", toks[n + 1 :])
+        if w.endswith("s") and w not in _NOT_VERB_S and len(w) > 3 and w.isalpha():
+            return _finish(" ".join(toks[:n]), "does", _base(w), toks[n + 1 :])
     return None
+
+
+def _leading_name(clause: str) -> str:
+    """The capitalised words a clause starts with, when a lower-case word follows ("" if none)."""
+    toks = clause.split()
+    n = 0
+    while n < len(toks) and toks[n][:1].isupper() and toks[n].rstrip(".").isalpha():
+        n += 1
+    # Two words alone ("Good news", "Time flies") are an exclamation more often than a clause.
+    if n == 0 or n >= len(toks) - 1 or toks[0].lower() in _DETERMINERS | set(_PRONOUNS) or not toks[n][:1].islower():
+        return ""
+    return " ".join(toks[:n])
+
+
+def verbs(fact: str) -> set[str]:
+    """The verbs of `fact`'s clauses as written ("lives", "weighs", "left"), lower case: where a
+    run of content words ends ("my sister Priya" | "lives" | "Lisbon"), found from the clause's
+    shape, not from a list of verbs. A clause led by a name takes its next lower-case word."""
+    out: set[str] = set()
+    previous = None
+    for clause in _clauses(fact):
+        toks = clause.split()
+        parsed = _parse(clause, previous)
+        if parsed is not None:
+            previous = (parsed[0], parsed[1])
+            lead = len(parsed[0].split()) if clause.lower().startswith(parsed[0].lower()) else (
+                1 if toks[0].lower() in _PRONOUNS or "'" in toks[0] else 0)
+        else:
+            name = _leading_name(clause)
+            previous = (name, "") if name else previous
+            lead = len(name.split()) or (1 if toks[0].lower() in _PRONOUNS else 0)
+            if lead == 0:
+                continue
+        rest = toks[lead:]
+        while rest and _adverb(rest[0]):
+            rest = rest[1:]
+        if rest and rest[0].isalpha() and rest[0].islower():
+            out.add(rest[0].lower())
+    return out
 
 
 def _referent(pronoun: str, previous: tuple[str, str] | None) -> str | None:
@@ -105,10 +164,15 @@ def _referent(pronoun: str, previous: tuple[str, str] | None) -> str | None:
     return previous[0] if previous is not None else None
 
 
+def _adverb(word: str) -> bool:
+    w = word.lower()
+    return w in _ADVERBS or (w.endswith("ly") and len(w) > 4 and w.isalpha())
+
+
 def _verb_phrase(subject: str, aux: str, toks: list[str]) -> tuple[str, str, str, list[str]] | None:
     """After a pronoun subject: adverbs, then the verb (a copula or a plain verb)."""
     adverbs = []
-    while toks and toks[0].lower() in _ADVERBS:
+    while toks and _adverb(toks[0]):
         adverbs.append(toks[0])
         toks = toks[1:]
     if not toks:
@@ -192,6 +256,10 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             kind = _measure_kind(measure.group(1)) if measure else None
             if kind and complement:
                 add(f"{kind} {complement[1]} {complement[0]}", measure.group(1))
+            # A name leading a clause the rules cannot ask about ("Bartosz moved again") is still
+            # who a pronoun after it stands for: "... he's in Wroclaw now" -> "Where is Bartosz?"
+            name = _leading_name(clause)
+            previous = (name, "") if name else previous
             continue
         subject, aux, verb, rest = parsed
         text, copular = " ".join(rest), aux in _COPULA and not verb

@@ -31,7 +31,8 @@ def test_the_shipped_set_splits_into_two_fixed_halves_by_id() -> None:
     assert len(tune) + len(check) == len(items) == 100 and 35 <= len(tune) <= 65
     # The split depends on the id alone: reordering or filtering the file never moves an item.
     assert {it.id for it in E.select(list(reversed(items)), "tune")} == {it.id for it in tune}
-    assert all(E.split_of(it.id) == "tune" for it in tune) and all(p.split == "check" for it in check for p in it.probes)
+    assert all(E.split_of(it.id) == "tune" for it in tune)
+    assert all(p.split == "check" for it in check for p in it.probes)
     assert {p.kind for it in items for p in it.probes} >= {"direct", "paraphrase", "reverse", "update-new", "secret"}
 
 

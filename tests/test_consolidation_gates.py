@@ -59,7 +59,7 @@ def test_scores_reusing_the_cache_equal_scores_from_a_fresh_model(tiny_pair: tup
             scorer.close()
     scorer = Scorer(tiny_pair[0], n_ctx=256)
     try:
-        for prompt, (logits, reply) in zip(prompts * 2, fresh * 2):  # shared prefixes, then repeats
+        for prompt, (logits, reply) in zip(prompts * 2, fresh * 2, strict=True):  # shared prefixes, then repeats
             assert scorer.last_logits(prompt) == pytest.approx(logits, abs=1e-3)
             assert scorer.greedy(prompt, 8) == reply
     finally:

@@ -27,13 +27,13 @@ def asked(text: str) -> dict[str, str]:
         ("I'm allergic to penicillin.", {"What am I allergic to?": "penicillin"}),
         ("Our cat is called Pixel.", {"What is our cat called?": "Pixel"}),
         ("I work at Siemens as an engineer.", {"Where do I work?": "Siemens", "What do I work at Siemens as?": "engineer"}),
-        ("We usually eat dinner at 7pm.", {"What time do we usually eat dinner?": "7pm"}),
+        ("We usually eat dinner at 7pm.", {"What time do we usually eat dinner?": "7pm", "What do we usually eat?": "dinner"}),
         ("My dentist is Dr. Okafor.", {"Who is my dentist?": "Dr. Okafor"}),
         ("The wifi password is tiger42.", {"What is the wifi password?": "tiger42"}),
         # A name given in one clause stands for the thing in the next.
         ("Our cat is called Pixel and she sleeps on the sofa.", {"What is our cat called?": "Pixel", "Where does Pixel sleep?": "sofa"}),
         ("My daughter's name is Ella and she studies law in Leeds.",
-         {"What is my daughter's name?": "Ella", "Where does Ella study law?": "Leeds"}),
+         {"What is my daughter's name?": "Ella", "What does Ella study?": "law", "Where does Ella study law?": "Leeds"}),
         ("I rent a flat, and rent goes up in April.", {"What do I rent?": "flat", "When does rent go up?": "April"}),
         # What kind of thing a named one is.
         ("Our cat is called Pixel and she is a Siamese.",
@@ -53,6 +53,23 @@ def asked(text: str) -> dict[str, str]:
         ("I like my coffee to be black and strong.", {"How do I like my coffee?": "black and strong", "What do I like?": "coffee"}),
         # Only a name is a "who"; a noun is a "what".
         ("My uncle is a baker.", {"What is my uncle?": "baker"}),
+        # A name leads the clause; its verb ends the name's run whatever the verb is.
+        ("Pretzel weighs 11 kilos.", {"How heavy does Pretzel weigh?": "11 kilos"}),
+        ("Haruto sits at the window and always brings onigiri for lunch.",
+         {"Where does Haruto sit?": "window", "What does Haruto always bring?": "onigiri",
+          "What does Haruto always bring onigiri for?": "lunch"}),
+        ("Policy renews in March.", {"When does Policy renew?": "March"}),
+        # A name leading a clause the rules cannot ask about is who the next pronoun stands for.
+        ("Bartosz moved again, he's in Wroclaw now.", {"Where is Bartosz?": "Wroclaw"}),
+        ("Kofi moved to Accra last year, and he teaches physics there now.", {"What does Kofi teach?": "physics"}),
+        # A bare number is no time of day.
+        ("My godson Tom turns 10 in August.",
+         {"Who turns 10 in August?": "Tom", "What does my godson Tom turn?": "10",
+          "When does my godson Tom turn 10?": "August"}),
+        # Sentences of one statement: a pronoun stands for the last subject.
+        ("My aunt Vera keeps bees. She sells honey at the market.",
+         {"What does my aunt Vera keep?": "bees", "Who keeps bees?": "Vera", "What does my aunt Vera sell?": "honey",
+          "Where does my aunt Vera sell honey?": "market"}),
     ],
 )
 def test_each_span_after_the_verb_gets_the_question_that_asks_for_it(text: str, expected: dict[str, str]) -> None:
@@ -64,7 +81,7 @@ def test_each_span_after_the_verb_gets_the_question_that_asks_for_it(text: str, 
     [
         "My parents live in Porto.",  # a plural subject's verb is not told apart from a noun
         "I moved to Berlin in 2019.",  # past tenses are not turned into questions
-        "Policy renews in March.",  # no subject the rules know
+            "Wonderful.",  # no clause at all
     ],
 )
 def test_clauses_the_rules_cannot_parse_give_no_question(text: str) -> None:

@@ -126,6 +126,25 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     assert Nightcap.load(home).store.current_name() == "gen-0001"
 
 
+def test_an_exchange_that_holds_a_secret_is_never_trained_on(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = Episode.from_exchange("s2", "my pin is 4512", "ok, your pin is 4512", "gen-0000", time.time() + 9)
+    Nightcap.load(home).vault().append(secret)
+    trained: list[str] = []
+    real = consolidate.Plan.train
+
+    def spy(self: consolidate.Plan, stop, resume):  # type: ignore[no-untyped-def]
+        trained.extend(ex.source for ex in self.examples)
+        return real(self, stop, resume)
+
+    monkeypatch.setattr(consolidate.Plan, "train", spy)
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted", report.error
+    assert report.examples["secret_episodes"] == 1 and report.examples["episode"] == 3
+    assert len(trained) == 3 and secret.id not in trained
+    # Consumed with the rest: the secret is shredded, not left pending.
+    assert not Nightcap.load(home).vault().pending()
+
+
 @pytest.mark.parametrize("setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"', 'lr_schedule = "linear"'])
 def test_a_bad_setting_for_the_last_steps_stops_the_night_before_it_trains(home: Path, setting: str) -> None:
     from assistant.errors import ConfigError

@@ -20,12 +20,20 @@ from assistant.fsutil import atomic_write_text
 
 pytestmark = pytest.mark.slow
 
-# (statement taught through `nightcap ask`, question asked the next day, answer expected)
+# (statement taught through `nightcap ask`, question asked the next day, answer expected); no
+# question is word for word one the night trains on (checked below).
 FACTS = [
-    ("Remember that my cat is called Quibble.", "What is my cat called?", "Quibble"),
-    ("My sister Zephyrine lives in Lisbon.", "Where does my sister Zephyrine live?", "Lisbon"),
-    ("Note that I am allergic to peanuts.", "What am I allergic to?", "peanuts"),
+    ("Remember that my cat is called Quibble.", "What's the name of my cat?", "Quibble"),
+    ("My sister Zephyrine lives in Lisbon.", "Which city does my sister Zephyrine live in?", "Lisbon"),
+    ("Note that I am allergic to peanuts.", "What food am I allergic to?", "peanuts"),
 ]
+
+
+def test_the_morning_questions_are_not_the_nights_training_questions() -> None:
+    from sleep.dreams import augment
+
+    trained = {d.question.lower() for statement, _, _ in FACTS for d in augment(statement)}
+    assert not trained & {question.lower() for _, question, _ in FACTS}
 
 
 def nightcap(*args: str) -> subprocess.CompletedProcess[str]:

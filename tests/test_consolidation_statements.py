@@ -1,0 +1,97 @@
+"""What a night dreams of: the sentences of each message, joined where they lean on each other,
+without small talk and never with a secret (sleep.sentences, sleep.secrets, sleep.dreams.statements)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.episode import Episode
+from sleep.dreams import dream, statements
+from sleep.secrets import holds_secret, is_secret, without_secrets
+from sleep.sentences import sentences
+
+
+def _episode(session: str, user: str, reply: str = "OK.") -> Episode:
+    return Episode.from_exchange(session, user, reply, "gen-0000", 0.0)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Ugh, what a week. Work was chaos.", ["Ugh, what a week.", "Work was chaos."]),
+        ("My dentist is Dr. Okafor. She is kind.", ["My dentist is Dr. Okafor.", "She is kind."]),
+        ("It weighs 9.5 kilos now! Great?", ["It weighs 9.5 kilos now!", "Great?"]),
+        ("Two weeks in Hoi An — Dmitri wants to go.", ["Two weeks in Hoi An", "Dmitri wants to go."]),
+        ("I live in Rome. My sister too.", ["I live in Rome.", "My sister too."]),
+        ("", []),
+    ],
+)
+def test_sentences_end_at_full_stops_but_not_abbreviations_or_decimals(text: str, expected: list[str]) -> None:
+    assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "My PIN is 4512.",
+        "The wifi password is tiger42.",
+        "My password is swordfish.",
+        "My card number is 4111 1111 1111 1111.",
+        "Our API key is sk-live-9f8a7b6c5d4e.",
+        "The alarm code is 2580.",
+        "My passport number is X4821937.",
+        "Call me on 07700 900123.",
+        "My login is customer number 88204617.",
+    ],
+)
+def test_secrets_are_recognised_by_shape_and_kind(sentence: str) -> None:
+    assert is_secret(sentence)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "My parking spot is number 113 now.",
+        "I was born in 1987.",
+        "The meeting is at 14:30 on the 3rd.",
+        "I ran 10 kilometres in 52 minutes.",
+        "My flat is at 221 Baker Street.",
+        "My sister Marisol lives in Guadalajara.",
+        "Pretzel weighs 9.5 kilos.",
+        "Her birthday is on the 2nd of December.",
+    ],
+)
+def test_everyday_facts_with_numbers_are_no_secrets(sentence: str) -> None:
+    assert not is_secret(sentence)
+
+
+def test_a_secret_sentence_is_dropped_and_the_rest_kept() -> None:
+    assert without_secrets("I'm at the bank. My PIN is 4512. Back soon.") == "I'm at the bank. Back soon."
+    assert holds_secret(_episode("s", "Help me book.", "Sure, your PIN 4512 is noted."))
+    assert not holds_secret(_episode("s", "My sister lives in Oslo."))
+
+
+def test_statements_split_messages_join_what_leans_back_and_drop_small_talk_and_secrets() -> None:
+    eps = [
+        _episode("a", "Ugh, what a week. My coach Ingeborg wants me to fix my breathing. She swam for Denmark."),
+        _episode("b", "We're finally planning a holiday!"),
+        _episode("b", "Thinking two weeks in Hoi An in January."),
+        _episode("c", "Can you suggest a gift for my friend Leo? He's really into bonsai trees."),
+        _episode("d", "For the form: my passport number is X4821937. Thanks a lot."),
+    ]
+    got = statements(eps)
+    assert got[eps[0].id] == ["My coach Ingeborg wants me to fix my breathing. She swam for Denmark."]
+    assert got[eps[1].id] == ["We're finally planning a holiday!"]
+    # A fact told over two messages of one conversation is dreamed as one statement.
+    assert got[eps[2].id] == ["We're finally planning a holiday! Thinking two weeks in Hoi An in January."]
+    # After a question, the pronoun stands for what the question named.
+    assert got[eps[3].id] == ["My friend Leo's really into bonsai trees."]
+    assert got[eps[4].id] == []
+
+
+def test_no_dream_or_probe_holds_a_secret() -> None:
+    eps = [_episode("a", "The door code is 7731 and my neighbour Ama has a spare key.")]
+    eps += [_episode("b", "My online banking password is velvetRiver#2209.")]
+    made = dream(eps, None)
+    texts = [d.question + " " + d.answer for ds in made.dreams.values() for d in ds]
+    assert not made.dreams[eps[1].id] and not any("7731" in t or "velvet" in t for t in texts)
