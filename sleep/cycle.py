@@ -102,7 +102,7 @@ def run_cycle(
             yield
         finally:
             report.stages[name] = round(time.perf_counter() - t0, 3)
-            report.stage_rss_mb[name] = round(_peak_rss_mb(), 1)
+            report.stage_rss_mb[name] = report.peak_rss_mb = round(_peak_rss_mb(), 1)  # the stored report's too
 
     with cycle_lock(app.home.root):
         shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a cycle that was killed

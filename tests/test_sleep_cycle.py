@@ -115,6 +115,8 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     stored = (home / "reports").glob("sleep-*.json")
     text = "".join(p.read_text() for p in stored)
     assert '"promoted"' in text and not any(word in text for word in ("miso", "sister", "paris"))
+    stored_report = json.loads(next((home / "reports").glob("sleep-*.json")).read_text())
+    assert stored_report["peak_rss_mb"] == report.stage_rss_mb["shred"] > 0
     # The privacy audit passes on the real cycle's result and traces the weights to the epoch.
     from assistant.audit import run_audit
 
