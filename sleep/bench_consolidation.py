@@ -136,7 +136,8 @@ def sleep_run(name: str, seed: int, overrides: dict[str, Any], budget: list[int]
         gates.append(", ".join(f"{k} {g['value']:.3g}" for k, g in report.gates.items()
                                if g.get("value") is not None and k != "answers") or "health")
         log(f"  {name} seed {seed} night {i + 1}: {report.outcome} in {sleep_s[-1]:.0f}s ({report.steps} steps, "
-            f"examples {report.examples}); gates: {gates[-1]}" + (f"; {report.error}" if report.error else ""))
+            f"examples {report.examples}); stages {' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}; "
+            f"gates: {gates[-1]}" + (f"; {report.error}" if report.error else ""))
     told = [it for d in days for it in d.items]
     summary, general_mc, ppl, first = score(app.store.current().gguf, E.probes_of(told), general, text,
                                             app.config.chat.system_prompt,
