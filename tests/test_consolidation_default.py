@@ -31,6 +31,8 @@ def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provi
 
     assert report.outcome == "promoted", report.error
     assert report.examples["augment"] > 2 * len(TEACH) and report.examples["replay"] >= 8
+    # The door code is a secret: neither the exchange nor any dream of it is trained on.
+    assert report.examples["secret_episodes"] == 1 and report.examples["heldout_probes"] == 1
     assert set(report.loss_terms) == {"kl", "ewc"}
     gates = report.gates
     assert {"recall", "retention", "perplexity", "drift"} <= set(gates)
