@@ -15,10 +15,11 @@ number of steps on each night (its configured budget when nightcap is not run) u
 gates: health only, unless `--gates` puts the full gates on every row.
 
 `--nights 3` follows the items' `night` fields and tells each update on its night; `--seeds N`
-runs each sleeping row on N training seeds (pooled counts, mean and spread); `--split` teaches
+runs each sleeping row on N training seeds (pooled counts, mean and spread), from `--first-seed`
+so that a later run can add seeds to an earlier one; `--split` teaches
 and scores one half of the development set.
 
-Run: `nightcap bench consolidation [--facts F] [--nights N] [--seeds N] [--split tune|check|all]
+Run: `nightcap bench consolidation [--facts F] [--nights N] [--seeds N] [--first-seed S] [--split tune|check|all]
 [--rows R,...] [--limit N] [--gates] [--model PATH] [--json]`. Prints the tables, then one JSON line.
 """
 
@@ -151,7 +152,7 @@ def context_system(system: str, messages: Sequence[str]) -> str:
 
 
 def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, rows: list[str], nights: int,
-        seeds: int, gated: bool, log: Callable[[str], None]) -> dict[str, Any]:
+        seeds: list[int], gated: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
     system = ChatConfig().system_prompt
@@ -173,13 +174,13 @@ def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, ro
             else:
                 overrides = {**(NAIVE if name == "naive" else ABLATIONS.get(name, {})), **gates}
                 runs = [sleep_run(name, s, overrides, budgets.get(s) if name != "nightcap" else None, model, days,
-                                  general, text, Path(tmp), log) for s in range(seeds)]
+                                  general, text, Path(tmp), log) for s in seeds]
                 if name == "nightcap":
                     budgets = {r.seed: r.steps for r in runs}
             out[name] = runs
             log(f"{name}: {headline(runs)} ({time.perf_counter() - t0:.0f}s)")
     return {"bench": "consolidation", "model": str(model), "items": len(chosen), "probes": len(probes),
-            "general": len(general), "nights": len(days), "seeds": seeds, "gates": "full" if gated else "health",
+            "general": len(general), "nights": len(days), "seeds": len(seeds), "first_seed": seeds[0], "gates": "full" if gated else "health",
             "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
             "targets": TARGETS}
 
@@ -262,6 +263,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--nights", type=int, default=1, help="nights to sleep (the items' own `night` fields when "
                                                           "it matches them, else an even split)")
     p.add_argument("--seeds", type=int, default=2, help="training seeds per sleeping row")
+    p.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     p.add_argument("--split", choices=E.SPLITS, default="all", help="teach and score one half of the items")
     p.add_argument("--rows", default="none,context,nightcap,naive", help=f"comma-separated, of: {','.join(ROWS)}")
     p.add_argument("--limit", type=int, default=0, help="use only the first N items (0: all)")
@@ -273,8 +275,8 @@ def main(argv: list[str]) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown or not rows:
         p.error(f"unknown row(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ROWS)}")
-    if opts.nights < 1 or opts.seeds < 1:
-        p.error("--nights and --seeds must be at least 1")
+    if opts.nights < 1 or opts.seeds < 1 or opts.first_seed < 0:
+        p.error("--nights and --seeds must be at least 1, --first-seed at least 0")
     chosen = E.select(E.items(P.load_jsonl(opts.facts)), opts.split, opts.limit)
     if not chosen:
         p.error("no items to teach: check --facts, --split and --limit")
@@ -287,7 +289,8 @@ def main(argv: list[str]) -> int:
     else:
         model = opts.model
     log = (lambda s: None) if opts.json else (lambda s: print(s, flush=True))
-    fig = run(Path(model), chosen, general, text, rows, opts.nights, opts.seeds, opts.gates, log)
+    seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
+    fig = run(Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log)
     if not opts.json:
         print_tables(fig)
     print_json(fig)

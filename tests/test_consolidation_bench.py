@@ -107,7 +107,7 @@ def test_context_row_puts_the_messages_in_the_system_prompt() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--rows", "bogus"], ["--rows", ""], ["--nights", "0"], ["--seeds", "0"],
-                                  ["--split", "half"]])
+                                  ["--split", "half"], ["--first-seed", "-1"]])
 def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         B.main(argv)
