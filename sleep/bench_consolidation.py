@@ -180,7 +180,8 @@ def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, ro
             out[name] = runs
             log(f"{name}: {headline(runs)} ({time.perf_counter() - t0:.0f}s)")
     return {"bench": "consolidation", "model": str(model), "items": len(chosen), "probes": len(probes),
-            "general": len(general), "nights": len(days), "seeds": len(seeds), "first_seed": seeds[0], "gates": "full" if gated else "health",
+            "general": len(general), "nights": len(days), "seeds": len(seeds), "first_seed": seeds[0],
+            "gates": "full" if gated else "health",
             "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
             "targets": TARGETS}
 
@@ -197,8 +198,8 @@ def _fraction(runs: Sequence[Run], *path: str) -> str:
     values = []
     for r in runs:
         node: Any = r.recall
-        for key in path:
-            node = node.get(key, [0, 0])
+        for key in path:  # a group this run has none of (--split tune: no check probes) is 0 of 0
+            node = node.get(key, [0, 0]) if isinstance(node, dict) else [0, 0]
         values.append(node[0] / node[1] if node[1] else 0.0)
     spread = f"±{(max(values) - min(values)) / 2:.3f}" if len(values) > 1 else ""
     return f"{statistics.mean(values):.3f}{spread}"
@@ -225,11 +226,12 @@ def print_tables(fig: dict[str, Any]) -> None:
         first = [r.night1 for r in runs if r.night1]
         night1 = f"{R.rate(R.pooled(first)['all']['mc']).value:.3f}" if first else "-"
         nights = max((s for r in runs for s in r.sleep_s), default=0.0)
+        rise = f"{ppl / pre_ppl - 1:+.1%}" if pre_ppl else "-"
         print(f"{name:<10} {_with_interval(runs, 'mc'):>23} {_with_interval(runs, 'gen'):>23} "
               f"{_fraction(runs, 'split', 'tune', 'mc'):>8} {_fraction(runs, 'split', 'tune', 'gen'):>8} "
               f"{_fraction(runs, 'split', 'check', 'mc'):>8} {_fraction(runs, 'split', 'check', 'gen'):>9} "
               f"{R.rate(pooled['bleed']).value:>6.3f} {R.rate(pooled['secret']['gen']).value:>10.3f} "
-              f"{statistics.mean(r.general_mc for r in runs):>8.3f} {(ppl / pre_ppl - 1 if pre_ppl else 0.0):>+8.1%} "
+              f"{statistics.mean(r.general_mc for r in runs):>8.3f} {rise:>8} "
               f"{night1:>10} {nights:>8.0f}")
     for group in ("kind", "category"):
         names = sorted({k for runs in rows.values() for r in runs for k in r.recall[group]})
@@ -250,7 +252,8 @@ def print_tables(fig: dict[str, Any]) -> None:
                   f"{' / '.join(str(r.steps) for r in runs)}; {' / '.join(r.outcome for r in runs)}")
     t = fig["targets"]
     print(f"targets: MC >= {t['fact_mc']}, gen >= {t['fact_gen']} (check: {t['check_mc']} / {t['check_gen']}), "
-          f"general >= {t['general_ratio']:.0%} of pre-sleep ({pre_general:.3f}), ppl rise <= {t['ppl_rise']:.0%}, "
+          f"general >= {t['general_ratio']:.0%} of pre-sleep ({f'{pre_general:.3f}' if base else 'run the none row'}), "
+          f"ppl rise <= {t['ppl_rise']:.0%}, "
           f"bleed <= pre-sleep + {t['bleed_rise']}, night <= {t['night_minutes']:.0f} min")
 
 

@@ -29,8 +29,8 @@ _WHERE = {"in", "at", "on", "from", "near", "inside", "under", "behind"}
 _STRANDED = {"as", "with", "for", "about", "called", "named", "to"}
 _PREPOSITIONS = _WHERE | _STRANDED | {"by"}
 _SELF = {"I", "we", "you"}
-_NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
 _CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
+_NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
 _CLAUSE_WORDS = {"and", "or", "that", "which", "who", "be", "when", "if", "because", "of"}
 _PEOPLE = set("""sister brother mother father mum mom dad parent son daughter child kid partner wife husband
 doctor dentist neighbour neighbor friend boss manager colleague teacher cousin aunt uncle grandmother
@@ -103,10 +103,8 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
             and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
         return _finish(toks[0], "does", _base(low[1]), toks[2:])  # a bare noun: "rent goes up in April"
     # A name as the subject: "Dmitri is a sous-chef", "Pretzel weighs 11 kilos", "Dr. Lee has ...".
-    n = 0
-    while n < len(toks) and toks[n][:1].isupper() and toks[n].rstrip(".").isalpha():
-        n += 1
-    if 0 < n < len(toks) - 1 and first not in _DETERMINERS:
+    n = len(_leading_name(clause).split())
+    if n:
         w = low[n]
         if w in _COPULA:
             return _finish(" ".join(toks[:n]), w, "", toks[n + 1 :])

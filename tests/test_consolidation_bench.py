@@ -128,3 +128,13 @@ def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixtu
     row = next(line for line in out.splitlines() if line.startswith("nightcap"))
     assert "0.500" in row and "+2.0%" in row and "410" in row
     assert "reverse" in out and "leakage" in out and "[120, 120]" in out
+
+
+def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
+    run = B.Run(0, s, 0.88, 12.24, None, [400.0], [120], "promoted", "health")
+    fig = {"model": "m.gguf", "items": 1, "probes": 1, "general": 80, "nights": 1, "seeds": 1, "gates": "health",
+           "targets": B.TARGETS, "rows": {"nightcap": [dataclasses.asdict(run)]}}
+    B.print_tables(fig)
+    out = capsys.readouterr().out
+    assert "run the none row" in out and "+0.0%" not in out
