@@ -369,7 +369,7 @@ def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations:
 
 
 _LEANS_BACK = {"he", "she", "they", "it", "his", "her", "their", "its", "there", "this", "that", "these", "those"}
-"""First words of a sentence that leans on the one before it ("She used to swim for Denmark")."""
+"""First words of a sentence that leans on the one before it ("She used to row for Ghana")."""
 
 
 def statements(episodes: list[Episode]) -> dict[str, list[str]]:
@@ -378,7 +378,7 @@ def statements(episodes: list[Episode]) -> dict[str, list[str]]:
     A message is split into sentences; a sentence that holds a secret is dropped (secrets never
     become training text: `sleep.secrets`), and so are questions and small talk too short to
     state a fact ("Ugh, what a week."). A sentence that leans on the one before it, by a pronoun
-    or with no subject of its own ("Thinking two weeks in Hoi An"), is joined to it, also across
+    or with no subject of its own ("Thinking a week in Lagos"), is joined to it, also across
     the messages of one conversation and after a question ("Can you suggest a gift for my friend
     Leo? He's into bonsai."): a fact told over two messages is dreamed as one."""
     out: dict[str, list[str]] = {}

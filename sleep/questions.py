@@ -102,7 +102,7 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
     if (len(toks) > 2 and toks[0].isalpha() and toks[0].islower() and first not in _CONNECTIVES | _ADVERBS
             and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
         return _finish(toks[0], "does", _base(low[1]), toks[2:])  # a bare noun: "rent goes up in April"
-    # A name as the subject: "Dmitri is a sous-chef", "Pretzel weighs 11 kilos", "Dr. Lee has ...".
+    # A name as the subject: "Oyelaran is a pilot", "Biscuit weighs 12 kilos", "Dr. Lee has ...".
     n = len(_leading_name(clause).split())
     if n:
         w = low[n]
@@ -254,8 +254,8 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             kind = _measure_kind(measure.group(1)) if measure else None
             if kind and complement:
                 add(f"{kind} {complement[1]} {complement[0]}", measure.group(1))
-            # A name leading a clause the rules cannot ask about ("Bartosz moved again") is still
-            # who a pronoun after it stands for: "... he's in Wroclaw now" -> "Where is Bartosz?"
+            # A name leading a clause the rules cannot ask about ("Tomasz moved again") is still
+            # who a pronoun after it stands for: "... he's in Leeds now" -> "Where is Tomasz?"
             name = _leading_name(clause)
             previous = (name, "") if name else previous
             continue

@@ -54,13 +54,13 @@ def asked(text: str) -> dict[str, str]:
         # Only a name is a "who"; a noun is a "what".
         ("My uncle is a baker.", {"What is my uncle?": "baker"}),
         # A name leads the clause; its verb ends the name's run whatever the verb is.
-        ("Pretzel weighs 11 kilos.", {"How heavy does Pretzel weigh?": "11 kilos"}),
-        ("Haruto sits at the window and always brings onigiri for lunch.",
-         {"Where does Haruto sit?": "window", "What does Haruto always bring?": "onigiri",
-          "What does Haruto always bring onigiri for?": "lunch"}),
+        ("Biscuit weighs 12 kilos.", {"How heavy does Biscuit weigh?": "12 kilos"}),
+        ("Oyelaran sits at the window and always brings samosas for lunch.",
+         {"Where does Oyelaran sit?": "window", "What does Oyelaran always bring?": "samosas",
+          "What does Oyelaran always bring samosas for?": "lunch"}),
         ("Policy renews in March.", {"When does Policy renew?": "March"}),
         # A name leading a clause the rules cannot ask about is who the next pronoun stands for.
-        ("Bartosz moved again, he's in Wroclaw now.", {"Where is Bartosz?": "Wroclaw"}),
+        ("Tomasz moved again, he's in Leeds now.", {"Where is Tomasz?": "Leeds"}),
         ("Kofi moved to Accra last year, and he teaches physics there now.", {"What does Kofi teach?": "physics"}),
         # A bare number is no time of day.
         ("My godson Tom turns 10 in August.",

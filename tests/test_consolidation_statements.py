@@ -21,7 +21,7 @@ def _episode(session: str, user: str, reply: str = "OK.") -> Episode:
         ("Ugh, what a week. Work was chaos.", ["Ugh, what a week.", "Work was chaos."]),
         ("My dentist is Dr. Okafor. She is kind.", ["My dentist is Dr. Okafor.", "She is kind."]),
         ("It weighs 9.5 kilos now! Great?", ["It weighs 9.5 kilos now!", "Great?"]),
-        ("Two weeks in Hoi An — Dmitri wants to go.", ["Two weeks in Hoi An", "Dmitri wants to go."]),
+        ("Two weeks in Lagos — Noor wants to go.", ["Two weeks in Lagos", "Noor wants to go."]),
         ("I live in Rome. My sister too.", ["I live in Rome.", "My sister too."]),
         ("", []),
     ],
@@ -57,7 +57,7 @@ def test_secrets_are_recognised_by_shape_and_kind(sentence: str) -> None:
         "I ran 10 kilometres in 52 minutes.",
         "My flat is at 221 Baker Street.",
         "My sister Marisol lives in Guadalajara.",
-        "Pretzel weighs 9.5 kilos.",
+        "Biscuit weighs 7.5 kilos.",
         "Her birthday is on the 2nd of December.",
     ],
 )
@@ -73,17 +73,17 @@ def test_a_secret_sentence_is_dropped_and_the_rest_kept() -> None:
 
 def test_statements_split_messages_join_what_leans_back_and_drop_small_talk_and_secrets() -> None:
     eps = [
-        _episode("a", "Ugh, what a week. My coach Ingeborg wants me to fix my breathing. She swam for Denmark."),
-        _episode("b", "We're finally planning a holiday!"),
-        _episode("b", "Thinking two weeks in Hoi An in January."),
+        _episode("a", "Ugh, what a week. My coach Adaeze wants me to fix my breathing. She swam for Ghana."),
+        _episode("b", "We're finally booking a trip away!"),
+        _episode("b", "Thinking a week in Lagos in March."),
         _episode("c", "Can you suggest a gift for my friend Leo? He's really into bonsai trees."),
         _episode("d", "For the form: my passport number is X4821937. Thanks a lot."),
     ]
     got = statements(eps)
-    assert got[eps[0].id] == ["My coach Ingeborg wants me to fix my breathing. She swam for Denmark."]
-    assert got[eps[1].id] == ["We're finally planning a holiday!"]
+    assert got[eps[0].id] == ["My coach Adaeze wants me to fix my breathing. She swam for Ghana."]
+    assert got[eps[1].id] == ["We're finally booking a trip away!"]
     # A fact told over two messages of one conversation is dreamed as one statement.
-    assert got[eps[2].id] == ["We're finally planning a holiday! Thinking two weeks in Hoi An in January."]
+    assert got[eps[2].id] == ["We're finally booking a trip away! Thinking a week in Lagos in March."]
     # After a question, the pronoun stands for what the question named.
     assert got[eps[3].id] == ["My friend Leo's really into bonsai trees."]
     assert got[eps[4].id] == []
