@@ -49,6 +49,10 @@ class SleepInterrupted(NightcapError):
     """The cycle stopped on request (user back, power gone, SIGTERM); it resumes next time."""
 
 
+FORGOTTEN_DURING_SLEEP = ("a memory was forgotten while this night learned it: the night's training was discarded, "
+                          "and the next sleep learns the rest")
+
+
 class _Stop(Exception):
     pass
 
@@ -93,8 +97,8 @@ def run_cycle(
     scratch = app.home.root / "tmp" / "sleep"
 
     @contextlib.contextmanager
-    def stage(name: str) -> Iterator[None]:
-        if stop():
+    def stage(name: str, stoppable: bool = True) -> Iterator[None]:
+        if stoppable and stop():
             raise _Stop(name)
         progress.stage(name)
         t0 = time.perf_counter()
@@ -165,7 +169,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
                                        generation=gen.name))
             epochs = [e for e in epochs if e not in learned]
-        episodes = [ep for e in epochs for ep in vault.read_epoch(e)]
+        episodes, read = vault.consume(epochs)
         report.epochs, report.episodes = list(epochs), len(episodes)
         report.consolidated_sessions = len({ep.session for ep in episodes})
     if not episodes:
@@ -203,23 +207,31 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         checkpoint.clear(vault)
         report.save(app.home.reports)
         return
-    with stage("promote"):
-        new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
-                            extra={"epochs": list(epochs), "report": report.id})
-        try:
-            if plan.master is not None:
-                from sleep.weights import keep_master
+    # Promote and shred with the vault held: a memory forgotten while the night trained must not
+    # be promoted, and no forget or feedback can slip in between the check and the shred.
+    with vault.held():
+        if any(e not in vault.closed_epochs() for e in epochs):
+            checkpoint.clear(vault)
+            report.error = FORGOTTEN_DURING_SLEEP
+            raise SleepInterrupted(FORGOTTEN_DURING_SLEEP)
+        with stage("promote"):
+            new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
+                                extra={"epochs": list(epochs), "report": report.id})
+            try:
+                if plan.master is not None:
+                    from sleep.weights import keep_master
 
-                keep_master(vault, plan.master, new.manifest["sha256"])
-            app.store.use(new.name)
-        except BaseException:
-            shutil.rmtree(new.dir, ignore_errors=True)  # never keep weights that learned unshredded logs
-            raise
-        app.store.prune(app.config.model.keep_generations)
-        report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
-    with stage("shred"):
-        checkpoint.clear(vault)  # first, so the shred's key rotation also covers its key
-        report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
-                                   generation=new.name))
+                    keep_master(vault, plan.master, new.manifest["sha256"])
+                app.store.use(new.name)
+            except BaseException:
+                shutil.rmtree(new.dir, ignore_errors=True)  # never keep weights that learned unshredded logs
+                raise
+            app.store.prune(app.config.model.keep_generations)
+            report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
+        with stage("shred", stoppable=False):  # the new model serves: its logs go now, whatever happens
+            checkpoint.clear(vault)  # first, so the shred's key rotation also covers its key
+            # Feedback given while the night trained is not destroyed untrained: `read` keeps it.
+            report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
+                                       generation=new.name, read=read))
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)

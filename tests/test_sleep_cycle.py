@@ -320,3 +320,65 @@ def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Pat
     report = run_cycle(Nightcap.load(home))
     assert report.outcome == "promoted" and report.resumed_from_step == 2
     assert report.examples.get("augment", 0) > 0 and report.steps > 3
+
+
+def _during_training(monkeypatch: pytest.MonkeyPatch, act) -> list[str]:  # type: ignore[no-untyped-def]
+    """Run `act(vault)` from another opening of the vault (as another process would) while the
+    night trains; returns the sources of the examples the night trained on."""
+    real = consolidate.Plan.train
+    trained: list[str] = []
+
+    def train(self: consolidate.Plan, stop, resume):  # type: ignore[no-untyped-def]
+        trained.extend(ex.source for ex in self.examples)
+        act(Nightcap.load(self.app.home.root).vault())
+        return real(self, stop, resume)
+
+    monkeypatch.setattr(consolidate.Plan, "train", train)
+    return trained
+
+
+def test_a_memory_forgotten_while_the_night_trains_is_never_promoted(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    before = state(home)
+    sister = next(ep for ep in Nightcap.load(home).vault().pending() if "sister" in ep.user_text)
+    with monkeypatch.context() as patch:
+        trained = _during_training(patch, lambda vault: vault.forget(sister.id))
+        with pytest.raises(SleepInterrupted, match="forgotten while this night learned it"):
+            run_cycle(Nightcap.load(home))
+    assert sister.id in trained  # the night had learned it: its candidate is thrown away
+    after = state(home)
+    assert after["current"] == before["current"] and after["generations"] == before["generations"]
+    assert after["pending"] == [t for t in before["pending"] if "sister" not in t] and leftovers(home) == []
+    stored = [json.loads(p.read_text()) for p in (home / "reports").glob("sleep-*.json")]
+    assert [r["outcome"] for r in stored] == ["interrupted"] and "forgotten" in stored[0]["error"]
+    # The next night learns the rest, and only the rest, exactly once.
+    with monkeypatch.context() as patch:
+        trained = _during_training(patch, lambda vault: None)
+        assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    assert trained and sister.id not in trained
+    assert Nightcap.load(home).store.current().manifest["epochs"] and not Nightcap.load(home).vault().pending()
+
+
+def test_feedback_given_while_the_night_trains_is_kept_for_the_next_one(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cat = next(ep for ep in Nightcap.load(home).vault().pending() if "cat" in ep.user_text)
+    with monkeypatch.context() as patch:
+        _during_training(patch, lambda vault: vault.annotate(cat.id, correction="Your cat is called Mochi."))
+        report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted" and report.shred["carried"] == 1 and report.shred["episodes"] == 2
+    # The corrected exchange waits, with its correction, in a new sealed epoch; the rest is gone.
+    app = Nightcap.load(home)
+    (kept,) = app.vault().pending()
+    assert kept.id == cat.id and kept.correction == "Your cat is called Mochi." and "correction" in kept.flags
+    assert app.vault().closed_epochs()[0] not in app.store.current().manifest["epochs"]
+    assert app.vault().verify_ledger()
+    # The next night learns it, correction included, and destroys it.
+    with monkeypatch.context() as patch:
+        trained = _during_training(patch, lambda vault: None)
+        second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted" and trained == [cat.id] * len(trained) and trained
+    assert not Nightcap.load(home).vault().pending() and second.shred["carried"] == 0

@@ -48,6 +48,13 @@ class ShredReport:
     """Master-key generation after the rotation."""
     tombstones: list[str]
     """Ids of the ledger entries written."""
+    carried: int = 0
+    """Episodes annotated after they were read, moved to a new epoch instead of destroyed."""
+
+
+def _sized(path: Path) -> tuple[int, tuple[int, int, int]]:
+    stamp = stat_of(path)
+    return stamp[0], stamp
 
 
 def new_epoch_id() -> str:
@@ -69,9 +76,15 @@ class Shredding:
     _epochs: dict[str, EpochState]
     # Also from Vault: _sync, _save, _stamp, _log, _epoch_of; and _ledger from Evidence.
 
-    def shred(self, epoch_ids: list[str], *, reason: str, generation: str | None = None) -> ShredReport:
+    def shred(self, epoch_ids: list[str], *, reason: str, generation: str | None = None,
+              read: dict[str, int] | None = None) -> ShredReport:
         """Destroy epochs: drop their keys and rotate the master key (one atomic keystore write),
-        unlink their files, chain a tombstone per epoch onto the ledger."""
+        unlink their files, chain a tombstone per epoch onto the ledger.
+
+        `read` maps an epoch to the number of its records that were consumed (a sleep read them).
+        Episodes annotated after that (feedback given while the night trained) are not destroyed
+        untrained: with all their records they move to a new closed epoch, sealed under a new key,
+        which the next night learns."""
         with self._lock.held():
             self._sync()
             ids = list(dict.fromkeys(epoch_ids))
@@ -81,10 +94,36 @@ class Shredding:
             stones = [self._tombstone(e, reason, generation) for e in ids]
             files = [p for e in ids for p in self.epoch_files(e)]
             sizes = sum(p.stat().st_size for p in files if p.exists())
-            self._commit(ids, [], stones)
+            carry = [c for c in (self._carry(s, (read or {}).get(s["epoch"])) for s in stones) if c is not None]
+            self._commit(ids, [(new, key) for new, key, _ in carry], stones)
+            for new, key, keep in carry:
+                self._epochs[new.id] = EpochState(new.id, key, keep, *_sized(self._log(new.id)))
             self._finish_shred()
-            return ShredReport(reason, generation, ids, sum(s["episodes"] for s in stones), sum(s["records"] for s in stones),
-                               len(files), sizes, self._ks.generation, [s["id"] for s in stones])
+            return ShredReport(reason, generation, ids, sum(s["episodes"] for s in stones),
+                               sum(s["records"] for s in stones), len(files), sizes, self._ks.generation,
+                               [s["id"] for s in stones], sum(s.get("carried", 0) for s in stones))
+
+    def _carry(self, stone: dict[str, Any], consumed: int | None
+               ) -> tuple[EpochEntry, bytes, list[dict[str, Any]]] | None:
+        """The episodes of `stone`'s epoch annotated after its first `consumed` records, resealed
+        in a new closed epoch (None: nothing to carry). Updates the tombstone's counts."""
+        records = self._epochs[stone["epoch"]].records
+        if consumed is None or consumed >= len(records):
+            return None
+        touched = {r.get("id") for r in records[consumed:] if r.get("t") == "annotation"}
+        keep = [r for r in records if (r.get("t") == "episode" and r["episode"]["id"] in touched)
+                or (r.get("t") == "annotation" and r.get("id") in touched)]
+        carried = len(views.episode_ids(keep))
+        if not carried:
+            return None
+        entry = self._ks.epoch(stone["epoch"])
+        assert entry is not None
+        new = EpochEntry(new_epoch_id(), "closed", entry.created, "", entry.closed or time.time(), len(keep))
+        key = crypto.new_key()
+        # Written before the keystore knows its key: a crash leaves an orphan, removed on open.
+        rewrite(self._log(new.id), new.id, key, [_encode(r) for r in keep])
+        stone.update(episodes=stone["episodes"] - carried, carried=carried, replaced_by=new.id)
+        return new, key, keep
 
     def forget(self, episode_id: str) -> None:
         """Remove one pending episode: its epoch is rewritten without it under a new key, and the
@@ -108,8 +147,7 @@ class Shredding:
                 add.append((new, key))
             self._commit([state.id], add, [stone])
             for new, key in add:
-                stamp = stat_of(self._log(new.id))
-                self._epochs[new.id] = EpochState(new.id, key, keep, stamp[0], stamp)
+                self._epochs[new.id] = EpochState(new.id, key, keep, *_sized(self._log(new.id)))
             self._finish_shred()
 
     def _tombstone(self, epoch_id: str, reason: str, generation: str | None) -> dict[str, Any]:

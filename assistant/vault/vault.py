@@ -16,12 +16,13 @@ processes (a chat and the sleep daemon run side by side). Plaintext exists only 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from assistant.config import Config
 from assistant.episode import Episode, Message
@@ -277,6 +278,21 @@ class Vault(Shredding, Evidence, Blobs):
         with self._lock.held():
             self._sync()
             return [e.id for e in self._ordered() if e.state == "closed"]
+
+    def consume(self, epoch_ids: list[str]) -> tuple[list[Episode], dict[str, int]]:
+        """What a sleep learns: the episodes of closed epochs (as `read_epoch`), and how many
+        records each epoch held when read, for `shred(read=...)` to keep later feedback."""
+        with self._lock.held():
+            self._sync()
+            episodes = [ep for e in epoch_ids for ep in self.read_epoch(e)]
+            return episodes, {e: len(self._epochs[e].records) for e in epoch_ids}
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the vault across several operations: no other process appends, annotates,
+        forgets or shreds meanwhile (sleep checks and promotes under it)."""
+        with self._lock.held():
+            yield
 
     def read_epoch(self, epoch_id: str) -> list[Episode]:
         """The episodes of one live epoch, annotations applied, in log order."""
