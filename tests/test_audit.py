@@ -154,6 +154,15 @@ def test_deleted_ledger_fails(vault: Vault) -> None:
     assert f"gen-0001 learned epoch {night.epoch}, which is neither in the vault nor in the ledger" in failing["ledger-provenance"]
 
 
+def test_a_deleted_ledger_still_fails_after_the_next_shred(vault: Vault) -> None:
+    sleep_once(vault)
+    vault.ledger_path.unlink()
+    vault.append(episode("a later thing to forget", "ok"))
+    vault.forget(vault.pending()[0].id)  # a shred that appends to the ledger again
+    failing = _failing(audit())
+    assert "records a gap: the keystore recorded 1 entries before it and 0 were found" in failing["ledger-chain"]
+
+
 def test_tombstone_without_report_or_manifest_fails(vault: Vault) -> None:
     night = sleep_once(vault)
     report = vault.home.reports / f"sleep-{night.report}.json"

@@ -135,10 +135,31 @@ def test_ledger_chain_verifies_and_detects_edits(vault: Vault) -> None:
     assert vault.verify_ledger()
 
 
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_a_deleted_or_cut_ledger_is_not_laundered_by_the_next_shred(vault: Vault, damage: str) -> None:
+    for n in range(2):
+        vault.shred([_close_with(vault, 1)], reason="consolidated", generation=f"gen-000{n + 1}")
+    lines = vault.ledger_path.read_text().splitlines()
+    if damage == "deleted":
+        vault.ledger_path.unlink()
+    else:
+        vault.ledger_path.write_text(lines[0] + "\n")
+    assert not vault.verify_ledger()
+    # The next shred chains on, after an explicit gap entry that fails verification for good.
+    vault.shred([_close_with(vault, 1)], reason="consolidated", generation="gen-0003")
+    reopened = Vault.open(vault.home)
+    problems = reopened.ledger_problems()
+    assert len(problems) == 1 and "records a gap: the keystore recorded 2 entries" in problems[0]
+    assert [e["generation"] for e in reopened.ledger()][-1] == "gen-0003"  # the gap is no tombstone
+    assert all(e.get("reason") != "gap" for e in reopened.ledger())
+    vault.shred([_close_with(vault, 1)], reason="consolidated", generation="gen-0004")
+    assert Vault.open(vault.home).ledger_problems() == problems
+
+
 def test_interrupted_shred_is_rolled_forward(vault: Vault) -> None:
     epoch = _close_with(vault, 2)
 
-    def boom(self: Ledger, stones: list) -> dict:
+    def boom(self: Ledger, *args: object) -> dict:
         raise OSError("power cut")
 
     with pytest.MonkeyPatch.context() as mp, pytest.raises(OSError):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.vault import blobs, log
 from assistant.vault.keystore import unwrap_key
-from assistant.vault.ledger import Ledger
+from assistant.vault.ledger import GAP, Ledger
 from assistant.vault.repair import EpochState
 
 if TYPE_CHECKING:
@@ -35,10 +35,10 @@ class Evidence:
         return Ledger(self.ledger_path, unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation))
 
     def ledger(self) -> list[dict[str, Any]]:
-        """Tombstones, oldest first."""
+        """Tombstones, oldest first (a gap entry is no tombstone: `ledger_problems` reports it)."""
         with self._lock.held():
             self._sync()
-            return self._ledger().entries()
+            return [e for e in self._ledger().entries() if e.get("reason") != GAP]
 
     def ledger_problems(self) -> list[str]:
         """Why the ledger fails to verify; empty when it verifies."""

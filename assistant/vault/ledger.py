@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from assistant.fsutil import atomic_write_bytes
 from assistant.vault import crypto
 
 GENESIS = "0" * 64
+GAP = "gap"
+"""The reason of an entry that marks entries missing before it: never a tombstone, always a problem."""
 _CHAIN_FIELDS = ("hash", "mac")
 
 
@@ -56,11 +60,21 @@ class Ledger:
     def ids(self) -> set[str]:
         return {str(e.get("id")) for e in self.entries()}
 
-    def append(self, tombstones: list[dict[str, Any]]) -> dict[str, Any]:
-        """Chain `tombstones` onto the ledger (atomic rewrite); returns the new head."""
+    def append(self, tombstones: list[dict[str, Any]], head: dict[str, Any] | None = None,
+               staged: set[str] | None = None) -> dict[str, Any]:
+        """Chain `tombstones` onto the ledger (atomic rewrite); returns the new head.
+
+        With `head` (the keystore's record of the last entry), a ledger that does not verify
+        against it (deleted, cut short, edited) is not silently continued: a gap entry saying
+        what was expected and what was found goes first, and `problems` reports it forever."""
         lines = self._lines()
         entries = self.entries()
-        prev = entries[-1]["hash"] if entries else GENESIS
+        problems = self.problems(head, staged, gaps=False) if head is not None else []
+        if problems:
+            tombstones = [{"id": uuid.uuid4().hex, "time": time.time(), "reason": GAP, "epoch": None,
+                           "generation": None, "episodes": 0, "records": 0, "recorded_head": head,
+                           "found": {"count": len(lines), "problems": problems[:5]}}] + tombstones
+        prev = entries[-1].get("hash", "") if entries else GENESIS
         for stone in tombstones:
             entry = dict(stone, index=len(entries), prev=prev)
             entry["hash"] = entry_hash(entry)
@@ -75,11 +89,13 @@ class Ledger:
         entries = self.entries()
         return {"count": len(entries), "hash": entries[-1].get("hash", "") if entries else ""}
 
-    def problems(self, head: dict[str, Any] | None = None, staged: set[str] | None = None) -> list[str]:
+    def problems(self, head: dict[str, Any] | None = None, staged: set[str] | None = None,
+                 gaps: bool = True) -> list[str]:
         """Why the ledger does not verify (empty list: it does).
 
         `head` is the keystore's record of the last entry; `staged` the ids of tombstones the
         keystore has staged but not yet recorded as written (a shred interrupted mid-way).
+        `gaps=False` leaves out gaps already recorded (what `append` needs to know).
         """
         issues: list[str] = []
         prev = GENESIS
@@ -101,6 +117,11 @@ class Ledger:
             elif not crypto.mac_ok(self._key, str(entry["hash"]).encode("ascii"), str(entry.get("mac", ""))):
                 issues.append(f"ledger entry {n} has a bad MAC")
             prev = str(entry.get("hash", ""))
+            if gaps and entry.get("reason") == GAP:
+                recorded = entry.get("recorded_head") or {}
+                found = entry.get("found") or {}
+                issues.append(f"ledger entry {n} records a gap: the keystore recorded {recorded.get('count')} "
+                              f"entries before it and {found.get('count')} were found (deleted, cut short or edited)")
         if head is not None:
             count = int(head.get("count", 0))
             if len(lines) < count:

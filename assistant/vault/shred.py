@@ -186,7 +186,8 @@ class Shredding:
         ledger = self._ledger()
         written = ledger.ids()
         fresh = [s for s in stones if s["id"] not in written]
-        head = ledger.append(fresh) if fresh else ledger.head()
+        # Checked against the keystore's head first: a deleted or cut ledger gets a gap entry.
+        head = ledger.append(fresh, self._ks.ledger_head, {s["id"] for s in stones}) if fresh else ledger.head()
         ks = copy.deepcopy(self._ks)
         ks.pending_tombstones, ks.ledger_head = [], head
         self._save(ks)
