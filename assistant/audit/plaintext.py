@@ -141,7 +141,10 @@ def check(ctx: AuditContext) -> Check:
     episodes = ctx.vault.pending() if ctx.vault is not None else []
     needles = Needles.build(episodes, public=ctx.app.config.chat.system_prompt)
     if not needles:
-        return Check(NAME, PASS, "no pending episodes to look for (consolidated ones are unreadable by design)",
+        # Nothing was checked, so nothing is claimed: consolidated text is gone with its keys and
+        # cannot be searched for (the shredded-epochs check and the canary tests cover that path).
+        return Check(NAME, WARN, "nothing to look for: no pending episode to search the disk for, and consolidated "
+                     "ones cannot be searched (their text is gone with their keys)",
                      {"episodes": len(episodes), "files_scanned": 0})
     root = ctx.home.root
     tally, hits = Walk(), []
