@@ -127,7 +127,8 @@ def test_restored_old_keystore_fails(vault: Vault) -> None:
     night = sleep_once(vault)
     (vault.home.root / "backup-of-epoch.log").write_bytes(night.old_log)
     (vault.home.root / "backup-of-epoch.log").chmod(0o600)
-    assert audit().passed  # the leftover ciphertext alone is harmless: its key is gone
+    # Its key is gone, but sealed vault data outside the vault is out of shredding's reach.
+    assert set(_failing(audit())) == {"vault-copies"}
     vault.keystore_path.write_bytes(night.old_keystore)  # an old copy, as an SSD or a backup may keep
     result = audit()
     failing = _failing(result)
@@ -135,6 +136,32 @@ def test_restored_old_keystore_fails(vault: Vault) -> None:
     assert "old keystore copy was restored" in failing["key-generation"]
     assert result.check("shredded-epochs").details["decrypting"] == {night.epoch: ["backup-of-epoch.log"]}
     assert not result.passed
+
+
+def test_a_copy_of_the_vault_under_the_home_fails_and_says_it_reads_again(vault: Vault) -> None:
+    night = sleep_once(vault)
+    copy = ensure_dir(vault.home.root / "old" / "vault.bak")
+    for name, data in (("keystore.json", night.old_keystore), (f"{night.epoch}.log", night.old_log)):
+        (copy / name).write_bytes(data)
+        (copy / name).chmod(0o600)
+    result = audit()
+    reason = _failing(result)["vault-copies"]
+    assert f"shredded epoch {night.epoch} reads again" in reason and "old/vault.bak/keystore.json" in reason
+    assert result.check("vault-copies").details["shredded_epochs_readable"] == {
+        night.epoch: [f"old/vault.bak/{night.epoch}.log"]}
+    # The keystore copy alone (its logs gone) still holds the shredded epoch's key: it fails too.
+    (copy / f"{night.epoch}.log").unlink()
+    assert "holds the keys of 1 shredded epoch(s)" in _failing(audit())["vault-copies"]
+
+
+def test_a_keystore_copy_that_does_not_open_still_fails(vault: Vault, tmpdir_: Path) -> None:
+    vault.append(episode("something to keep", "ok"))
+    doc = json.loads(vault.keystore_path.read_text())
+    doc["vault_id"] = "0123456789abcdef"  # another vault's: the passphrase does not open it
+    (vault.home.root / "keystore-old.json").write_text(json.dumps(doc))
+    (vault.home.root / "keystore-old.json").chmod(0o600)
+    assert "keystore-old.json is a keystore copy: a copy of vault keys outside the vault" in (
+        _failing(audit())["vault-copies"])
 
 
 def test_altered_ledger_entry_fails(vault: Vault) -> None:

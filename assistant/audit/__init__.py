@@ -5,12 +5,12 @@ plainly what cannot be proven from inside the machine.
 
 ==========================  ================================================================
 shredded-epochs             shredded epochs have no key, no file, no ciphertext that opens
+vault-copies                no keystore, log or sealed blob outside the vault's own files
 ledger-chain                the tombstone ledger's hash chain, MACs and recorded head verify
 ledger-provenance           each tombstone matches a stored sleep report and model generation
 plaintext-scan              no file under home, temp or caches holds a pending conversation
 training-intermediates      no unencrypted dataset, adapter, checkpoint or merged weights
 master-key                  where the master key lives; insecure keyrings refused
-kdf                         Argon2id parameters (>= 64 MiB, t >= 3) when a passphrase is used
 key-generation              the master key is not older than the newest rotation in the ledger
 permissions                 the home dir is private (files 0600, directories 0700)
 snapshots                   filesystem / Time Machine snapshots that may keep old copies
@@ -31,7 +31,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
-from assistant.audit import intermediates, keys, ledger, permissions, plaintext, platform, shredded, weights
+from assistant.audit import copies, intermediates, keys, ledger, permissions, plaintext, platform, shredded, weights
 from assistant.audit.context import AuditContext
 from assistant.audit.result import FAIL, PASS, WARN, AuditResult, Check
 from assistant.errors import NightcapError
@@ -64,12 +64,12 @@ def run_audit(app: "Nightcap", *, before: datetime | None = None,
     ctx = AuditContext.load(app, before=before)
     steps: list[tuple[tuple[str, ...], Callable[[], list[Check]]]] = [
         ((shredded.NAME,), lambda: [shredded.check(ctx)]),
+        ((copies.NAME,), lambda: [copies.check(ctx)]),
         ((ledger.CHAIN,), lambda: [ledger.check_chain(ctx)]),
         ((ledger.PROVENANCE,), lambda: [ledger.check_provenance(ctx)]),
         ((plaintext.NAME,), lambda: [plaintext.check(ctx)]),
         ((intermediates.NAME,), lambda: [intermediates.check(ctx)]),
         ((keys.MASTER,), lambda: [keys.check_master(ctx)]),
-        ((keys.KDF,), lambda: [keys.check_kdf(ctx)]),
         ((keys.GENERATION,), lambda: [keys.check_generation(ctx)]),
         ((permissions.NAME,), lambda: [permissions.check(ctx)]),
         (PLATFORM, lambda: platform.checks(ctx, probe)),

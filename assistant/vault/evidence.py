@@ -114,6 +114,59 @@ class Evidence:
             keys, _ = self._held_keys(None)
         return _opened(data, keys, list(dict.fromkeys(epoch_ids)), max_frames, first=False)
 
+    def copy_keys(self, data: bytes) -> dict[str, bytes] | None:
+        """If `data` is a keystore (a copy: the audit finds them anywhere under the home), the
+        data keys it gives for epochs this vault no longer holds, when it opens with this vault's
+        key source (the passphrase, or a keyring entry of its generation that is still there);
+        {} when it does not open. None when `data` is no keystore."""
+        import json
+
+        try:
+            doc = json.loads(data)
+            master, vault_id, entries = doc["master"], str(doc["vault_id"]), list(doc["epochs"])
+            generation = int(master["generation"])
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            return None
+        with self._lock.held():
+            self._sync()
+            live = set(self._epochs)
+        try:
+            kek = self._source.unlock(vault_id, master)
+        except Exception:  # noqa: BLE001 - any failure to unlock means the copy does not open
+            return {}
+        out: dict[str, bytes] = {}
+        for entry in entries:
+            epoch = str(entry.get("id")) if isinstance(entry, dict) else ""
+            if epoch and epoch not in live:
+                try:
+                    out[epoch] = unwrap_key(kek, str(entry.get("wrapped")), vault_id, epoch, generation)
+                except Exception:  # noqa: BLE001 - a damaged entry gives no key
+                    continue
+        return out
+
+    @staticmethod
+    def sealed_frames(data: bytes) -> bool:
+        """Whether `data` holds a framed log record or sealed blob (a copy of vault contents)."""
+        pos = data.find(log.MAGIC)
+        while pos != -1:
+            if log.frame_at(data, pos) is not None:
+                return True
+            pos = data.find(log.MAGIC, pos + 1)
+        pos = data.find(blobs.MAGIC)
+        while pos != -1:
+            if blobs.frame_at(data, pos) is not None:
+                return True
+            pos = data.find(blobs.MAGIC, pos + 1)
+        return False
+
+    @staticmethod
+    def opens_with(data: bytes, keys: dict[str, bytes], max_frames: int = 256) -> set[str]:
+        """Which epochs of `keys` (epoch -> data key) have a record in `data` that opens."""
+        found: set[str] = set()
+        for epoch, key in keys.items():
+            found |= _opened(data, [key], [epoch], max_frames, first=True)
+        return found
+
     def blob_info(self) -> list[dict[str, Any]]:
         """Name, size and sealing time of every sealed blob (no content)."""
         with self._lock.held():
