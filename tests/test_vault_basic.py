@@ -13,6 +13,7 @@ import keyring.backend
 import keyring.backends.fail
 import keyring.backends.null
 import keyring.core
+import keyring.errors
 import pytest
 from vault_helpers import episode, snapshot
 
@@ -225,6 +226,47 @@ def test_keyring_holds_master_key_and_rotates(home: Home, monkeypatch: pytest.Mo
     monkeypatch.setenv("NIGHTCAP_KEYRING", "off")
     with pytest.raises(VaultError, match="OS keyring"):
         Vault.open(home)
+
+
+class StubbornKeyring(MemoryKeyring):
+    """A keyring whose delete fails while `refuse` is set (a denied Keychain prompt)."""
+
+    refuse = True
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.refuse:
+            raise keyring.errors.PasswordDeleteError("user denied access")
+        super().delete_password(service, username)
+
+
+def test_old_master_keys_the_keyring_would_not_delete_are_retried_and_fail_the_audit(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.app import Nightcap
+    from assistant.audit import FAIL, PASS, run_audit
+
+    ring = StubbornKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", ring)
+    monkeypatch.setenv("NIGHTCAP_KEYRING", "auto")
+    monkeypatch.delenv("NIGHTCAP_PASSPHRASE")
+    vault = Vault.open(home)
+    for _ in range(2):
+        vault.append(episode())
+        vault.shred([vault.close_epoch()], reason="consolidated")  # commits although the keyring refuses
+    assert vault.pending() == [] and vault.key_generation == 3
+    assert sorted(int(user.rsplit("-", 1)[1]) for _, user in ring.items) == [1, 2, 3]
+    assert json.loads((home.vault / "keystore.json").read_text())["retiring"] == [1, 2]
+    master = run_audit(Nightcap.load(home.root)).check("master-key")
+    assert master.status == FAIL and "older generation(s) (1, 2)" in master.reason
+    # Once the keyring lets go, the next open deletes them and the audit passes that check.
+    ring.refuse = False
+    Vault.open(home)
+    assert [user for _, user in ring.items] == ["vault-" + vault.master_info()["vault_id"] + "-kek-3"]
+    assert "retiring" not in json.loads((home.vault / "keystore.json").read_text())
+    assert run_audit(Nightcap.load(home.root)).check("master-key").status == PASS
+    # An old entry the keystore does not list (left by a crash or an older Nightcap) is found too.
+    ring.items[("nightcap", "vault-" + vault.master_info()["vault_id"] + "-kek-1")] = "AAAA"
+    assert "older generation(s) (1)" in run_audit(Nightcap.load(home.root)).check("master-key").reason
 
 
 @pytest.mark.parametrize("backend", [keyring.backends.null.Keyring, keyring.backends.fail.Keyring])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from assistant.audit.context import AuditContext
 from assistant.audit.result import FAIL, PASS, WARN, Check
-from assistant.vault.masterkey import ENV_KEYRING, backend_problem, system_keyring
+from assistant.vault.masterkey import ENV_KEYRING, KEYRING_SERVICE, backend_problem, system_keyring
 
 MASTER = "master-key"
 GENERATION = "key-generation"
@@ -48,6 +48,12 @@ def check_master(ctx: AuditContext) -> Check:
         if problem:
             return Check(MASTER, FAIL, f"the master key is meant to be in the OS keyring but {problem}; "
                          "unlock or install a secure keyring", details)
+        stale = details["stale_generations"] = ctx.vault.stale_master_keys()
+        if stale:
+            return Check(MASTER, FAIL, f"the OS keyring still holds the master key of {len(stale)} older "
+                         f"generation(s) ({', '.join(map(str, stale[:5]))}), which unwrap the keys of shredded epochs "
+                         "from an old keystore copy; unlock the keyring and run any nightcap command to delete them "
+                         f"(or remove the \"{KEYRING_SERVICE}\" entries of older generations by hand)", details)
         return Check(MASTER, PASS, f"the master key is random and held by the OS keyring ({details['backend_now']})", details)
     backend, _ = system_keyring()
     details["keyring_available"] = backend is not None

@@ -64,6 +64,14 @@ class Evidence:
         """Key hygiene facts: source (keyring | passphrase), backend, KDF parameters, generation."""
         return dict(self._source.describe(), generation=self._ks.generation, vault_id=self._ks.vault_id)
 
+    def stale_master_keys(self) -> list[int]:
+        """Older master-key generations the OS keyring still holds (each would unwrap the keys of
+        an old keystore copy). Always empty for a passphrase vault, which keeps no KEK elsewhere."""
+        with self._lock.held():
+            self._sync()
+            ks = self._ks
+        return [g for g in range(1, ks.generation) if self._source.holds(ks.vault_id, g)]
+
     def kdf_params(self) -> dict[str, Any] | None:
         return self._source.describe()["kdf"]
 

@@ -63,6 +63,9 @@ class Keystore:
     pending_tombstones: list[dict[str, Any]] = field(default_factory=list)
     ledger_head: dict[str, Any] = field(default_factory=lambda: {"count": 0, "hash": ""})
     blobs: list[BlobEntry] = field(default_factory=list)
+    retiring: list[int] = field(default_factory=list)
+    """Older master-key generations still to delete from the OS keyring: listed in the same write
+    that rotates the key, cleared once the keyring confirms, retried on every open until then."""
     format: int = FORMAT
     mac: str = ""
     """HMAC of everything else under a subkey of the KEK (checked once the KEK is known)."""
@@ -85,8 +88,9 @@ class Keystore:
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
         data["blobs"] = [asdict(b) for b in self.blobs]
-        if not self.blobs:
-            data.pop("blobs")  # so keystores written before blobs existed keep a valid MAC
+        for optional in ("blobs", "retiring"):
+            if not data[optional]:
+                data.pop(optional)  # so keystores written before these fields existed keep a valid MAC
         data.pop("mac")
         return data
 

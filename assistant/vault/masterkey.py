@@ -149,6 +149,9 @@ class PassphraseSource:
     def retire(self, vault_id: str, generation: int) -> None:
         """Nothing outside the keystore holds an old passphrase-mode KEK."""
 
+    def holds(self, vault_id: str, generation: int) -> bool:
+        return False
+
     def describe(self) -> dict[str, Any]:
         return {"source": self.source, "backend": None, "kdf": {k: v for k, v in self.params.to_dict().items() if k != "salt"}}
 
@@ -213,11 +216,14 @@ class KeyringSource:
         return crypto.unb64(stored)
 
     def retire(self, vault_id: str, generation: int) -> None:
-        """Delete an old generation's entry (best effort: it may already be gone)."""
-        try:
-            self.backend.delete_password(KEYRING_SERVICE, self._user(vault_id, generation))
-        except Exception:
-            pass
+        """Delete an old generation's entry (nothing to do when it is already gone). VaultError
+        when the keyring refuses: the caller keeps the generation listed to retry."""
+        if self.holds(vault_id, generation):
+            self._call("delete", self.backend.delete_password, self._user(vault_id, generation))
+
+    def holds(self, vault_id: str, generation: int) -> bool:
+        """Whether the keyring still has generation `generation`'s master key."""
+        return bool(self._call("read", self.backend.get_password, self._user(vault_id, generation)))
 
     def describe(self) -> dict[str, Any]:
         cls = type(self.backend)

@@ -166,11 +166,30 @@ class Shredding:
             ks.epochs.append(entry)
         ks.master = self._source.store(ks.vault_id, generation, new_kek)  # keyring: new entry first
         ks.pending_tombstones += [dict(s, key_generation=generation) for s in stones]
+        if self._source.source == "keyring":  # the old key goes once this write is safe on disk
+            ks.retiring = sorted(set(ks.retiring) | {old_generation})
         ks.save(self.keystore_path, new_kek)
         self._ks, self._kek, self._ks_stamp = ks, new_kek, self._stamp()
-        self._source.retire(ks.vault_id, old_generation)
         for epoch_id in drop:
             self._epochs.pop(epoch_id, None)
+        self._retire_old_keys()
+
+    def _retire_old_keys(self) -> None:
+        """Delete the master keys of the generations the keystore lists as retiring from the
+        keyring, then clear the list. A keyring that refuses (a denied prompt) leaves them
+        listed: the next open tries again, and the audit fails while any is left."""
+        ks = self._ks
+        done = []
+        for generation in ks.retiring:
+            try:
+                self._source.retire(ks.vault_id, generation)
+            except VaultError:
+                break
+            done.append(generation)
+        if done:
+            fresh = copy.deepcopy(ks)
+            fresh.retiring = [g for g in ks.retiring if g not in done]
+            self._save(fresh)
 
     def _finish_shred(self) -> None:
         """Unlink the staged epochs' files and write their tombstones (idempotent, so it can resume)."""

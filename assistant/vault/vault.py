@@ -115,10 +115,13 @@ class Vault(Shredding, Evidence, Blobs):
         return vault
 
     def reload(self) -> None:
-        """Forget what is in memory and read the keystore and every log again (with recovery)."""
+        """Forget what is in memory and read the keystore and every log again (with recovery);
+        retry deleting old master keys from the keyring if an earlier rotation could not."""
         with self._lock.held():
             self._epochs, self._ks_stamp = {}, None
             self._sync(full=True)
+            if self._ks.retiring:
+                self._retire_old_keys()
 
     # --- keeping up with the disk ------------------------------------------------------------
 
