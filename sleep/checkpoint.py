@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from assistant.errors import SleepError
+from assistant.vault.derived import CHECKPOINT as BLOB
 
 if TYPE_CHECKING:
     from assistant.vault import Vault
     from sleep.train import TrainState
 
-BLOB = "sleep-checkpoint"
 
 
 def save(vault: "Vault", state_bytes: bytes) -> None:

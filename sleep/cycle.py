@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from assistant.errors import NightcapError, SleepError
 from assistant.fsutil import ensure_dir, open_private
+from assistant.vault.derived import drop_stale
 from sleep import checkpoint
 from sleep.progress import NullProgress, SleepProgress
 from sleep.report import (
@@ -159,6 +160,8 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
     report.old_generation, report.old_sha256 = gen.name, gen.manifest.get("sha256")
 
     with stage("gather"):
+        # Sealed state of a generation that no longer serves (a rollback meanwhile) goes first.
+        report.dropped_state = drop_stale(vault, gen.manifest.get("sha256"))
         vault.close_epoch()
         epochs = vault.closed_epochs()
         # A cycle killed between promote and shred: the serving generation already learned
@@ -233,5 +236,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             # Feedback given while the night trained is not destroyed untrained: `read` keeps it.
             report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
                                        generation=new.name, read=read))
+            # The old generation's Fisher (it learned earlier nights) has no more use.
+            report.dropped_state += drop_stale(vault, new.manifest.get("sha256"))
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)

@@ -27,6 +27,8 @@ from typing import Any, Sequence
 import torch
 
 from assistant.fsutil import atomic_write_bytes
+from assistant.vault.derived import FISHER_PREFIX as BLOB_PREFIX
+from assistant.vault.derived import SHA_CHARS
 from sleep.dataset import Example, collate
 from sleep.loss import lm_parts, weighted_ce
 
@@ -110,18 +112,15 @@ def from_bytes(data: bytes) -> Fisher | None:
         return None
 
 
-BLOB_PREFIX = "ewc-"
-
-
 def load_sealed(vault: Any, sha256: str) -> Fisher | None:
     """The Fisher sealed for the generation with `sha256`, or None."""
-    data = vault.open_blob_or_discard(BLOB_PREFIX + sha256[:32])
+    data = vault.open_blob_or_discard(BLOB_PREFIX + sha256[:SHA_CHARS])
     return None if data is None else from_bytes(data)
 
 
 def seal(vault: Any, sha256: str, fisher: Fisher) -> None:
     """Seal `fisher` for the generation with `sha256`; Fishers of other generations are dropped."""
-    name = BLOB_PREFIX + sha256[:32]
+    name = BLOB_PREFIX + sha256[:SHA_CHARS]
     vault.seal_blob(name, to_bytes(fisher))
     for old in vault.blob_names():
         if old.startswith(BLOB_PREFIX) and old != name:

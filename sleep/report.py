@@ -77,6 +77,8 @@ class SleepReport:
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     shred: dict[str, Any] = field(default_factory=dict)
     resumed_from_step: int | None = None
+    dropped_state: list[str] = field(default_factory=list)
+    """Sealed blobs destroyed at the start because what they derived from no longer serves."""
 
     def add_gate(self, gate: GateResult) -> None:
         self.gates[gate.name] = asdict(gate)

@@ -19,12 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import ModelError
+from assistant.vault.derived import WEIGHT_MASTER as BLOB
 
 if TYPE_CHECKING:
     from assistant.vault import Vault
     from models.master import Master
 
-BLOB = "weight-master"
 
 
 def load_master(vault: "Vault", generation_sha: str | None) -> "Master":

@@ -18,8 +18,8 @@ from assistant.cli import main
 from assistant.home import Home
 from assistant.vault import Vault
 
-NAMES = ["shredded-epochs", "vault-copies", "ledger-chain", "ledger-provenance", "plaintext-scan", "training-intermediates",
-         "master-key", "key-generation", "permissions", "snapshots", "swap", "disk-encryption", "backups",
+NAMES = ["shredded-epochs", "vault-copies", "ledger-chain", "ledger-provenance", "plaintext-scan",
+         "training-intermediates", "sealed-state", "master-key", "key-generation", "permissions", "snapshots", "swap", "disk-encryption", "backups",
          "weights"]
 
 

@@ -280,6 +280,38 @@ def test_nights_merge_into_the_sealed_weight_master(home: Path) -> None:
     assert not (home / "vault" / "blobs" / f"{BLOB}.bin").exists()
 
 
+def test_a_rollback_destroys_what_was_sealed_for_the_generation_it_leaves(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.audit import FAIL, PASS, run_audit
+    from assistant.cli import main
+    from sleep.ewc import BLOB_PREFIX
+    from sleep.weights import BLOB
+
+    atomic_write_text(home / "config.toml", (home / "config.toml").read_text().replace("ewc = false", "ewc = true"))
+    report = run_cycle(Nightcap.load(home))
+    # The night's Fisher was computed from the generation it replaced: it goes with the promotion.
+    assert report.outcome == "promoted" and [n for n in report.dropped_state if n.startswith(BLOB_PREFIX)]
+    app = Nightcap.load(home)
+    assert app.vault().blob_names() == [BLOB]
+    assert run_audit(app).check("sealed-state").status == PASS
+    # Switched without the vault (as when it cannot open): the learned weights stay sealed, and
+    # the audit names them.
+    app.store.rollback()
+    check = run_audit(Nightcap.load(home)).check("sealed-state")
+    assert check.status == FAIL and "the sealed weight-master derives from the generation with sha256" in check.reason
+    # `nightcap models use` (or rollback) destroys them with the switch.
+    assert main(["models", "use", "gen-0000", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert BLOB in out["dropped_state"] and Nightcap.load(home).vault().blob_names() == []
+    assert run_audit(Nightcap.load(home)).check("sealed-state").status == PASS
+    # The next night destroys what a switch left behind, before it learns anything.
+    Nightcap.load(home).vault().seal_blob(BLOB_PREFIX + "0" * 32, b"a Fisher of a generation gone")
+    Nightcap.load(home).vault().append(Episode.from_exchange("s3", "my dog is rex", "ok", "gen-0000", time.time()))
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted" and report.dropped_state[0] == BLOB_PREFIX + "0" * 32
+
+
 def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Path) -> None:
     config = home / "config.toml"
     atomic_write_text(config, config.read_text().replace(

@@ -10,6 +10,7 @@ ledger-chain                the tombstone ledger's hash chain, MACs and recorded
 ledger-provenance           each tombstone matches a stored sleep report and model generation
 plaintext-scan              no file under home, temp or caches holds a pending conversation
 training-intermediates      no unencrypted dataset, adapter, checkpoint or merged weights
+sealed-state                each sealed blob derives from the serving generation or pending episodes
 master-key                  where the master key lives; insecure keyrings refused
 key-generation              the master key is not older than the newest rotation in the ledger
 permissions                 the home dir is private (files 0600, directories 0700)
@@ -31,7 +32,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
-from assistant.audit import copies, intermediates, keys, ledger, permissions, plaintext, platform, shredded, weights
+from assistant.audit import (copies, intermediates, keys, ledger, permissions, plaintext, platform, sealed, shredded,
+                             weights)
 from assistant.audit.context import AuditContext
 from assistant.audit.result import FAIL, PASS, WARN, AuditResult, Check
 from assistant.errors import NightcapError
@@ -69,6 +71,7 @@ def run_audit(app: "Nightcap", *, before: datetime | None = None,
         ((ledger.PROVENANCE,), lambda: [ledger.check_provenance(ctx)]),
         ((plaintext.NAME,), lambda: [plaintext.check(ctx)]),
         ((intermediates.NAME,), lambda: [intermediates.check(ctx)]),
+        ((sealed.NAME,), lambda: [sealed.check(ctx)]),
         ((keys.MASTER,), lambda: [keys.check_master(ctx)]),
         ((keys.GENERATION,), lambda: [keys.check_generation(ctx)]),
         ((permissions.NAME,), lambda: [permissions.check(ctx)]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from assistant.app import Nightcap
@@ -71,8 +72,27 @@ def main(argv: list[str]) -> int:
     else:
         gen = store.rollback()
         result, msg = _row(gen, gen.name), f"rolled back to {gen.name}"
+    switched = action != "add" or not args.no_use
+    dropped = _drop_derived(Nightcap.load(), store.current()) if switched else []
     if args.json:
-        print_json(result)
+        print_json(dict(result, dropped_state=dropped))
     else:
-        print(msg)
+        print(msg + (f"; dropped sealed state of the previous generation ({', '.join(dropped)})" if dropped else ""))
     return 0
+
+
+def _drop_derived(app: Nightcap, serving: Generation) -> list[str]:
+    """Sealed state learned for the generation that stopped serving (its weight master, its
+    Fisher, a paused night's checkpoint) is destroyed with the switch (`assistant.vault.derived`)."""
+    from assistant.errors import VaultError
+    from assistant.vault import Vault
+    from assistant.vault.derived import drop_stale
+
+    if not Vault.exists(app.home):
+        return []
+    try:
+        return drop_stale(app.vault(), serving.manifest.get("sha256"), switched=True)
+    except VaultError as err:
+        print(f"nightcap models: warning: the vault did not open ({err}), so the sealed state learned for the "
+              "previous generation is still there; the next `nightcap sleep` destroys it", file=sys.stderr)
+        return []

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from assistant.errors import VaultError
 from assistant.fsutil import fsync_dir
 from assistant.vault import crypto, views
+from assistant.vault.derived import CHECKPOINT
 from assistant.vault.keystore import EpochEntry, rewrap_all, wrap_key
 from assistant.vault.repair import EpochState, rewrite, stat_of
 
@@ -149,6 +150,8 @@ class Shredding:
             for new, key in add:
                 self._epochs[new.id] = EpochState(new.id, key, keep, *_sized(self._log(new.id)))
             self._finish_shred()
+            # A paused night's checkpoint may have trained on it: it goes too.
+            self.drop_blob(CHECKPOINT)
 
     def _tombstone(self, epoch_id: str, reason: str, generation: str | None) -> dict[str, Any]:
         records = self._epochs[epoch_id].records
