@@ -193,3 +193,18 @@ def test_scan_reports_garbage_between_records() -> None:
     assert [r.seq for r in sc.records] == [0, 1, 2]
     assert [(p.kind, p.offset, p.length) for p in sc.problems] == [("corrupt", len(recs[0]), 50)]
     assert log.scan(b"".join(recs), "other-epoch", key).records == []  # AAD binds the epoch
+
+
+def test_a_repair_is_recorded_for_whoever_opens_the_vault_next(setup: Setup) -> None:
+    from assistant.app import Nightcap
+    from assistant.audit import PASS, WARN, run_audit
+
+    assert run_audit(Nightcap.load()).check("vault-repairs").status == PASS
+    start, _ = setup.bounds(setup.closed)[-1]
+    setup.reread(setup.closed, setup.snap[setup.path(setup.closed)][:start])  # the last record gone
+    assert {d.kind for d in setup.vault.damage} == {"missing"}
+    # A later process finds a clean log, but the keystore kept what was repaired (no content).
+    later = Vault.open(Home.resolve())
+    assert later.damage == [] and [r["kind"] for r in later.repairs()] == ["missing"]
+    check = run_audit(Nightcap.load()).check("vault-repairs")
+    assert check.status == WARN and "records were lost" in check.reason and setup.closed in check.reason

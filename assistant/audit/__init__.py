@@ -8,6 +8,7 @@ shredded-epochs             shredded epochs have no key, no file, no ciphertext 
 vault-copies                no keystore, log or sealed blob outside the vault's own files
 ledger-chain                the tombstone ledger's hash chain, MACs and recorded head verify
 ledger-provenance           each tombstone matches a stored sleep report and model generation
+vault-repairs               damage recovery repaired in the logs, whoever opened the vault first
 plaintext-scan              no file under home, temp or caches holds a pending conversation
 training-intermediates      no unencrypted dataset, adapter, checkpoint or merged weights
 sealed-state                each sealed blob derives from the serving generation or pending episodes
@@ -32,8 +33,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
-from assistant.audit import (copies, intermediates, keys, ledger, permissions, plaintext, platform, sealed, shredded,
-                             weights)
+from assistant.audit import (copies, intermediates, keys, ledger, permissions, plaintext, platform, repairs, sealed,
+                             shredded, weights)
 from assistant.audit.context import AuditContext
 from assistant.audit.result import FAIL, PASS, WARN, AuditResult, Check
 from assistant.errors import NightcapError
@@ -69,6 +70,7 @@ def run_audit(app: "Nightcap", *, before: datetime | None = None,
         ((copies.NAME,), lambda: [copies.check(ctx)]),
         ((ledger.CHAIN,), lambda: [ledger.check_chain(ctx)]),
         ((ledger.PROVENANCE,), lambda: [ledger.check_provenance(ctx)]),
+        ((repairs.NAME,), lambda: [repairs.check(ctx)]),
         ((plaintext.NAME,), lambda: [plaintext.check(ctx)]),
         ((intermediates.NAME,), lambda: [intermediates.check(ctx)]),
         ((sealed.NAME,), lambda: [sealed.check(ctx)]),

@@ -64,6 +64,12 @@ class Evidence:
         """Key hygiene facts: source (keyring | passphrase), backend, KDF parameters, generation."""
         return dict(self._source.describe(), generation=self._ks.generation, vault_id=self._ks.vault_id)
 
+    def repairs(self) -> list[dict[str, Any]]:
+        """Every repair recovery made to the logs, oldest first (no content)."""
+        with self._lock.held():
+            self._sync()
+            return [dict(r) for r in self._ks.repairs]
+
     def stale_master_keys(self) -> list[int]:
         """Older master-key generations the OS keyring still holds (each would unwrap the keys of
         an old keystore copy). Always empty for a passphrase vault, which keeps no KEK elsewhere."""

@@ -63,6 +63,9 @@ class Keystore:
     pending_tombstones: list[dict[str, Any]] = field(default_factory=list)
     ledger_head: dict[str, Any] = field(default_factory=lambda: {"count": 0, "hash": ""})
     blobs: list[BlobEntry] = field(default_factory=list)
+    repairs: list[dict[str, Any]] = field(default_factory=list)
+    """What recovery found and repaired in the logs (epoch, kind, counts; never content), kept so
+    that whichever process opens the vault first, the audit still reports it."""
     retiring: list[int] = field(default_factory=list)
     """Older master-key generations still to delete from the OS keyring: listed in the same write
     that rotates the key, cleared once the keyring confirms, retried on every open until then."""
@@ -88,7 +91,7 @@ class Keystore:
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
         data["blobs"] = [asdict(b) for b in self.blobs]
-        for optional in ("blobs", "retiring"):
+        for optional in ("blobs", "retiring", "repairs"):
             if not data[optional]:
                 data.pop(optional)  # so keystores written before these fields existed keep a valid MAC
         data.pop("mac")

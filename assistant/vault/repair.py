@@ -38,6 +38,11 @@ class Damage:
     quarantined: str | None
     """Where the untouched original log was copied, if it was."""
 
+    def record(self) -> dict[str, Any]:
+        """What the keystore keeps of this finding (`Keystore.repairs`)."""
+        return {"time": time.time(), "epoch": self.epoch, "kind": self.kind, "bytes": self.length,
+                "detail": self.detail, "quarantined": self.quarantined is not None}
+
     def describe(self) -> str:
         where = f" (original kept at {self.quarantined})" if self.quarantined else ""
         extra = f": {self.detail}" if self.detail else ""

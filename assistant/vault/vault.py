@@ -166,7 +166,9 @@ class Vault(Shredding, Evidence, Blobs):
                     damage.append(Damage(entry.id, "missing", states[entry.id].size, 0,
                                          f"{entry.records - n} record(s) gone from the end of the closed log", None))
                 entry.records = n
-        if fixed.epochs != ks.epochs:
+        # Recorded in the same write that accepts the new counts: a repair is never silent.
+        fixed.repairs += [d.record() for d in damage]
+        if fixed.epochs != ks.epochs or damage:
             self._save(fixed)
         self._epochs = states
         self.damage += damage
