@@ -45,3 +45,21 @@ class SleepError(NightcapError):
 
 class DiskFullError(NightcapError):
     """Not enough free disk space to finish the operation safely."""
+
+
+def where(err: BaseException) -> str:
+    """An unexpected exception described without its message: its type and the innermost line
+    that raised it ("KeyError at sleep/dreams.py:212"). Messages of other code can quote the data
+    they were handed (a conversation, a passphrase), so nothing of them reaches a report, a log
+    or the screen."""
+    import traceback
+    from pathlib import Path
+
+    name = type(err).__name__
+    if isinstance(err, OSError) and err.strerror:  # the system's own words ("No space left on device")
+        name += f" ({err.strerror})"
+    frames = traceback.extract_tb(err.__traceback__) if err.__traceback__ else []
+    if not frames:
+        return name
+    shown = "/".join(Path(frames[-1].filename).parts[-2:])
+    return f"{name} at {shown}:{frames[-1].lineno}"

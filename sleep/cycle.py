@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from assistant.errors import NightcapError, SleepError
+from assistant.errors import NightcapError, SleepError, where
 from assistant.fsutil import ensure_dir, open_private
 from assistant.vault.derived import drop_stale
 from sleep import checkpoint
@@ -114,9 +114,9 @@ def run_cycle(
         app.store.clean_partial()
         try:
             _run(app, report, stage, stop, progress, ensure_dir(scratch))
-        except _Stop as where:
+        except _Stop as stopped:
             report.outcome = OUTCOME_INTERRUPTED
-            report.error = f"stopped before {where}"
+            report.error = f"stopped before {stopped}"
             report.save(app.home.reports)
             raise SleepInterrupted("sleep paused; it will resume from its checkpoint next time") from None
         except SleepInterrupted:
@@ -128,10 +128,11 @@ def run_cycle(
             report.save(app.home.reports)
             raise
         except Exception as err:  # any other failure: keep serving, keep the episodes
-            report.outcome, report.error = OUTCOME_FAILED, f"{type(err).__name__}: {err}"
+            # Its message may quote what it was handed (a conversation): only type and place are kept.
+            report.outcome, report.error = OUTCOME_FAILED, where(err)
             report.save(app.home.reports)
             raise SleepError(
-                f"sleep failed during {next(reversed(report.stages), 'start')} ({type(err).__name__}: {err}); "
+                f"sleep failed during {next(reversed(report.stages), 'start')} ({where(err)}); "
                 "the previous model keeps serving and no memory was lost"
             ) from err
         finally:

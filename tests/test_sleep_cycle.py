@@ -414,3 +414,17 @@ def test_feedback_given_while_the_night_trains_is_kept_for_the_next_one(
         second = run_cycle(Nightcap.load(home))
     assert second.outcome == "promoted" and trained == [cat.id] * len(trained) and trained
     assert not Nightcap.load(home).vault().pending() and second.shred["carried"] == 0
+
+
+def test_a_crash_during_the_night_reports_no_word_of_the_conversations(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dream(self: consolidate.Plan) -> None:
+        raise ValueError(f"cannot parse {self.episodes[0].user_text!r}")  # as library errors quote their input
+
+    monkeypatch.setattr(consolidate.Plan, "dream", dream)
+    with pytest.raises(SleepError) as caught:
+        run_cycle(Nightcap.load(home))
+    assert "ValueError at tests/test_sleep_cycle.py:" in str(caught.value) and "miso" not in str(caught.value)
+    stored = "".join(p.read_text() for p in (home / "reports").glob("sleep-*.json"))
+    assert '"failed"' in stored and "ValueError at" in stored and "miso" not in stored

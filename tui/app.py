@@ -94,6 +94,20 @@ class NightcapApp(SleepControl, App[None]):
         if self._theme_name in self.available_themes:
             self.theme = self._theme_name
 
+    def _fatal_error(self) -> None:
+        """An unexpected crash, told in one line. Textual's own handler prints the traceback with
+        every local variable, which can hold a typed passphrase or the text of a conversation."""
+        from rich.text import Text
+
+        from assistant.errors import where
+
+        self.bell()
+        err = self._exception
+        what = where(err) if err is not None else "an unexpected error"
+        self._exit_renderables.append(Text(f"nightcap chat: crashed ({what}); what the vault had saved is intact. "
+                                           "Please report this line."))
+        self._close_messages_no_wait()
+
     def _tell_chat(self, message: Message) -> None:
         """Post to the chat screen (thread-safe), which shows model and vault state."""
         if self.chat is not None:

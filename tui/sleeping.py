@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from textual import work
 from textual.message_pump import MessagePump
 
-from assistant.errors import NightcapError
+from assistant.errors import NightcapError, where
 from sleep.progress import SleepProgress
 from tui import messages as m
 from tui.screens.sleep import SleepScreen
@@ -108,7 +108,8 @@ class SleepControl(_Base):
         except NightcapError as err:
             self.post_message(m.SleepFinished(None, str(err)))
         except Exception as err:  # the previous model keeps serving whatever went wrong
-            self.post_message(m.SleepFinished(None, f"the sleep cycle failed ({err}); the previous model keeps serving"))
+            self.post_message(m.SleepFinished(None, f"the sleep cycle failed ({where(err)}); the previous model keeps "
+                                              "serving"))
         else:
             self.post_message(m.SleepFinished(report))
 

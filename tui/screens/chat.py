@@ -18,7 +18,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from assistant.chat import Session
 from assistant.episode import Episode
-from assistant.errors import NightcapError
+from assistant.errors import NightcapError, where
 from tui import messages as m
 from tui.screens.passphrase import PassphraseScreen
 from tui.screens.teaching import TeachingMixin
@@ -150,7 +150,8 @@ class ChatScreen(TeachingMixin, Screen[None]):
             self.post_message(m.ResponseFailed(text, str(err)))
             return
         except Exception as err:  # a crash in llama.cpp must not take the conversation with it
-            self.post_message(m.ResponseFailed(text, f"the model failed ({err}); try again"))
+            # Only the error's type and place: its message may quote the conversation.
+            self.post_message(m.ResponseFailed(text, f"the model failed ({where(err)}); try again"))
             return
         if failures:
             self.app.call_from_thread(self.notify, f"This exchange was not kept: {failures[0]}", title="Vault",
