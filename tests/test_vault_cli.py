@@ -133,3 +133,53 @@ def test_import_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err.strip().splitlines()
     assert "does not exist" in err[0] and "line 1" in err[1] and "nothing was imported" in err[-1]
     assert not Vault.exists(Home.resolve())
+
+
+def test_import_survives_hostile_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = {"u": _node("u", None, ["a"], "user", "Where do I keep the spare key?", float("nan")),
+               "a": _node("a", "u", [], "assistant", "Under the blue pot.", 1e300)}
+    export = [
+        {"conversation_id": "fine", "current_node": "a", "mapping": mapping},
+        {"conversation_id": "typed", "current_node": "x", "mapping": {"x": {"message": {"author": "user"}}}},
+        {"conversation_id": "content", "current_node": "x", "mapping": {"x": {"message": {
+            "author": {"role": "user"}, "content": ["not", "a", "dict"]}}}},
+        {"messages": [{"role": "user", "content": "lone \ud800 half"}, {"role": "assistant", "content": "ok"}],
+         "session": ["not", "an", "id"]},
+    ]
+    src = tmp_path / "conversations.json"
+    src.write_text(json.dumps(export, allow_nan=True))
+    assert main(["import", str(src)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "conversation 2: a field has the wrong type" in captured.err
+    assert "conversation 3: a field has the wrong type" in captured.err and "Imported 2 memories" in captured.out
+    pending = Vault.open(Home.resolve()).pending()
+    spare = next(e for e in pending if e.session == "fine")
+    assert spare.started < 4102444800 and spare.ended >= spare.started  # NaN and 1e300 were not believed
+    assert any(e.user_text == "lone \ufffd half" for e in pending)
+    # Deep nesting, in either format, is a reported line, not a crash.
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                    + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert main(["import", str(deep)]) == 0
+    captured = capsys.readouterr()
+    assert "line 2: nested too deeply" in captured.err and "Imported 1 memory" in captured.out
+
+
+def test_an_exchange_too_big_for_the_vault_is_refused_not_dropped_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.errors import VaultError
+    from assistant.vault import log
+
+    huge = "x" * (log.MAX_PAYLOAD + 1)
+    src = tmp_path / "big.jsonl"
+    src.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": text},
+                                                      {"role": "assistant", "content": "ok"}]})
+                             for text in ("small one", huge)) + "\n")
+    assert main(["import", str(src)]) == 0
+    captured = capsys.readouterr()
+    assert "is over the 64 MiB the vault keeps per exchange" in captured.err and "Imported 1 memory" in captured.out
+    vault = Vault.open(Home.resolve())
+    with pytest.raises(VaultError, match="nothing of it was saved"):
+        vault.append(episode(huge, "ok"))
+    assert [e.user_text for e in Vault.open(Home.resolve()).pending()] == ["small one"]

@@ -15,6 +15,7 @@ Malformed lines are reported with their line numbers on stderr and everything el
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import uuid
@@ -26,6 +27,7 @@ from assistant.commands._common import parser, print_json
 from assistant.episode import FLAG_IMPORTED, Episode, detect_flags, importance_from_flags
 from assistant.errors import NightcapError
 from assistant.home import Home
+from assistant.vault import log, views
 
 MAX_REPORTED = 20
 _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "model": "assistant",
@@ -53,13 +55,32 @@ class Parsed:
     """(where, what): where is "line N" or "conversation N"."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+LATEST = 4102444800.0
+"""2100-01-01: a later (or non-finite, or negative) timestamp is damage, and the file order is used."""
+BAD_SHAPE = (ValueError, TypeError, AttributeError, KeyError, RecursionError)
+"""What a conversation of the wrong shape raises while it is read: reported, never a traceback."""
+
+
+def _clean(text: str) -> str:
+    """A JSON string may hold a lone surrogate ("\\ud800"), which no UTF-8 file can store."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _time(value: Any) -> float | None:
+    """A usable timestamp, or None (NaN, infinite, negative, far future, or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= value < LATEST else None
+
+
 def _text(content: Any) -> str | None:
     """Message content as text: a string, or a list of text parts (OpenAI style)."""
     if isinstance(content, str):
-        return content
+        return _clean(content)
     if isinstance(content, list):
         parts = [p if isinstance(p, str) else p.get("text") for p in content if isinstance(p, (str, dict))]
-        return "\n".join(p for p in parts if isinstance(p, str))
+        return _clean("\n".join(p for p in parts if isinstance(p, str)))
     return None
 
 
@@ -109,9 +130,9 @@ def _chatgpt_turns(conv: Any) -> list[Turn]:
         content = msg.get("content") or {}
         if content.get("content_type") not in ("text", "multimodal_text"):
             continue
-        text = "\n".join(p for p in content.get("parts") or [] if isinstance(p, str))
+        text = _clean("\n".join(p for p in content.get("parts") or [] if isinstance(p, str)))
         if text.strip():
-            turns.append(Turn(role, text, msg.get("create_time")))
+            turns.append(Turn(role, text, _time(msg.get("create_time"))))
     return turns
 
 
@@ -121,21 +142,23 @@ def parse(text: str) -> Parsed:
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
+        except RecursionError:
+            return Parsed("json", problems=[("line 1", "nested too deeply to be a conversation export")])
         except ValueError as err:
             lineno = getattr(err, "lineno", "?")
             return Parsed("json", problems=[(f"line {lineno}", f"not valid JSON ({getattr(err, 'msg', err)})")])
         out = Parsed("chatgpt")
-        for n, conv in enumerate(data, 1):
+        for n, conv in enumerate(data if isinstance(data, list) else [], 1):
             try:
                 if isinstance(conv, dict) and "messages" in conv and "mapping" not in conv:
                     turns = _jsonl_turns(conv)
                 else:
                     turns = _chatgpt_turns(conv)
-            except ValueError as err:
-                out.problems.append((f"conversation {n}", str(err)))
+                sid = conv.get("conversation_id") or conv.get("id") or conv.get("session")
+            except BAD_SHAPE as err:
+                out.problems.append((f"conversation {n}", _shape_problem(err)))
                 continue
-            sid = conv.get("conversation_id") or conv.get("id") or conv.get("session")
-            out.conversations.append((str(sid) if sid else uuid.uuid4().hex[:12], turns))
+            out.conversations.append((_session(sid), turns))
         return out
     out = Parsed("jsonl")
     for n, line in enumerate(text.splitlines(), 1):
@@ -143,17 +166,33 @@ def parse(text: str) -> Parsed:
             continue
         try:
             obj = json.loads(line)
-        except ValueError as err:
-            out.problems.append((f"line {n}", f"not valid JSON ({getattr(err, 'msg', err)})"))
-            continue
-        try:
             turns = _jsonl_turns(obj)
-        except ValueError as err:
-            out.problems.append((f"line {n}", str(err)))
+        except json.JSONDecodeError as err:
+            out.problems.append((f"line {n}", f"not valid JSON ({err.msg})"))
             continue
-        sid = obj.get("session") or obj.get("id")
-        out.conversations.append((str(sid) if isinstance(sid, (str, int)) else uuid.uuid4().hex[:12], turns))
+        except BAD_SHAPE as err:
+            out.problems.append((f"line {n}", _shape_problem(err)))
+            continue
+        out.conversations.append((_session(obj.get("session") or obj.get("id")), turns))
     return out
+
+
+def _shape_problem(err: BaseException) -> str:
+    """What was wrong, without quoting the file (its values are someone's conversation)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply to be a conversation"
+    if type(err) is ValueError:  # raised here, with a message that names no content
+        return str(err)
+    return f"a field has the wrong type ({type(err).__name__})"
+
+
+def _session(sid: Any) -> str:
+    """A conversation id as text (a fresh one when the file gives none usable)."""
+    if isinstance(sid, str) and sid.strip():
+        return _clean(sid.strip())[:200]
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        return str(sid)
+    return uuid.uuid4().hex[:12]
 
 
 def pair(session: str, turns: list[Turn], now: float) -> list[Episode]:
@@ -169,9 +208,11 @@ def pair(session: str, turns: list[Turn], now: float) -> list[Episode]:
         if user.role != "user" or reply.role != "assistant":
             continue
         flags = [FLAG_IMPORTED] + detect_flags(user.text)
-        # Without timestamps, keep the file's order with distinct times.
-        started = float(user.time) if isinstance(user.time, (int, float)) else now + len(episodes) * 1e-3
-        ended = float(reply.time) if isinstance(reply.time, (int, float)) else started
+        # Without (usable) timestamps, keep the file's order with distinct times.
+        started = _time(user.time)
+        started = started if started is not None else now + len(episodes) * 1e-3
+        ended = _time(reply.time)
+        ended = ended if ended is not None and ended >= started else started
         episodes.append(Episode(session=session, messages=[{"role": "user", "content": user.text},
                                                             {"role": "assistant", "content": reply.text}],
                                 flags=flags, importance=importance_from_flags(flags), started=started, ended=ended))
@@ -197,6 +238,12 @@ def main(argv: list[str]) -> int:
     episodes = [ep for n, (sid, turns) in enumerate(parsed.conversations)
                 for ep in pair(sid, turns, now + n)]
     unpaired = sum(1 for _, turns in parsed.conversations if not pair("", turns, now))
+    too_big = [ep for ep in episodes if len(views.episode_payload(ep)) > log.MAX_PAYLOAD]
+    for ep in too_big:
+        parsed.problems.append((f"conversation {ep.session}", f"an exchange of {len(views.episode_payload(ep)) >> 20} MiB "
+                                f"is over the {round(log.MAX_PAYLOAD / 2**20)} MiB the vault keeps per exchange"))
+    big = {ep.id for ep in too_big}
+    episodes = [ep for ep in episodes if ep.id not in big]
     for where, what in parsed.problems[:MAX_REPORTED]:
         print(f"nightcap import: {path.name} {where}: {what}", file=sys.stderr)
     if len(parsed.problems) > MAX_REPORTED:

@@ -33,6 +33,8 @@ _HEAD = struct.Struct(">4sIQ")  # magic, length of ciphertext+tag, seq
 HEADER_LEN = _HEAD.size + crypto.NONCE_LEN
 MAX_RECORD = 64 * 1024 * 1024
 """Larger declared lengths are treated as damage rather than believed."""
+MAX_PAYLOAD = MAX_RECORD - crypto.TAG_LEN
+"""The largest record `encode_record` accepts: what the reader would believe."""
 
 
 def record_aad(epoch: str, seq: int) -> bytes:
@@ -41,7 +43,9 @@ def record_aad(epoch: str, seq: int) -> bytes:
 
 
 def encode_record(key: bytes, epoch: str, seq: int, payload: bytes) -> bytes:
-    """One framed, sealed record."""
+    """One framed, sealed record. ValueError for a payload the reader would take for damage."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"a record of {len(payload)} bytes is over the {MAX_PAYLOAD} a log can hold")
     sealed = crypto.seal(key, payload, record_aad(epoch, seq))
     nonce, body = sealed[: crypto.NONCE_LEN], sealed[crypto.NONCE_LEN :]
     return _HEAD.pack(MAGIC, len(body), seq) + nonce + body

@@ -193,6 +193,10 @@ class Vault(Shredding, Evidence, Blobs):
         raise VaultError(f"no pending memory has id {episode_id}; see `nightcap memories list`")
 
     def _append(self, state: EpochState, payloads: list[bytes]) -> None:
+        too_big = [len(p) for p in payloads if len(p) > log.MAX_PAYLOAD]
+        if too_big:  # it would be sealed, then read back as damage and dropped: refuse it instead
+            raise VaultError(f"an exchange of {too_big[0] >> 20} MiB is over the {round(log.MAX_PAYLOAD / 2**20)} MiB "
+                             "the vault keeps per exchange; nothing of it was saved: shorten it")
         first = len(state.records)
         blobs = [log.encode_record(state.key, state.id, first + i, p) for i, p in enumerate(payloads)]
         log.append_records(self._log(state.id), blobs)
