@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("assistant.commands.ask", "one turn: send MESSAGE, print the reply"),
     "import": ("assistant.commands.import_", "import conversations (JSONL or a ChatGPT export) as episodes"),
     "memories": ("assistant.commands.memories", "list or forget pending (not yet consolidated) episodes"),
+    "forget": ("sleep.commands.forget", "unlearn a statement a night already consolidated"),
     "sleep": ("sleep.commands.sleep", "run one sleep cycle in the foreground"),
     "daemon": ("sleep.commands.daemon", "the overnight watcher and its user service"),
     "audit": ("assistant.commands.audit", "privacy audit: prove consolidated logs are gone"),

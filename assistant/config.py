@@ -162,6 +162,10 @@ class SleepConfig:
     """Largest relative perplexity rise on held-out general text (0.05 = 5%); 0 turns it off."""
     gate_max_drift: float = 0.5
     """Largest mean KL (nats) from the pre-sleep next-token distributions; 0 turns it off."""
+    forget_steps: int = 24
+    """Optimizer steps of `nightcap forget` (unlearning one consolidated statement)."""
+    forget_npo_weight: float = 1.0
+    """Weight of the term that pushes the forgotten statement's answers down (NPO)."""
     weight_master: bool = True
     """Merge each night into a sealed F16 copy of the touched weights and quantize from it, so
     quantization error does not compound night after night (costs ~2 bytes per adapted weight

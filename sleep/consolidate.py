@@ -153,8 +153,10 @@ class Plan:
             self.report.examples[f"dreams_rejected_{reason}"] = n
 
     # replay ----------------------------------------------------------------------------------
-    def replay(self) -> None:
-        """Foundational replay (KL to the frozen model on self-written samples) and EWC."""
+    def replay(self, keep_rehearsal: Callable[[str], bool] | None = None) -> None:
+        """Foundational replay (KL to the frozen model on self-written samples) and EWC.
+        `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold
+        what it forgets)."""
         from sleep.replay import KLReplay, rehearsal_texts, replay_examples, replay_texts, sample_count
 
         try:
@@ -172,10 +174,11 @@ class Plan:
                 self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step))
             if self.cfg.ewc and samples:
                 self.extra_losses.append(self._ewc(samples))
-            if self.cfg.rehearse and self.gen.manifest.get("source") == "sleep":
+            if self.cfg.rehearse and self.gen.manifest.get("source") in ("sleep", "forget"):
                 # Only a slept model has memories of its user to rehearse.
                 sample = lambda p, k, i: self.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
                 texts = rehearsal_texts(sample, render, self.cfg.rehearse_samples, self.cfg.rehearse_tokens)
+                texts = [(p, t) for p, t in texts if keep_rehearsal is None or keep_rehearsal(t)]
                 memories = replay_examples(texts, self.tokenizer, self.cfg.max_seq_len)
                 self.report.examples["rehearsal"] = len(memories)
                 if memories:

@@ -77,6 +77,10 @@ class SleepReport:
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     shred: dict[str, Any] = field(default_factory=dict)
     resumed_from_step: int | None = None
+    kind: str = "sleep"
+    """"sleep" (a night) or "forget" (`nightcap forget`: unlearning a consolidated statement)."""
+    forgotten: dict[str, Any] = field(default_factory=dict)
+    """A forget's measure on the served files: the statement's answers' log-probability before and after."""
     dropped_state: list[str] = field(default_factory=list)
     """Sealed blobs destroyed at the start because what they derived from no longer serves."""
 

@@ -428,3 +428,32 @@ def test_a_crash_during_the_night_reports_no_word_of_the_conversations(
     assert "ValueError at tests/test_sleep_cycle.py:" in str(caught.value) and "miso" not in str(caught.value)
     stored = "".join(p.read_text() for p in (home / "reports").glob("sleep-*.json"))
     assert '"failed"' in stored and "ValueError at" in stored and "miso" not in stored
+
+
+def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_content(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from assistant.audit import FAIL, run_audit
+    from assistant.cli import main
+    from sleep.forget import IDK, forget_dreams
+
+    assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    assert main(["forget", "remember my cat is called miso", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "forget" and report["outcome"] == "promoted"
+    assert report["old_generation"] == "gen-0001" and report["new_generation"] == "gen-0002"
+    assert report["examples"]["idk"] == report["examples"]["npo"] == len(forget_dreams("my cat is called miso"))
+    assert report["steps"] == 24 and set(report["forgotten"]) >= {"answer_logprob_before", "answer_logprob_after"}
+    app = Nightcap.load(home)
+    assert app.store.current().manifest["source"] == "forget" and app.store.current().parent == "gen-0001"
+    entry = app.vault().ledger()[-1]
+    assert entry["epoch"] is None and entry["generation"] == "gen-0002" and app.vault().verify_ledger()
+    stored = "".join(p.read_text() for p in (home / "reports").glob("sleep-*.json")) + json.dumps(entry)
+    assert "miso" not in stored and IDK not in stored
+    audit = run_audit(app)
+    assert not [c.name for c in audit.checks if c.status == FAIL], [c.reason for c in audit.checks if c.status == FAIL]
+    assert audit.check("ledger-provenance").details["unlearned"] == 1
+    # Its report gone, the ledger's forget entry has no paperwork: the audit says so.
+    next(p for p in (home / "reports").glob("sleep-*.json") if '"forget"' in p.read_text()).unlink()
+    assert "no stored forget report records making gen-0002" in run_audit(Nightcap.load(home)).check(
+        "ledger-provenance").reason

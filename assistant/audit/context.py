@@ -114,7 +114,7 @@ class AuditContext:
 
     def shredded_epochs(self) -> list[str]:
         """Every epoch the ledger says was destroyed, oldest first."""
-        return list(dict.fromkeys(str(s.get("epoch")) for s in self.tombstones))
+        return list(dict.fromkeys(str(s["epoch"]) for s in self.tombstones if s.get("epoch") is not None))
 
     def tombstone_of(self, epoch: str) -> dict[str, Any] | None:
         return next((s for s in self.tombstones if s.get("epoch") == epoch), None)

@@ -51,7 +51,21 @@ def _report_for(ctx: AuditContext, epoch: str, generation: str) -> str | None:
     return None
 
 
+def _unlearning_problem(ctx: AuditContext, stone: dict[str, Any], pruned: set[str]) -> str | None:
+    """A `nightcap forget` entry: no epoch, and a stored forget report that made its generation."""
+    gen = stone.get("generation")
+    if not gen:
+        return "a forget entry in the ledger names no model generation"
+    if not any(r.get("kind") == "forget" and r.get("new_generation") == gen for r in ctx.reports.values()):
+        return f"no stored forget report records making {gen}, which the ledger says unlearned a statement"
+    if str(gen) not in ctx.generations:
+        pruned.add(str(gen))
+    return None
+
+
 def _stone_problem(ctx: AuditContext, stone: dict[str, Any], pruned: set[str]) -> str | None:
+    if stone.get("epoch") is None:
+        return _unlearning_problem(ctx, stone, pruned)
     epoch, gen, reason = str(stone.get("epoch")), stone.get("generation"), str(stone.get("reason", ""))
     named = reason[len(CONSOLIDATED):] if reason.startswith(CONSOLIDATED) else None
     if gen is None:
@@ -83,9 +97,11 @@ def check_provenance(ctx: AuditContext) -> Check:
                 waiting.append(epoch)
             elif epoch not in shredded:
                 problems.append(f"{gen.name} learned epoch {epoch}, which is neither in the vault nor in the ledger")
-    consolidated = sum(1 for s in ctx.tombstones if s.get("generation"))
+    consolidated = sum(1 for s in ctx.tombstones if s.get("generation") and s.get("epoch") is not None)
+    unlearned = sum(1 for s in ctx.tombstones if s.get("epoch") is None)
     details = {"tombstones": len(ctx.tombstones), "consolidated": consolidated,
-               "forgotten": len(ctx.tombstones) - consolidated, "pruned_generations": sorted(pruned),
+               "forgotten": len(ctx.tombstones) - consolidated - unlearned, "unlearned": unlearned,
+               "pruned_generations": sorted(pruned),
                "awaiting_shred": waiting, "unreadable_reports": ctx.bad_reports, "problems": problems}
     if problems:
         more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""

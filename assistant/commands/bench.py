@@ -14,6 +14,7 @@ BENCHES = {
     "chat": ("models.bench_chat", "serving speed and start-up vs raw llama-cpp-python"),
     "sleep": ("sleep.bench_sleep", "training tokens/s vs a naive peft loop; stage times; peak RSS"),
     "consolidation": ("sleep.bench_consolidation", "recall and retention after sleep vs baselines"),
+    "forget": ("sleep.bench_forget", "unlearning consolidated facts: the forgotten, the kept, general MC"),
 }
 
 

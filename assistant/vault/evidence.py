@@ -97,7 +97,8 @@ class Evidence:
         ks = self._ks
         ledger_key = unwrap_key(self._kek, ks.ledger_key, ks.vault_id, "ledger", ks.generation)
         keys = [s.key for s in self._epochs.values()] + self._blob_keys() + [self._kek, ledger_key]
-        epochs = set(self._epochs) | {str(e.get("epoch")) for e in self._ledger().entries()} | set(epoch_ids or [])
+        epochs = set(self._epochs) | {str(e["epoch"]) for e in self._ledger().entries() if e.get("epoch")}
+        epochs |= set(epoch_ids or [])
         return keys, epochs
 
     def decrypts(self, data: bytes, epoch_ids: list[str] | None = None, max_frames: int = 256) -> bool:

@@ -153,6 +153,18 @@ class Shredding:
             # A paused night's checkpoint may have trained on it: it goes too.
             self.drop_blob(CHECKPOINT)
 
+    def record_unlearning(self, *, reason: str, generation: str) -> ShredReport:
+        """A ledger entry saying a consolidated memory was unlearned into `generation` (no epoch:
+        its logs were destroyed by the night that learned it; never what was unlearned). The
+        master key rotates, as with every destruction."""
+        with self._lock.held():
+            self._sync()
+            stone = {"id": uuid.uuid4().hex, "time": time.time(), "epoch": None, "reason": reason,
+                     "generation": generation, "episodes": 0, "records": 0}
+            self._commit([], [], [stone])
+            self._finish_shred()
+            return ShredReport(reason, generation, [], 0, 0, 0, 0, self._ks.generation, [stone["id"]])
+
     def _tombstone(self, epoch_id: str, reason: str, generation: str | None) -> dict[str, Any]:
         records = self._epochs[epoch_id].records
         return {"id": uuid.uuid4().hex, "time": time.time(), "epoch": epoch_id, "reason": reason,
@@ -199,7 +211,7 @@ class Shredding:
         stones = self._ks.pending_tombstones
         live = {e.id for e in self._ks.epochs}
         for stone in stones:
-            if stone["epoch"] not in live:
+            if stone["epoch"] is not None and stone["epoch"] not in live:
                 for path in self.epoch_files(stone["epoch"]):
                     path.unlink(missing_ok=True)
         fsync_dir(self.epochs_dir)

@@ -1,0 +1,255 @@
+"""Forgetting what a night already consolidated: `nightcap forget "TEXT"`.
+
+A pending memory is forgotten by destroying its log (`nightcap memories forget`). Once a night
+has consolidated it, its trace is in the weights, and the only way to take it out is a short
+training pass in the other direction, done like a night:
+
+     load      the serving generation as a trainable torch model
+     examples  questions about the statement (`sleep.dreams.augment`), each answered with "I
+               don't know" (cross-entropy), and the same questions with the statement's answers
+               pushed down relative to the serving model (NPO, `NPO` below: bounded, unlike
+               plain gradient ascent, so the model does not collapse)
+     protect   KL to the serving model on its own general-knowledge samples and on its answers
+               to questions about its user (so the other memories stay), and EWC, as a night does
+     merge, quantize, gate, promote   as a night: the weight master follows, the old
+               generation stays for rollback, and the ledger records that a forget happened
+               (never what was forgotten)
+
+What this guarantees, and what it does not: the served model's answers to questions about the
+statement are pushed towards "I don't know" and its likelihood of the statement's answers falls
+(the report says how much, measured on the served file). Unlearning is approximate: published
+work shows that quantization and a little fine-tuning on related text can bring "forgotten"
+facts back, and earlier generations kept for rollback still hold the fact until they are pruned
+(`model.keep_generations`) or removed. `nightcap bench forget` measures it on the default model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from assistant.errors import SleepError, UsageError
+from assistant.fsutil import ensure_dir
+from sleep.progress import NullProgress, SleepProgress
+from sleep.report import OUTCOME_PROMOTED, OUTCOME_REJECTED, SleepReport
+
+if TYPE_CHECKING:
+    import torch
+
+    from assistant.app import Nightcap
+    from sleep.dataset import Example
+    from sleep.dreams import Dream
+
+IDK = "I don't have anything about that in my memory."
+"""What a forgotten question is answered with: no trace of the old answer, no invented one."""
+REASON = "forgot a consolidated statement"
+"""The ledger's reason for a forget's entry (the statement itself is never recorded)."""
+
+
+def forget_dreams(text: str) -> list["Dream"]:
+    """Questions about each statement in `text` (one per sentence, small talk left out, as a
+    night reads a message), with the statement's own answers; held-out probes included: after
+    a forget no wording of the question should bring the fact back."""
+    from assistant.episode import Episode
+    from sleep.dreams import dream
+
+    made = dream([Episode.from_exchange("forget", text, "", "", 0.0)], None).dreams
+    # "What do you know about me?" answered "I don't know" would forget every other memory too.
+    return [d for ds in made.values() for d in ds
+            if not d.answer.startswith("Noted") and not d.question.rstrip("?.").endswith(" about me")]
+
+
+def key_terms(dreams: Sequence["Dream"]) -> list[str]:
+    """The answers the statement gives, lowercased: a rehearsed reply that holds one of them
+    would keep the fact in place, so it is not rehearsed."""
+    return sorted({d.lead.rstrip(".").lower() for d in dreams if len(d.lead.rstrip(".")) > 2})
+
+
+def sequence_logprobs(parts: Any, examples: Sequence["Example"], device: Any) -> "torch.Tensor":
+    """Summed log-probability of each example's labelled tokens (one value per example)."""
+    import torch
+
+    from sleep.dataset import collate
+    from sleep.loss import _logits, labelled_hidden
+
+    batch = collate(list(examples)).to(device)
+    hidden, targets, rows, _ = labelled_hidden(parts, batch)
+    logp = torch.log_softmax(_logits(parts.head, parts.softcap, hidden), dim=-1)
+    picked = logp.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return torch.zeros(len(examples), device=picked.device, dtype=picked.dtype).index_add(0, rows, picked)
+
+
+class NPO:
+    """`LossTerm`: negative preference optimisation on the statement's answers.
+
+    L = -(2/beta) * mean(log sigmoid(-beta * (log p(answer) - log p_ref(answer)))), with p_ref
+    the serving model (the adapter disabled). It lowers the answers' likelihood relative to where
+    it started and flattens out once they are well below it: gradient ascent has no such floor
+    and wrecks a small model within a few steps. Samples of step s are a pure function of s."""
+
+    name = "npo"
+
+    def __init__(self, examples: Sequence["Example"], weight: float = 1.0, per_step: int = 4,
+                 beta: float = 0.1) -> None:
+        if not examples:
+            raise ValueError("NPO needs at least one example to forget")
+        self.examples, self.weight, self.per_step, self.beta = list(examples), float(weight), max(1, per_step), beta
+        self._parts: Any = None
+
+    def pick(self, step: int) -> list["Example"]:
+        n = len(self.examples)
+        return [self.examples[(step * self.per_step + i) % n] for i in range(min(self.per_step, n))]
+
+    def __call__(self, model: Any, step: int) -> "torch.Tensor":
+        import torch
+        import torch.nn.functional as F
+
+        from sleep.loss import lm_parts
+
+        if self._parts is None:
+            self._parts = lm_parts(model)
+        picked = self.pick(step)
+        device = next(model.parameters()).device
+        with torch.no_grad(), model.disable_adapter():
+            ref = sequence_logprobs(self._parts, picked, device)
+        now = sequence_logprobs(self._parts, picked, device)
+        return self.weight * (-(2.0 / self.beta) * F.logsigmoid(-self.beta * (now - ref.detach())).mean())
+
+
+def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None = None,
+           progress: SleepProgress | None = None) -> SleepReport:
+    """Unlearn the statement in `text` from the serving generation; returns the stored report."""
+    from sleep.cycle import cycle_lock
+
+    if not text.strip():
+        raise UsageError('forget needs the statement to forget, e.g. nightcap forget "my locker code is 4417"')
+    progress = progress or NullProgress()
+    stop = should_stop or (lambda: False)
+    report = SleepReport(kind="forget")
+    scratch = app.home.root / "tmp" / "forget"
+    with cycle_lock(app.home.root):
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            _run(app, text, report, progress, stop, ensure_dir(scratch))
+        except SleepError as err:
+            report.error = str(err)
+            report.save(app.home.reports)
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def _stage(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool], name: str) -> float:
+    if stop():
+        raise SleepError(f"forget stopped before {name}; nothing changed, run it again")
+    progress.stage(name)
+    return time.perf_counter()
+
+
+def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stop: Callable[[], bool],
+         scratch: Path) -> None:
+    from sleep import consolidate
+    from sleep.dataset import KIND_DREAM, example_from_messages
+
+    vault = app.vault()
+    gen = app.store.current()
+    report.old_generation, report.old_sha256 = gen.name, gen.manifest.get("sha256")
+    if not gen.can_sleep:
+        raise SleepError(f"{gen.arch} models cannot be trained; switch to a gemma3, llama, qwen2 or qwen3 model")
+    dreams = forget_dreams(text)
+    if not dreams:
+        raise UsageError("that text holds no statement to forget; give the fact as you told it")
+    cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
+    plan = consolidate.Plan(app, gen, [], report, progress)
+    plan.cfg = cfg
+    t0 = _stage(report, progress, stop, "load")
+    plan.load()
+    report.stages["load"] = round(time.perf_counter() - t0, 3)
+
+    t0 = _stage(report, progress, stop, "dream")
+    system = [{"role": "system", "content": plan.system_prompt}] if plan.system_prompt else []
+
+    def example(question: str, answer: str, lead: str = "") -> Any:
+        return example_from_messages(system + [{"role": "user", "content": question},
+                                               {"role": "assistant", "content": answer}],
+                                     plan.template, plan.tokenizer, max_seq_len=cfg.max_seq_len, kind=KIND_DREAM,
+                                     lead=lead, lead_weight=cfg.lead_weight)
+
+    plan.examples = [e for d in dreams if (e := example(d.question, IDK)) is not None]
+    unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
+    plan.extra_losses.append(NPO(unwanted, cfg.forget_npo_weight, per_step=4))
+    plan.args.steps = cfg.forget_steps
+    report.examples.update({"idk": len(plan.examples), "npo": len(unwanted)})
+    report.stages["dream"] = round(time.perf_counter() - t0, 3)
+
+    t0 = _stage(report, progress, stop, "replay")
+    terms = key_terms(dreams)
+    plan.replay(keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))
+    report.stages["replay"] = round(time.perf_counter() - t0, 3)
+
+    t0 = _stage(report, progress, stop, "train")
+    result = plan.train(lambda: False, None)
+    report.stages["train"] = round(time.perf_counter() - t0, 3)
+    t0 = _stage(report, progress, stop, "merge")
+    merged = plan.merge(result, scratch / "merged.gguf")
+    report.stages["merge"] = round(time.perf_counter() - t0, 3)
+    t0 = _stage(report, progress, stop, "quantize")
+    candidate = plan.quantize(merged, scratch / "candidate.gguf")
+    report.stages["quantize"] = round(time.perf_counter() - t0, 3)
+
+    t0 = _stage(report, progress, stop, "gate")
+    for gate in plan.gate(candidate):
+        report.add_gate(gate)
+    report.forgotten = _measure(candidate, gen.gguf, dreams, plan.system_prompt)
+    report.stages["gate"] = round(time.perf_counter() - t0, 3)
+    if not report.gates_passed:
+        report.outcome = OUTCOME_REJECTED
+        report.error = "candidate rejected: " + "; ".join(report.failed_gates())
+        report.save(app.home.reports)
+        return
+
+    t0 = _stage(report, progress, stop, "promote")
+    with vault.held():
+        new = app.store.add(candidate, source="forget", parent=gen.name, link=True, extra={"report": report.id})
+        try:
+            if plan.master is not None:
+                from sleep.weights import keep_master
+
+                keep_master(vault, plan.master, new.manifest["sha256"])
+            app.store.use(new.name)
+        except BaseException:
+            shutil.rmtree(new.dir, ignore_errors=True)
+            raise
+        report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
+        # The ledger records that a forget happened and which generation carries it, not what.
+        report.shred = dataclasses.asdict(vault.record_unlearning(reason=REASON, generation=new.name))
+        from assistant.vault.derived import drop_stale
+
+        report.dropped_state = drop_stale(vault, new.manifest.get("sha256"))
+    app.store.prune(app.config.model.keep_generations)
+    report.stages["promote"] = round(time.perf_counter() - t0, 3)
+    report.outcome = OUTCOME_PROMOTED
+    report.save(app.home.reports)
+
+
+def _measure(candidate: Path, before: Path, dreams: list["Dream"], system_prompt: str) -> dict[str, Any]:
+    """How the served files answer the statement's questions: the answers' mean log-probability
+    before and after (on the quantized candidate, as it will serve), and how often each is the
+    greedy reply's content."""
+    from models.scoring import Scorer
+    from sleep import probes as P
+
+    probes = [P.Probe(d.question, d.lead.rstrip(".") or d.answer) for d in dreams]
+    out: dict[str, Any] = {"questions": len(probes)}
+    for label, path in (("before", before), ("after", candidate)):
+        scorer = Scorer(path, n_ctx=512)
+        try:
+            scores = [P.answer_logprob(scorer, p, system_prompt) for p in probes]
+        finally:
+            scorer.close()
+        out[f"answer_logprob_{label}"] = round(sum(scores) / len(scores), 4)
+    return out
