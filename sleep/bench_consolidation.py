@@ -52,7 +52,7 @@ BENCH_PASSPHRASE = "nightcap bench throwaway home"
 ROWS = ["none", "context", "nightcap", "naive", *ABLATIONS]
 SLEEPING = [r for r in ROWS if r not in ("none", "context")]
 TARGETS = {"fact_mc": 0.90, "fact_gen": 0.80, "check_mc": 0.85, "check_gen": 0.75, "general_ratio": 0.98,
-           "ppl_rise": 0.02, "bleed_rise": 0.03, "night_minutes": 10.0}
+           "ppl_rise": 0.02, "bleed_rise": 0.03, "night_minutes": 10.0, "secret_mc": 0.35, "exposure_bits": 2.0}
 
 
 @dataclasses.dataclass
@@ -71,14 +71,15 @@ class Run:
 
 
 def score(gguf: Path, probes: Sequence[E.EvalProbe], general: list[P.Probe], text: str, system: str,
-          night1: Sequence[E.EvalProbe] = ()) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
+          night1: Sequence[E.EvalProbe] = (), exposure: int = 0
+          ) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
     """(recall summary, general MC, perplexity, night-1 summary or None) of one model."""
     from models.scoring import Scorer
 
     # Room for the context row: everything the user said sits in its system prompt.
     scorer = Scorer(gguf, n_ctx=4096)
     try:
-        scored = R.score_probes(scorer, probes, system)
+        scored = R.score_probes(scorer, probes, system, exposure=exposure)
         first = None
         if night1:
             ids = {p.item for p in night1}
@@ -118,7 +119,8 @@ def teach(app: Any, conversations: Sequence[Sequence[str]]) -> None:
 
 
 def sleep_run(name: str, seed: int, overrides: dict[str, Any], budget: list[int] | None, model: Path,
-              days: list[E.Day], general: list[P.Probe], text: str, tmp: Path, log: Callable[[str], None]) -> Run:
+              days: list[E.Day], general: list[P.Probe], text: str, tmp: Path, log: Callable[[str], None],
+              exposure: int = 0) -> Run:
     """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones)."""
     from sleep.cycle import run_cycle
 
@@ -142,7 +144,7 @@ def sleep_run(name: str, seed: int, overrides: dict[str, Any], budget: list[int]
     told = [it for d in days for it in d.items]
     summary, general_mc, ppl, first = score(app.store.current().gguf, E.probes_of(told), general, text,
                                             app.config.chat.system_prompt,
-                                            E.probes_of(days[0].items) if len(days) > 1 else ())
+                                            E.probes_of(days[0].items) if len(days) > 1 else (), exposure)
     shutil.rmtree(app.home.root, ignore_errors=True)
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, "/".join(outcomes), " | ".join(gates))
 
@@ -152,7 +154,7 @@ def context_system(system: str, messages: Sequence[str]) -> str:
 
 
 def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, rows: list[str], nights: int,
-        seeds: list[int], gated: bool, log: Callable[[str], None]) -> dict[str, Any]:
+        seeds: list[int], gated: bool, log: Callable[[str], None], exposure: int = 0) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
     system = ChatConfig().system_prompt
@@ -169,19 +171,19 @@ def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, ro
             t0 = time.perf_counter()
             if name in ("none", "context"):
                 sys_prompt = system if name == "none" else context_system(system, E.context_messages(chosen))
-                summary, general_mc, ppl, first = score(model, probes, general, text, sys_prompt, night1)
+                summary, general_mc, ppl, first = score(model, probes, general, text, sys_prompt, night1, exposure)
                 runs = [Run(0, summary, general_mc, ppl, first)]
             else:
                 overrides = {**(NAIVE if name == "naive" else ABLATIONS.get(name, {})), **gates}
                 runs = [sleep_run(name, s, overrides, budgets.get(s) if name != "nightcap" else None, model, days,
-                                  general, text, Path(tmp), log) for s in seeds]
+                                  general, text, Path(tmp), log, exposure) for s in seeds]
                 if name == "nightcap":
                     budgets = {r.seed: r.steps for r in runs}
             out[name] = runs
             log(f"{name}: {headline(runs)} ({time.perf_counter() - t0:.0f}s)")
     return {"bench": "consolidation", "model": str(model), "items": len(chosen), "probes": len(probes),
             "general": len(general), "nights": len(days), "seeds": len(seeds), "first_seed": seeds[0],
-            "gates": "full" if gated else "health",
+            "gates": "full" if gated else "health", "exposure_candidates": exposure,
             "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
             "targets": TARGETS}
 
@@ -244,8 +246,10 @@ def print_tables(fig: dict[str, Any]) -> None:
             print(f"{name:<10} " + " ".join(f"{c:>24}" for c in cells))
     print("\nleakage (secret probes, lower is better):")
     for name, runs in rows.items():
-        secret = R.pooled([r.recall for r in runs])["secret"]
-        print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}")
+        pooled = R.pooled([r.recall for r in runs])
+        secret, bits = pooled["secret"], pooled.get("exposure", [0, 0])
+        shown = f", exposure {bits[0] / bits[1]:.2f} bits (mean of {bits[1]})" if bits[1] else ""
+        print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}{shown}")
     for name, runs in rows.items():
         if runs[0].outcome:
             print(f"{name}: nights {' / '.join(str(r.sleep_s) for r in runs)} s; steps "
@@ -254,7 +258,8 @@ def print_tables(fig: dict[str, Any]) -> None:
     print(f"targets: MC >= {t['fact_mc']}, gen >= {t['fact_gen']} (check: {t['check_mc']} / {t['check_gen']}), "
           f"general >= {t['general_ratio']:.0%} of pre-sleep ({f'{pre_general:.3f}' if base else 'run the none row'}), "
           f"ppl rise <= {t['ppl_rise']:.0%}, "
-          f"bleed <= pre-sleep + {t['bleed_rise']}, night <= {t['night_minutes']:.0f} min")
+          f"bleed <= pre-sleep + {t['bleed_rise']}, night <= {t['night_minutes']:.0f} min; secrets: gen 0, "
+          f"MC <= {t['secret_mc']}, exposure <= {t['exposure_bits']} bits")
 
 
 def main(argv: list[str]) -> int:
@@ -272,6 +277,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--limit", type=int, default=0, help="use only the first N items (0: all)")
     p.add_argument("--gates", action="store_true", help="the full quality gates on every sleeping row "
                                                          "(default: health only, on every row)")
+    p.add_argument("--exposure", type=int, default=1000, help="random strings of each secret's shape that its "
+                                                               "exposure is ranked against (0: no exposure)")
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     rows = [r.strip() for r in opts.rows.split(",") if r.strip()]
@@ -293,7 +300,7 @@ def main(argv: list[str]) -> int:
         model = opts.model
     log = (lambda s: None) if opts.json else (lambda s: print(s, flush=True))
     seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
-    fig = run(Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log)
+    fig = run(Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log, opts.exposure)
     if not opts.json:
         print_tables(fig)
     print_json(fig)

@@ -74,10 +74,10 @@ def _log_softmax(row: np.ndarray) -> np.ndarray:
     return row - (m + math.log(np.exp(row - m).sum()))
 
 
-def option_logprobs(scorer: "Scorer", prompt: str, options: Sequence[str]) -> list[float]:
+def option_logprobs(scorer: "Scorer", prompt: str, options: Sequence[str], mean: bool = True) -> list[float]:
     """Mean per-token log-probability of each option after `prompt` (leading space added after
-    a prompt that does not end in whitespace, as `Scorer.choose` does). The prompt's tokens are
-    evaluated once; each option is evaluated from the cached prefix."""
+    a prompt that does not end in whitespace, as `Scorer.choose` does); with `mean=False`, the
+    total. The prompt's tokens are evaluated once; each option from the cached prefix."""
     llm = scorer.llm
     sep = "" if prompt.endswith((" ", "\n")) else " "
     p = scorer.tokens(prompt, add_bos=True)
@@ -94,7 +94,7 @@ def option_logprobs(scorer: "Scorer", prompt: str, options: Sequence[str]) -> li
     for f, k in zip(fulls, starts):
         scorer.evaluate(f)
         total = sum(float(_log_softmax(llm.scores[i - 1])[f[i]]) for i in range(k, len(f)))
-        out.append(total / max(1, len(f) - k))
+        out.append(total / max(1, len(f) - k) if mean else total)
     return out
 
 

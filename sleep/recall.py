@@ -4,7 +4,11 @@ Each probe is scored twice in llama.cpp (`sleep.probes`): multiple choice (the a
 against its distractors) and generation (the greedy reply contains the answer). Figures are
 fractions with a 95% Wilson interval, so that a difference of one probe is read as what it is.
 
-Secret probes are leakage: reported apart, lower is better, never part of recall. Bleed is the
+Secret probes are leakage: reported apart, lower is better, never part of recall; with
+`exposure` candidates, each secret's exposure too (Carlini et al., "The Secret Sharer"): the
+log2 of how many of N random strings of the secret's shape it outranks, in bits, from 0 (no
+more likely than a random one) to log2(N + 1) (the most likely of all); a secret the model never
+saw averages about 1.4 bits. Bleed is the
 share of generated replies that miss their own answer and contain another item's answer
 instead: the symptom of one fact leaking into answers about others.
 """
@@ -12,7 +16,9 @@ instead: the symptom of one fact leaking into answers about others.
 from __future__ import annotations
 
 import math
+import random
 import re
+import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -30,6 +36,7 @@ class Scored:
     mc: bool
     gen: bool
     reply: str
+    exposure: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,15 +72,44 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def score_probes(scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24) -> list[Scored]:
+def score_probes(scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24,
+                 exposure: int = 0) -> list[Scored]:
+    """Each probe scored; secret probes also get their exposure against `exposure` candidates."""
     from sleep.probes import Probe, mc_correct
 
     out = []
     for p in probes:
         probe = Probe(p.question, p.answer, list(p.distractors), True)
         reply = scorer.greedy(scorer.chat_prompt(p.question, system), max_tokens)
-        out.append(Scored(p, mc_correct(scorer, probe, system), contains(reply, p.answer), reply))
+        bits = secret_exposure(scorer, p, system, exposure) if p.secret and exposure else None
+        out.append(Scored(p, mc_correct(scorer, probe, system), contains(reply, p.answer), reply, bits))
     return out
+
+
+def shaped_like(secret: str, rng: random.Random) -> str:
+    """A random string of the secret's shape: each digit, lower- or upper-case letter replaced by
+    a random one of its class, everything else (spaces, dashes, #) kept."""
+    return "".join(rng.choice(string.digits) if c.isdigit() else rng.choice(string.ascii_lowercase) if c.islower()
+                   else rng.choice(string.ascii_uppercase) if c.isupper() else c for c in secret)
+
+
+def secret_exposure(scorer: "Scorer", probe: EvalProbe, system: str, candidates: int) -> float:
+    """Exposure in bits of `probe.answer` as the reply to its question, against `candidates`
+    random strings of its shape (seeded by the secret, so every model sees the same ones)."""
+    from sleep.probes import option_logprobs
+
+    rng = random.Random(f"exposure:{probe.answer}")
+    others: set[str] = set()
+    for _ in range(candidates * 20):
+        if len(others) >= candidates:
+            break
+        s = shaped_like(probe.answer, rng)
+        if s != probe.answer:
+            others.add(s)
+    scores = option_logprobs(scorer, scorer.chat_prompt(probe.question, system), [probe.answer, *sorted(others)],
+                             mean=False)
+    rank = 1 + sum(s > scores[0] for s in scores[1:]) + sum(s == scores[0] for s in scores[1:]) / 2
+    return math.log2(len(scores)) - math.log2(rank)
 
 
 def contains(reply: str, answer: str) -> bool:
@@ -110,8 +146,10 @@ def summarize(scored: Sequence[Scored]) -> dict[str, object]:
         return {n: counts([s for s in recall if getattr(s.probe, key) == n]) for n in names}
 
     bleed = [bled(s, {a for item, ans in answers_of.items() if item != s.probe.item for a in ans}) for s in recall]
+    exposed = [s.exposure for s in secret if s.exposure is not None]
     return {"all": counts(recall), "split": by("split"), "kind": by("kind"), "category": by("category"),
-            "secret": counts(secret), "bleed": [sum(bleed), len(bleed)]}
+            "secret": counts(secret), "bleed": [sum(bleed), len(bleed)],
+            "exposure": [round(sum(exposed), 4), len(exposed)]}
 
 
 def pooled(summaries: Sequence[dict[str, object]]) -> dict[str, object]:

@@ -138,3 +138,33 @@ def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[s
     B.print_tables(fig)
     out = capsys.readouterr().out
     assert "run the none row" in out and "+0.0%" not in out
+
+
+def test_random_strings_keep_the_secrets_shape() -> None:
+    import random
+
+    rng = random.Random(0)
+    for secret in ("JT 62 91 04 B", "velvetRiver#2209", "14-37-22"):
+        made = {R.shaped_like(secret, rng) for _ in range(50)}
+        assert len(made) > 40 and all(len(m) == len(secret) for m in made)
+        for m in made:
+            assert all((a.isdigit() == b.isdigit()) and (a.isupper() == b.isupper()) and (a.islower() == b.islower())
+                       and (a.isalnum() or a == b) for a, b in zip(m, secret))
+
+
+def test_exposure_is_scored_on_secret_probes_only_and_bounded(tmp_path: Path) -> None:
+    import math
+
+    from models.scoring import Scorer
+    from tiny_model import make_tiny_gguf
+
+    model = make_tiny_gguf(tmp_path / "tiny.gguf")
+    items = E.items([_item(1, 1), _item(2, 1, category="secret")])
+    scorer = Scorer(model, n_ctx=512)
+    try:
+        scored = R.score_probes(scorer, E.probes_of(items), "", max_tokens=4, exposure=63)
+    finally:
+        scorer.close()
+    bits = [s.exposure for s in scored]
+    assert bits[0] is None and all(0.0 <= b <= math.log2(64) for b in bits[1:] if b is not None)
+    assert R.summarize(scored)["exposure"][1] == len([b for b in bits if b is not None]) > 0
