@@ -45,6 +45,19 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
     return state
 
 
+def gathered(vault: "Vault") -> dict[str, int]:
+    """The epochs (and records of each) the saved night read; {} when there is no checkpoint."""
+    from sleep.train import TrainState
+
+    data = vault.open_blob_or_discard(BLOB)
+    if data is None:
+        return {}
+    try:
+        return dict(TrainState.from_bytes(data).gathered)
+    except SleepError:
+        return {}
+
+
 def clear(vault: "Vault") -> None:
     """Destroy the checkpoint (crypto-shred its key, unlink its file)."""
     vault.drop_blob(BLOB)

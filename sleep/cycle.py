@@ -173,7 +173,13 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
                                        generation=gen.name))
             epochs = [e for e in epochs if e not in learned]
-        episodes, read = vault.consume(epochs)
+        # A paused night resumes on exactly what it read: episodes logged (or feedback given)
+        # since then wait for the next night instead of voiding the saved work.
+        before = checkpoint.gathered(vault)
+        if before and set(before) <= set(epochs):
+            epochs = [e for e in epochs if e in before]
+            report.resumed_epochs = True
+        episodes, read = vault.consume(epochs, before if report.resumed_epochs else None)
         report.epochs, report.episodes = list(epochs), len(episodes)
         report.consolidated_sessions = len({ep.session for ep in episodes})
     if not episodes:
@@ -194,9 +200,13 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         plan.replay()
     with stage("train"):
         resume = checkpoint.load(vault, plan.fingerprint())
+        if resume is not None and resume.step >= plan.args.steps:
+            report.skipped.append("train")  # finished before the pause: only the adapter is loaded
         result = plan.train(stop, resume)
+        result.state.gathered = dict(read)
+        # Sealed after training too: a pause in a later stage resumes without training again.
+        checkpoint.save(vault, result.state.to_bytes())
         if result.interrupted:
-            checkpoint.save(vault, result.state.to_bytes())
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     with stage("merge"):
         merged = plan.merge(result, scratch / "merged.gguf")

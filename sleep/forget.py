@@ -54,12 +54,13 @@ def forget_dreams(text: str) -> list["Dream"]:
     night reads a message), with the statement's own answers; held-out probes included: after
     a forget no wording of the question should bring the fact back."""
     from assistant.episode import Episode
-    from sleep.dreams import dream
+    from sleep.dreams import augment, dream
 
-    made = dream([Episode.from_exchange("forget", text, "", "", 0.0)], None).dreams
+    made = [d for ds in dream([Episode.from_exchange("forget", text, "", "", 0.0)], None).dreams.values() for d in ds]
+    # A short statement a night may pass over as small talk is still what the user asks to forget.
+    made = made or augment(text)
     # "What do you know about me?" answered "I don't know" would forget every other memory too.
-    return [d for ds in made.values() for d in ds
-            if not d.answer.startswith("Noted") and not d.question.rstrip("?.").endswith(" about me")]
+    return [d for d in made if not d.answer.startswith("Noted") and not d.question.rstrip("?.").endswith(" about me")]
 
 
 def key_terms(dreams: Sequence["Dream"]) -> list[str]:

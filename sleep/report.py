@@ -77,6 +77,10 @@ class SleepReport:
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
     shred: dict[str, Any] = field(default_factory=dict)
     resumed_from_step: int | None = None
+    resumed_epochs: bool = False
+    """The night resumed a paused one and read exactly the epochs (and records) it had read."""
+    skipped: list[str] = field(default_factory=list)
+    """Stages a resumed night did not run again (their work was in the checkpoint)."""
     kind: str = "sleep"
     """"sleep" (a night) or "forget" (`nightcap forget`: unlearning a consolidated statement)."""
     forgotten: dict[str, Any] = field(default_factory=dict)

@@ -121,6 +121,9 @@ class TrainState:
     fingerprint: str
     """Hash of the settings and data the run depends on; resuming with others is refused."""
     losses: list[float] = field(default_factory=list)
+    gathered: dict[str, int] = field(default_factory=dict)
+    """The epochs the night read and how many records of each (set by the cycle): a resumed
+    night reads exactly those again, so what was said after the pause cannot void the work."""
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()

@@ -457,3 +457,41 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
     next(p for p in (home / "reports").glob("sleep-*.json") if '"forget"' in p.read_text()).unlink()
     assert "no stored forget report records making gen-0002" in run_audit(Nightcap.load(home)).check(
         "ledger-provenance").reason
+
+
+class _StopAt:
+    """Progress that asks the night to stop when `stage` starts (or after `step` training steps)."""
+
+    def __init__(self, stage: str = "", step: int = 0) -> None:
+        self.target, self.at_step, self.stopping = stage, step, False
+
+    def stage(self, name: str) -> None:
+        self.stopping = self.stopping or name == self.target
+
+    def step(self, i: int, total: int, loss: float | None) -> None:
+        self.stopping = self.stopping or (self.at_step and i >= self.at_step)
+
+
+@pytest.mark.parametrize("stage,step", [("quantize", 0), ("", 2)])
+def test_a_paused_night_resumes_on_what_it_read_though_the_user_chatted_since(
+    home: Path, stage: str, step: int
+) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    stop = _StopAt(stage, step)
+    with pytest.raises(SleepInterrupted):
+        run_cycle(Nightcap.load(home), should_stop=lambda: stop.stopping, progress=stop)
+    assert leftovers(home) == []
+    # The user comes back and says something new before the night resumes.
+    later = Episode.from_exchange("s9", "my bike is green", "ok", "gen-0000", time.time() + 60)
+    Nightcap.load(home).vault().append(later)
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted" and report.resumed_epochs and report.episodes == 3
+    if stage:  # stopped after training: it is not done again
+        assert report.skipped == ["train"] and report.resumed_from_step == report.steps == 3
+    else:
+        assert report.skipped == [] and report.resumed_from_step == 2 and report.steps == 3
+    # What was said after the pause waits for the next night, which learns it alone.
+    assert [ep.id for ep in Nightcap.load(home).vault().pending()] == [later.id]
+    second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted" and second.episodes == 1 and not second.resumed_epochs

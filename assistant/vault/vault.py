@@ -288,13 +288,20 @@ class Vault(Shredding, Evidence, Blobs):
             self._sync()
             return [e.id for e in self._ordered() if e.state == "closed"]
 
-    def consume(self, epoch_ids: list[str]) -> tuple[list[Episode], dict[str, int]]:
+    def consume(self, epoch_ids: list[str], upto: dict[str, int] | None = None
+                ) -> tuple[list[Episode], dict[str, int]]:
         """What a sleep learns: the episodes of closed epochs (as `read_epoch`), and how many
-        records each epoch held when read, for `shred(read=...)` to keep later feedback."""
+        records each epoch held when read, for `shred(read=...)` to keep later feedback.
+        `upto` reads only the first records of an epoch (a resumed night reads what it read)."""
         with self._lock.held():
             self._sync()
-            episodes = [ep for e in epoch_ids for ep in self.read_epoch(e)]
-            return episodes, {e: len(self._epochs[e].records) for e in epoch_ids}
+            missing = [e for e in epoch_ids if e not in self._epochs]
+            if missing:
+                raise VaultError(f"epoch {missing[0]} is not in the vault; it may already have been consolidated")
+            counts = {e: min(len(self._epochs[e].records), (upto or {}).get(e, len(self._epochs[e].records)))
+                      for e in epoch_ids}
+            episodes = [ep for e in epoch_ids for ep in views.episodes_of(self._epochs[e].records[: counts[e]])]
+            return episodes, counts
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
