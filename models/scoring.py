@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.stoppoints import stop_point
 from models.runtime import load_llama, template_of
 from models.templates import ChatTemplate, Message
 
@@ -44,6 +45,7 @@ class Scorer:
         """Evaluate `toks` so that `llm.scores[i]` holds the logits after `toks[: i + 1]`, reusing
         the longest prefix already evaluated: probes share a chat prefix (and, in the benchmark's
         facts-in-the-prompt row, a long system prompt), so most tokens need no new evaluation."""
+        stop_point()  # scoring two models is minutes on a bigger one: yield here
         cached = self.llm.input_ids[: self.llm.n_tokens]
         k = 0
         limit = min(len(cached), len(toks))
@@ -81,10 +83,14 @@ class Scorer:
                               for o in options]))
 
     def greedy(self, prompt: str, max_tokens: int = 32) -> str:
-        # No reset: llama.cpp reuses the prompt's prefix already in the cache.
-        out = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0,
-                                         stop=self.template.stop, repeat_penalty=1.0)
-        return str(out["choices"][0]["text"])
+        # No reset: llama.cpp reuses the prompt's prefix already in the cache. Streamed, so that
+        # a stop point comes after every token.
+        pieces = []
+        for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0,
+                                                stop=self.template.stop, repeat_penalty=1.0, stream=True):
+            stop_point()
+            pieces.append(str(chunk["choices"][0]["text"]))
+        return "".join(pieces)
 
     def perplexity(self, text: str) -> float:
         """exp(mean negative log-likelihood) of `text` (after BOS), in windows of the context."""
@@ -95,6 +101,7 @@ class Scorer:
             window = toks[start : start + n_ctx]
             if len(window) < 2:
                 break
+            stop_point()
             self.llm.reset()
             self.llm.eval(window)
             for i in range(1, len(window)):

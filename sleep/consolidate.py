@@ -84,9 +84,15 @@ class Plan:
         reproducible from the night's seed and `sample_seed`."""
         sampling: dict[str, float] = {"temperature": 0.0} if sample_seed is None else {
             "temperature": 0.8, "top_p": 0.95, "seed": self.cfg.seed * 1000 + sample_seed}
-        out = self.writer().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1, stop=stop or [],
-                                              **sampling)
-        return str(out["choices"][0]["text"])
+        from assistant.stoppoints import stop_point
+
+        pieces = []
+        # Streamed, with a stop point after every token: a night yields mid-completion.
+        for chunk in self.writer().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1,
+                                                     stop=stop or [], stream=True, **sampling):
+            stop_point()
+            pieces.append(str(chunk["choices"][0]["text"]))
+        return "".join(pieces)
 
     def close_writer(self) -> None:
         if self._writer is not None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from assistant.errors import NightcapError, SleepError, where
 from assistant.fsutil import ensure_dir, open_private
+from assistant.stoppoints import Stopped, stop_points
 from assistant.vault.derived import drop_stale
 from sleep import checkpoint
 from sleep.progress import NullProgress, SleepProgress
@@ -113,10 +114,14 @@ def run_cycle(
         shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a cycle that was killed
         app.store.clean_partial()
         try:
-            _run(app, report, stage, stop, progress, ensure_dir(scratch))
-        except _Stop as stopped:
+            # Every loop of every stage has a stop point (assistant.stoppoints): the night yields
+            # within seconds of `stop()` turning true, wherever it is.
+            with stop_points(stop):
+                _run(app, report, stage, stop, progress, ensure_dir(scratch))
+        except (_Stop, Stopped) as stopped:
             report.outcome = OUTCOME_INTERRUPTED
-            report.error = f"stopped before {stopped}"
+            where = f"before {stopped}" if isinstance(stopped, _Stop) else f"during {next(reversed(report.stages))}"
+            report.error = f"stopped {where}"
             report.save(app.home.reports)
             raise SleepInterrupted("sleep paused; it will resume from its checkpoint next time") from None
         except SleepInterrupted:

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from assistant.fsutil import atomic_write_bytes
+from assistant.stoppoints import stop_point
 from assistant.vault.derived import FISHER_PREFIX as BLOB_PREFIX
 from assistant.vault.derived import SHA_CHARS
 from sleep.dataset import Example, collate
@@ -74,6 +75,7 @@ def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[s
         p.requires_grad_(False)
     try:
         for i in range(0, len(examples), batch):
+            stop_point()
             loss = weighted_ce(parts, collate(examples[i : i + batch]).to(next(model.parameters()).device))
             loss.backward()
     finally:

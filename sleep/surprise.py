@@ -46,8 +46,11 @@ def user_nll(model: Any, episodes: Sequence[Episode], tokenizer: TokenizerLike) 
     parts = lm_parts(model)
     device = next(model.parameters()).device
     out: dict[str, float] = {}
+    from assistant.stoppoints import stop_point
+
     with torch.no_grad():
         for ep in episodes:
+            stop_point()
             ex = user_turn_example(ep, tokenizer)
             if ex.n_labels == 0:
                 continue

@@ -495,3 +495,23 @@ def test_a_paused_night_resumes_on_what_it_read_though_the_user_chatted_since(
     assert [ep.id for ep in Nightcap.load(home).vault().pending()] == [later.id]
     second = run_cycle(Nightcap.load(home))
     assert second.outcome == "promoted" and second.episodes == 1 and not second.resumed_epochs
+
+
+@pytest.mark.parametrize("stage", ["weigh", "dream", "replay", "gate"])
+def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: Path, stage: str) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    # Every stage does real work here: surprise, model-written dreams, replay, the full gates.
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace(MACHINERY_ONLY, "") + "replay_samples = 2\nreplay_tokens = 8\n")
+    before = state(home)
+    stop = _StopAt(stage)
+    with pytest.raises(SleepInterrupted):
+        run_cycle(Nightcap.load(home), should_stop=lambda: stop.stopping, progress=stop)
+    stored = [json.loads(p.read_text()) for p in (home / "reports").glob("sleep-*.json")]
+    # Stopped at a stop point inside the stage, not at the next stage boundary.
+    assert [r["error"] for r in stored] == [f"stopped during {stage}"]
+    assert state(home) == before and leftovers(home) == []
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome in ("promoted", "rejected")  # a random tiny model may fail the quality gates
+    assert report.skipped == (["train"] if stage == "gate" else [])
