@@ -120,8 +120,8 @@ def run_cycle(
                 _run(app, report, stage, stop, progress, ensure_dir(scratch))
         except (_Stop, Stopped) as stopped:
             report.outcome = OUTCOME_INTERRUPTED
-            where = f"before {stopped}" if isinstance(stopped, _Stop) else f"during {next(reversed(report.stages))}"
-            report.error = f"stopped {where}"
+            at = f"before {stopped}" if isinstance(stopped, _Stop) else f"during {next(reversed(report.stages))}"
+            report.error = f"stopped {at}"
             report.save(app.home.reports)
             raise SleepInterrupted("sleep paused; it will resume from its checkpoint next time") from None
         except SleepInterrupted:
