@@ -165,6 +165,44 @@ def test_sleep_failure_is_reported_and_changes_nothing() -> None:
     assert not of(posted, m.GenerationChanged)
 
 
+def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: None) -> None:
+    from textual.widgets import Label
+
+    nightcap = Nightcap.load()
+    write_generations(nightcap.home.models)
+    asked: list[str] = []
+
+    def forgetter(nc: Any, text: str, *, should_stop: Any, progress: Any) -> dict[str, Any]:
+        asked.append(text)
+        for stage in ("load", "train"):
+            progress.stage(stage)
+        progress.step(1, 1, 0.5)
+        return {"kind": "forget", "outcome": "promoted", "new_generation": "gen-0002"}
+
+    app = make_app(nightcap, runtime=ScriptedRuntime("gen-0002"), vault=FakeVault(), conditions=lambda: None,
+                   forgetter=forgetter)
+
+    async def script(pilot: Pilot[None]) -> None:
+        await pilot.press("f6")
+        await settle(pilot)
+        await pilot.press("escape")  # cancel: nothing happens
+        await settle(pilot)
+        assert app.sleep_run is None and not asked
+        await pilot.press("f6")
+        await settle(pilot)
+        await pilot.press(*"my locker code is 4417")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, SleepScreen)
+        assert str(app.screen.query_one(".screen-title", Label).render()) == "Forgetting"
+        assert app.sleep_run is not None and app.sleep_run.done and app.sleep_run.losses == [0.5]
+
+    posted = drive(app, script)
+    assert asked == ["my locker code is 4417"]
+    (finished,) = of(posted, m.SleepFinished)
+    assert finished.error is None and finished.report["kind"] == "forget"
+
+
 def test_rollback_switches_the_serving_model(scripted_models: None) -> None:
     nightcap = Nightcap.load()
     write_generations(nightcap.home.models)

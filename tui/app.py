@@ -31,7 +31,7 @@ from tui.screens.chat import ChatScreen
 from tui.screens.generations import GenerationsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.report import SleepReportScreen
-from tui.sleeping import Sleeper, SleepControl, run_sleep_cycle
+from tui.sleeping import Forgetter, Sleeper, SleepControl, run_forget, run_sleep_cycle
 
 DEFAULT_THEME = "ansi-dark"
 
@@ -58,6 +58,7 @@ class NightcapApp(SleepControl, App[None]):
         Binding("f3", "show_report", "Report", show=False),
         Binding("f4", "generations", "Models", show=False),
         Binding("f5", "sleep_now", "Sleep", show=False),
+        Binding("f6", "forget_learned", "Forget", show=False),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
 
@@ -72,6 +73,7 @@ class NightcapApp(SleepControl, App[None]):
         session_id: str | None = None,
         incognito: bool = False,
         theme: str = DEFAULT_THEME,
+        forgetter: Forgetter | None = None,
     ) -> None:
         super().__init__()
         self.nightcap = nightcap
@@ -81,6 +83,7 @@ class NightcapApp(SleepControl, App[None]):
         self.vault: SerialVault | None = SerialVault(vault) if vault is not None else None
         self.conditions: Callable[[], str | None] = conditions or (lambda: sleep_conditions(nightcap))
         self.sleeper: Sleeper = sleeper or run_sleep_cycle
+        self.forgetter: Forgetter = forgetter or run_forget
         self._session_id = session_id
         self._incognito = incognito
         self._theme_name = theme
@@ -194,6 +197,7 @@ def make_app(
     session_id: str | None = None,
     incognito: bool = False,
     theme: str = DEFAULT_THEME,
+    forgetter: Forgetter | None = None,
 ) -> NightcapApp:
     """The app over `nightcap` (default: `Nightcap.load()`).
 
@@ -204,6 +208,7 @@ def make_app(
             background, asking for the passphrase when it must.
         conditions: returns the status bar's power/idle line; by default `sleep.conditions`.
         sleeper: runs one sleep cycle (see `tui.sleeping.Sleeper`); by default `sleep.cycle`.
+        forgetter: unlearns a consolidated statement (`tui.sleeping.Forgetter`); by default `sleep.forget`.
         session_id: resume this pending conversation once the vault is open.
         incognito: start with incognito on (nothing kept).
         theme: a Textual theme name; the default follows the terminal's own colours.
@@ -217,4 +222,5 @@ def make_app(
         session_id=session_id,
         incognito=incognito,
         theme=theme,
+        forgetter=forgetter,
     )

@@ -35,6 +35,21 @@ class Sleeper(Protocol):
         ...
 
 
+class Forgetter(Protocol):
+    """Unlearns one consolidated statement and returns the report as a dict (`sleep.forget`)."""
+
+    def __call__(self, nightcap: Any, text: str, *, should_stop: Callable[[], bool],
+                 progress: SleepProgress) -> dict[str, Any]:
+        ...
+
+
+def run_forget(nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
+    """The real unlearning pass. Raises ImportError when the sleep side is not installed."""
+    from sleep.forget import forget  # deferred: imports torch, transformers and peft
+
+    return forget(nightcap, text, should_stop=should_stop, progress=progress).to_dict()
+
+
 def run_sleep_cycle(nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
     """The real cycle. Raises ImportError when the sleep side is not installed."""
     from sleep.cycle import run_cycle  # deferred: imports torch, transformers and peft
@@ -68,6 +83,7 @@ class SleepRun:
     stopping: bool = False
     error: str | None = None
     report: dict[str, Any] | None = None
+    title: str = "Sleeping"
 
     @property
     def stage(self) -> str:
@@ -88,9 +104,26 @@ class SleepControl(_Base):
         if self.sleep_run is None or self.sleep_run.done:
             self.sleep_run = SleepRun()
             self._stop_sleep = threading.Event()
-            self.run_sleep()
+            self.run_sleep(None)
         if not isinstance(self.screen, SleepScreen):
             self.push_screen(SleepScreen())
+
+    def action_forget_learned(self) -> None:
+        """Ask for a statement a night consolidated, then unlearn it on the sleep screen."""
+        from tui.screens.forget import ForgetScreen
+
+        if self.sleep_run is not None and not self.sleep_run.done:
+            self.push_screen(SleepScreen())  # one cycle at a time: show the running one
+            return
+
+        def start(text: str | None) -> None:
+            if text:
+                self.sleep_run = SleepRun(title="Forgetting")
+                self._stop_sleep = threading.Event()
+                self.run_sleep(text)
+                self.push_screen(SleepScreen())
+
+        self.push_screen(ForgetScreen(), start)
 
     def action_stop_sleep(self) -> None:
         if self.sleep_run is not None and not self.sleep_run.done:
@@ -99,10 +132,14 @@ class SleepControl(_Base):
             self._sleep_changed()
 
     @work(thread=True, exclusive=True, group="sleep")
-    def run_sleep(self) -> None:
+    def run_sleep(self, forget: str | None) -> None:
+        """A night, or with `forget`, the unlearning of that statement (same screen, same stop)."""
         progress = PostingProgress(self)
         try:
-            report = self.sleeper(self.nightcap, should_stop=self._stop_sleep.is_set, progress=progress)
+            if forget is not None:
+                report = self.forgetter(self.nightcap, forget, should_stop=self._stop_sleep.is_set, progress=progress)
+            else:
+                report = self.sleeper(self.nightcap, should_stop=self._stop_sleep.is_set, progress=progress)
         except ImportError:
             self.post_message(m.SleepFinished(None, "sleeping is not available in this installation"))
         except NightcapError as err:

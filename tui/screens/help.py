@@ -35,6 +35,7 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         ("f3", "the last sleep: what was consolidated, gates, loss, durations"),
         ("f4", "model generations, with rollback"),
         ("f5", "sleep now, with live progress"),
+        ("f6", "forget something a night already learned"),
         ("f1", "this help"),
     ]),
 ]

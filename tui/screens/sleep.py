@@ -36,6 +36,7 @@ class SleepScreen(Screen[None]):
         run = getattr(self.app, "sleep_run", None)
         if run is not None:
             self.show(run)
+            self.query_one(".screen-title", Label).update(run.title)
 
     def show(self, run: SleepRun) -> None:
         """Redraw from `run`."""
