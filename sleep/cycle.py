@@ -247,6 +247,10 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
                 raise
             app.store.prune(app.config.model.keep_generations)
             report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
+            # Stored before the shred: a night killed after its commit (finished on the next open)
+            # still has the report the ledger's tombstones refer to.
+            report.outcome = OUTCOME_PROMOTED
+            report.save(app.home.reports)
         with stage("shred", stoppable=False):  # the new model serves: its logs go now, whatever happens
             checkpoint.clear(vault)  # first, so the shred's key rotation also covers its key
             # Feedback given while the night trained is not destroyed untrained: `read` keeps it.

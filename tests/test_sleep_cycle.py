@@ -515,3 +515,78 @@ def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: P
     report = run_cycle(Nightcap.load(home))
     assert report.outcome in ("promoted", "rejected")  # a random tiny model may fail the quality gates
     assert report.skipped == (["train"] if stage == "gate" else [])
+
+
+KILL_AT = textwrap.dedent("""
+    import importlib, os, signal, sys
+    from assistant.app import Nightcap
+    from sleep.cycle import run_cycle
+
+    target, _, after = sys.argv[1].partition("@")  # "@module:Class.method": only once that has run
+    armed = [not after]
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def patch(spec, make):
+        module, qualname = spec.split(":")
+        owner = importlib.import_module(module)
+        *path, name = qualname.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, name, make(getattr(owner, name)))
+
+    if after:
+        def arming(real):
+            def run(*args, **kwargs):
+                out = real(*args, **kwargs)
+                armed[0] = True
+                return out
+            return run
+        patch(after, arming)
+    if target.startswith("replace:"):  # a file's atomic write, killed with its temp file written
+        wanted, real = target.split(":", 1)[1], os.replace
+        def replace(src, dst, *args, **kwargs):
+            if armed[0] and wanted in os.path.basename(dst):
+                die()
+            return real(src, dst, *args, **kwargs)
+        os.replace = replace
+    else:
+        patch(target, lambda real: lambda *a, **k: die() if armed[0] else real(*a, **k))
+    run_cycle(Nightcap.load())
+    print("cycle finished without being killed")
+""")
+
+# (where the night is killed, whether the new generation already serves, whether the logs' keys are gone)
+KILL_POINTS = [
+    ("assistant.vault.vault:Vault.consume", False, False),  # mid-gather, the open epoch just closed
+    ("replace:weight-master.bin", False, False),  # mid-write of the weight master, before the switch
+    ("models.store:ModelStore.use", False, False),  # between storing the candidate and switching to it
+    ("assistant.vault.shred:Shredding._commit", True, False),  # the shred, before its keystore commit
+    ("replace:keystore.json@assistant.vault.shred:Shredding._tombstone", True, False),  # mid-write of the commit
+    ("assistant.vault.shred:Shredding._finish_shred", True, True),  # keys gone, files not yet unlinked
+    ("assistant.vault.ledger:Ledger.append", True, True),  # files gone, tombstones not yet chained
+    ("replace:sleep-20@assistant.vault.shred:Shredding.shred", True, True),  # the report, after everything
+]
+
+
+@pytest.mark.parametrize("target,switched,shredded", KILL_POINTS)
+def test_killed_at_any_point_nothing_is_lost_and_the_next_night_completes_once(
+    home: Path, target: str, switched: bool, shredded: bool
+) -> None:
+    from assistant.audit import FAIL, run_audit
+
+    before = state(home)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    proc = subprocess.run([sys.executable, "-c", KILL_AT, target], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    after = state(home)
+    assert after["current"] == ("gen-0001" if switched else "gen-0000")
+    assert after["pending"] == ([] if shredded else before["pending"])  # every acknowledged episode, or learned
+
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == ("nothing-to-do" if switched else "promoted"), report.error
+    assert_consolidated_once(home, before)
+    audit = run_audit(Nightcap.load(home))
+    assert not [c.reason for c in audit.checks if c.status == FAIL]
