@@ -12,7 +12,6 @@ Targets: decode tokens/s ratio >= 0.97; start-up ratio <= 1.3.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess

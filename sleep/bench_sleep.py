@@ -25,6 +25,7 @@ Run: `nightcap bench sleep [--model PATH] [--steps N] [--precision P] [--no-nigh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import statistics
 import sys
@@ -158,7 +159,7 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
 
     slim_for_training(model, args)  # as a night does
     result = timed("train_nightcap", lambda: nightcap("nightcap", args.precision))
-    timed("merge", lambda: merged_weights(result.model))
+    timed("merge", functools.partial(merged_weights, result.model))
     rss_nightcap = peak_rss_bytes() / GB
     device, precision = result.device, result.precision
     del model, result

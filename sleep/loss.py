@@ -122,11 +122,6 @@ def lm_parts(model: Any) -> LMParts:
     return LMParts(body, head, float(cap) if cap else None, cache_keyword(body), int(window) if window else None)
 
 
-def head_logits(parts: LMParts, hidden: torch.Tensor) -> torch.Tensor:
-    """Float32 logits for rows of hidden states, soft-capped like the model's own forward."""
-    return _logits(parts.head, parts.softcap, hidden)
-
-
 def _logits(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor) -> torch.Tensor:
     logits = head(hidden).float()
     if softcap:

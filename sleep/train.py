@@ -35,41 +35,40 @@ from sleep.loss import LossTerm, lm_parts, store_vocab_in, weighted_ce
 STATE_VERSION = 1
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class TrainArgs:
     """Settings of one training run; `from_config` fills them from config.toml's [sleep]."""
 
-    device: str = field(default="auto", metadata=_help("auto (cuda, then mps, then cpu), cuda, mps or cpu"))
-    lora_r: int = field(default=16, metadata=_help("LoRA rank"))
-    lora_alpha: int = field(default=32, metadata=_help("LoRA alpha; the update is scaled by alpha / r"))
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cuda, mps or cpu."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha; the update is scaled by alpha / r."""
     lora_targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata=_help("names of the linear layers that get an adapter"),
-    )
-    learning_rate: float = field(default=8e-4, metadata=_help("AdamW learning rate (the peak, under a schedule)"))
-    lr_schedule: str = field(
-        default="cosine",
-        metadata=_help("constant, or cosine: from the peak down to a tenth of it at the last step"),
-    )
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay on the adapter"))
-    max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this; 0 turns clipping off"))
-    steps: int = field(default=40, metadata=_help("optimizer steps in total (a resumed run counts the earlier ones)"))
-    batch_size: int = field(default=8, metadata=_help("examples per step (fewer when there are fewer examples)"))
-    max_batch_tokens: int = field(
-        default=512,
-        metadata=_help("padded tokens per forward pass; a larger batch runs in pieces whose gradients add up "
-                       "(bounds activation memory: about 2 MB per token for the default model)"),
-    )
-    seed: int = field(default=0, metadata=_help("seeds adapter init, batch order and torch/python RNGs"))
-    threads: int = field(default=0, metadata=_help("torch CPU threads; 0 keeps torch's default"))
-    precision: str = field(
-        default="auto",
-        metadata=_help("matmul precision: auto (bf16 where the hardware has it natively, else fp32), fp32 or bf16"),
-    )
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Names of the linear layers that get an adapter."""
+    learning_rate: float = 8e-4
+    """AdamW learning rate (the peak, under a schedule)."""
+    lr_schedule: str = "cosine"
+    """constant, or cosine: from the peak down to a tenth of it at the last step."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on the adapter."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient norm to this; 0 turns clipping off."""
+    steps: int = 40
+    """Optimizer steps in total (a resumed run counts the earlier ones)."""
+    batch_size: int = 8
+    """Examples per step (fewer when there are fewer examples)."""
+    max_batch_tokens: int = 512
+    """Padded tokens per forward pass; a larger batch runs in pieces whose gradients add up (bounds
+    activation memory: about 2 MB per token for the default model)."""
+    seed: int = 0
+    """Seeds adapter init, batch order and torch/python RNGs."""
+    threads: int = 0
+    """torch CPU threads; 0 keeps torch's default."""
+    precision: str = "auto"
+    """Matmul precision: auto (bf16 where the hardware has it natively, else fp32), fp32 or bf16."""
 
     @classmethod
     def from_config(cls, cfg: SleepConfig) -> "TrainArgs":

@@ -230,7 +230,7 @@ def test_the_morning_banner_shows_once() -> None:
     for _ in range(2):
         app = make_app(nightcap, runtime=ScriptedRuntime(), vault=FakeVault(), conditions=lambda: None)
 
-        async def script(pilot: Pilot[None]) -> None:
+        async def script(pilot: Pilot[None], app: Any = app) -> None:
             banner = app.screen.query_one("#banner")
             shown.append(banner.display)
             if banner.display:
