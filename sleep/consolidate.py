@@ -57,7 +57,7 @@ class Plan:
         touched_ggml_type(self.cfg.touched_type)
         learning_rate(self.args, 0)
 
-    # 3 load ----------------------------------------------------------------------------------
+    # 2 load ----------------------------------------------------------------------------------
     def load(self) -> None:
         from models.bridge import load_torch_model
         from models.runtime import template_of
@@ -99,7 +99,7 @@ class Plan:
             self._writer.close()
             self._writer = None
 
-    # 2 weigh ---------------------------------------------------------------------------------
+    # 3 weigh ---------------------------------------------------------------------------------
     def weigh(self) -> None:
         """Importance from the flags set at log time (remember, correction, feedback), scaled by
         surprise under the pre-sleep model when `sleep.surprise` is on."""

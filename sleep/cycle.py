@@ -1,11 +1,12 @@
 """One sleep cycle: the day's episodes become a new model generation, then the logs are destroyed.
 
-`run_cycle` is the only place the steps are chained; it reads like the design's list:
+`run_cycle` is the only place the steps are chained, in the order of `STAGES`:
 
      1 gather    close the open epoch; decrypt every closed epoch in memory
-     2 weigh     importance from flags (and surprise, when enabled)
-     3 load      the current generation as a trainable torch model (GGUF -> torch bridge)
+     2 load      the current generation as a trainable torch model (GGUF -> torch bridge)
+     3 weigh     importance from flags (and surprise, when enabled)
      4 dream     generative replay: variations of each episode (sleep.consolidate)
+       replay    self-written samples for the KL term, and the EWC Fisher
      5 train     LoRA on episodes + dreams + replay, pausable with an encrypted checkpoint
      6 merge     W' = W + scale * B @ A, written back under the GGUF's tensor names
      7 quantize  llama_model_quantize to the serving generation's file type

@@ -25,6 +25,7 @@ from assistant.errors import SleepError
 from assistant.fsutil import atomic_write_text
 from models.ggufmeta import read_meta
 from sleep import consolidate
+from sleep.cycle import STAGES as CYCLE_STAGES
 from sleep.cycle import run_cycle
 from sleep.device import pick_device
 from tiny_model import MACHINERY_ONLY, make_tiny_q4
@@ -36,7 +37,7 @@ FACTS = [
     ("what is the capital of france", "paris is the capital of france"),
 ]
 # Stages after `gather` in run order; a kill or failure at any of them must lose nothing.
-STAGES = ["load", "weigh", "dream", "replay", "train", "merge", "quantize", "gate", "promote", "shred"]
+STAGES = list(CYCLE_STAGES[1:])
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
 from assistant.errors import SleepError
 
-STAGES = ["gather", "load", "weigh", "dream", "replay", "train", "merge", "quantize", "gate", "promote", "shred"]
+from sleep.cycle import STAGES
 
 
 class RichProgress:
