@@ -21,7 +21,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from assistant.errors import ConfigError
 
@@ -64,7 +64,7 @@ class ChatConfig:
 class SleepConfig:
     """The nightly consolidation cycle."""
 
-    device: str = "auto"
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     """Training device: auto (cuda, then mps, then cpu), cuda, mps or cpu."""
     lora_r: int = 16
     """LoRA rank."""
@@ -76,7 +76,7 @@ class SleepConfig:
     """Linear layers that get a LoRA adapter."""
     learning_rate: float = 8e-4
     """AdamW learning rate for the adapter (the peak, under a schedule)."""
-    lr_schedule: str = "cosine"
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
     """cosine: from `learning_rate` down to a tenth of it at the night's last step, so the night
     ends on small steps that settle every fact rather than on the last batches; or constant."""
     steps: int = 40
@@ -89,7 +89,7 @@ class SleepConfig:
     """Seed for sampling batches and adapter init."""
     threads: int = 0
     """torch CPU threads; 0 leaves torch's default."""
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Training matmul precision: auto (bf16 where the hardware does it natively, else fp32),
     fp32 or bf16. Weights, adapter and optimizer state stay fp32 either way."""
     augment: bool = True
@@ -150,7 +150,7 @@ class SleepConfig:
     """Type of the tensors a night changed, inside a file of a lower type: 4-bit rounding
     (Q4_K_M) erases most of a night's small change (measured on the default model). "file"
     quantizes them like the rest. Every other tensor keeps the file type's choice."""
-    gates: str = "full"
+    gates: Literal["full", "health"] = "full"
     """Checks before promotion: "full" (health, recall, retention, perplexity, drift) or "health"
     (loads, finite logits, answers). Each quality gate also turns off with its threshold below."""
     gate_min_recall: float = 0.5
@@ -196,7 +196,7 @@ class DaemonConfig:
 class VaultConfig:
     """The encrypted episode vault."""
 
-    keyring: str = "auto"
+    keyring: Literal["auto", "on", "off"] = "auto"
     """Where the master key lives: auto (the OS keyring when a real one exists, else a passphrase),
     on (the OS keyring or fail), off (always a passphrase). NIGHTCAP_KEYRING overrides it."""
 
@@ -225,6 +225,8 @@ class Config:
 
 def _type_ok(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return value in typing.get_args(tp)
     if origin is list:
         (item,) = typing.get_args(tp)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
@@ -252,7 +254,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
                 raise ConfigError(f"config.toml: '{name}' must be a table ([{name}])")
             kwargs[key] = _build(tp, value, f"{name}.")
         elif not _type_ok(value, tp):
-            want = _TYPE_NAMES.get(tp, "a list of strings" if typing.get_origin(tp) is list else str(tp))
+            if typing.get_origin(tp) is Literal:  # a choice: checked when the file is read, not when used
+                want = "one of " + ", ".join(f'"{c}"' for c in typing.get_args(tp))
+            else:
+                want = _TYPE_NAMES.get(tp, "a list of strings" if typing.get_origin(tp) is list else str(tp))
             raise ConfigError(f"config.toml: '{name}' must be {want}, got {value!r}")
         else:
             kwargs[key] = float(value) if tp is float else value

@@ -44,3 +44,15 @@ def test_broken_toml_is_one_line_cli_error(nightcap_home: Path, capsys: pytest.C
     assert main(["status"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not valid TOML" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("section,key,bad", [("sleep", "gates", "most"), ("sleep", "lr_schedule", "linear"),
+                                             ("sleep", "device", "tpu"), ("sleep", "precision", "fp8"),
+                                             ("vault", "keyring", "sometimes")])
+def test_a_choice_setting_outside_its_values_fails_when_the_config_is_read(
+    tmp_path: Path, section: str, key: str, bad: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[{section}]\n{key} = "{bad}"\n')
+    with pytest.raises(ConfigError, match=f"'{section}.{key}' must be one of .*got '{bad}'"):
+        Config.load(path)
