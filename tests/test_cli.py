@@ -7,7 +7,7 @@ import pytest
 
 import assistant.app
 from assistant.cli import main
-from models.scripted import ScriptedRuntime
+from scripted import ScriptedRuntime
 
 
 @pytest.fixture

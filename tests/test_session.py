@@ -1,7 +1,7 @@
 from assistant.chat import Session
 from assistant.episode import FLAG_CORRECTION, FLAG_REMEMBER, Episode
 from assistant.errors import ModelError
-from models.scripted import ScriptedRuntime
+from scripted import ScriptedRuntime
 
 import pytest
 

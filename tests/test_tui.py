@@ -16,7 +16,7 @@ from textual.widgets import Input
 from assistant.app import Nightcap
 from assistant.episode import Episode
 from assistant.errors import ModelError
-from models.scripted import ScriptedRuntime
+from scripted import ScriptedRuntime
 from tui import messages as m
 from tui.app import NightcapApp, make_app
 from tui.widgets.conversation import Conversation

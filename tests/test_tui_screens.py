@@ -15,7 +15,7 @@ import assistant.app
 from assistant.app import Nightcap
 from assistant.errors import UsageError
 from assistant.vault.vault import KEYSTORE
-from models.scripted import ScriptedRuntime
+from scripted import ScriptedRuntime
 from tui import messages as m
 from tui.app import make_app
 from tui.screens.passphrase import PassphraseScreen

@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from assistant.app import Nightcap
-from models.scripted import ScriptedRuntime
+from scripted import ScriptedRuntime
 from tui.app import NightcapApp, make_app
 from tui_support import SESSIONS, FakeVault, settle, write_generations, write_report
 
