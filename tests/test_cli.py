@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,10 @@ def test_chat_path_does_not_import_training_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == ""
+
+
+def test_forget_without_a_statement_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["forget", "   "]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "forget needs the statement to forget" in err and "Traceback" not in err
+    assert not (Path(os.environ["NIGHTCAP_HOME"]) / "vault").exists()  # nothing was created for it

@@ -14,6 +14,7 @@ from typing import Any
 
 from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
+from assistant.errors import UsageError
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -36,6 +37,8 @@ def main(argv: list[str]) -> int:
     from sleep.commands.sleep import RichProgress, _Quiet
     from sleep.forget import forget
 
+    if not args.text.strip():
+        raise UsageError('forget needs the statement to forget, e.g. nightcap forget "my locker code is 4417"')
     app = Nightcap.load()
     app.vault()  # unlock first: a wrong passphrase fails before any work
     with RichProgress() if sys.stderr.isatty() and not args.json else _Quiet() as progress:
