@@ -6,31 +6,20 @@ short reason) per condition, an overall `ok`, and a one-line `summary` such as
 callable that tests replace: `power() -> PowerReading`, `idle() -> IdleReading`,
 `clock() -> datetime`, `temperature() -> float | None`.
 
-Test seam: when `$NIGHTCAP_CONDITIONS_FILE` names a JSON file, its keys replace the matching
-sources, so a test can flip a running daemon's world by rewriting the file::
-
-    {"plugged": true, "idle_seconds": 9999, "in_window": true, "pending": 3}
-
-Other keys: "now" ("HH:MM", the clock) and "temperature". A named file that cannot be read makes
-every check fail: never sleep on a guess.
+Nothing here reads its sources from the environment: tests (and the daemon's subprocess tests,
+through `Daemon(conditions=...)`) pass them as arguments.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any, Callable
 
 from assistant.config import Config, DaemonConfig
 from assistant.errors import ConfigError
 from sleep.idle import IdleReading, system_idle
 from sleep.power import PowerReading, read_power, read_temperature
-
-ENV_CONDITIONS_FILE = "NIGHTCAP_CONDITIONS_FILE"
-
 
 @dataclass(frozen=True)
 class Check:
@@ -137,20 +126,6 @@ class Conditions:
         return asdict(self)
 
 
-def read_override() -> dict[str, Any] | None:
-    """The conditions file's contents, None when no file is named. Unreadable -> {"error": ...}."""
-    name = os.environ.get(ENV_CONDITIONS_FILE)
-    if not name:
-        return None
-    try:
-        data = json.loads(Path(name).read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return data
-    except (OSError, ValueError) as err:
-        return {"error": f"conditions file {name} unreadable ({type(err).__name__})"}
-
-
 def duration(seconds: float) -> str:
     """12 s, 25 min, 3 h 5 min."""
     if seconds < 60:
@@ -200,27 +175,6 @@ def temperature_check(celsius: float | None, limit: float) -> Check:
     return Check(False, f"too hot ({celsius:.0f} C > {limit:.0f} C)")
 
 
-def _from_file(data: dict[str, Any], now: datetime) -> tuple[Any, ...]:
-    """Sources replaced by the conditions file: (power, idle, now, in_window, temperature, pending)."""
-    power = idle = in_window = temp = pending = None
-    if "plugged" in data:
-        plugged = data["plugged"]
-        power = PowerReading(True, None if plugged is None else bool(plugged))
-    if "idle_seconds" in data:
-        secs = data["idle_seconds"]
-        idle = IdleReading(None if secs is None else float(secs), "file", "conditions file")
-    if "now" in data:
-        minute = parse_hhmm(str(data["now"]), ENV_CONDITIONS_FILE + ": now")
-        now = now.replace(hour=minute // 60, minute=minute % 60, second=0, microsecond=0)
-    if "in_window" in data:
-        in_window = bool(data["in_window"])
-    if "temperature" in data:
-        temp = data["temperature"]
-    if "pending" in data:
-        pending = int(data["pending"])
-    return power, idle, now, in_window, temp, pending
-
-
 def check_conditions(
     config: Config,
     *,
@@ -229,8 +183,10 @@ def check_conditions(
     clock: Callable[[], datetime] | None = None,
     pending: int | None = None,
     temperature: Callable[[], float | None] | None = None,
+    in_window: bool | None = None,
 ) -> Conditions:
-    """Ask every source once. Explicit sources win over the conditions file, which wins over the OS.
+    """Ask every source once (each argument replaces its system source; `in_window` the clock's
+    verdict on the window).
 
     `pending` None means "not counted" (the check passes); the daemon always counts.
     Raises ConfigError when the window times are malformed.
@@ -238,35 +194,21 @@ def check_conditions(
     d = config.daemon
     window = window_of(d)
     now = (clock or datetime.now)()
-    data = read_override()
-    f_power = f_idle = f_window = f_temp = f_pending = None
-    has_temp = False
-    if data is not None and "error" not in data:
-        try:
-            f_power, f_idle, now, f_window, f_temp, f_pending = _from_file(data, now)
-            has_temp = "temperature" in data
-        except (ValueError, TypeError, ConfigError) as err:
-            data = {"error": f"conditions file has a bad value ({err})"}
-    if data is not None and "error" in data:
-        bad = Check(False, str(data["error"]))
-        return Conditions(False, bad, bad, bad, bad, bad, f"{data['error']}: waiting", source="file")
-    power_reading = power() if power else f_power or read_power()
-    idle_reading = idle() if idle else f_idle or system_idle().read()
-    in_window = window.contains(now) if f_window is None else f_window
+    power_reading = power() if power else read_power()
+    idle_reading = idle() if idle else system_idle().read()
+    inside = window.contains(now) if in_window is None else in_window
     if temperature:
         celsius = temperature()
-    elif has_temp:
-        celsius = None if f_temp is None else float(f_temp)
     else:
         celsius = read_temperature() if d.max_temperature > 0 else None
-    count = pending if pending is not None else f_pending
+    count = pending
 
     checks = {
         "power": power_check(power_reading, d.desktop_counts_as_plugged),
         "idle": idle_check(idle_reading, d.min_idle_seconds),
         "window": Check(True, "any time")
-        if window.always and f_window is None
-        else Check(in_window, ("in window " if in_window else "outside window ") + window.label),
+        if window.always and in_window is None
+        else Check(inside, ("in window " if inside else "outside window ") + window.label),
         "pending": pending_check(count, d.min_pending_episodes),
         "temperature": temperature_check(celsius, d.max_temperature),
     }
@@ -283,6 +225,6 @@ def check_conditions(
         idle_seconds=idle_reading.seconds,
         idle_source=idle_reading.source,
         pending_count=count,
-        source="file" if data is not None else "system",
+        source="system" if not (power or idle or clock or temperature or in_window is not None) else "given",
         **checks,
     )

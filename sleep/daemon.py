@@ -12,13 +12,13 @@ At most one cycle completes per window opening (a rejected night is not retried 
 one), recorded in `home/logs/daemon-state.json`. `home/logs/daemon.log` records what the daemon
 decided and why: conditions, stages, outcomes; never conversation content.
 
-Test seam: `$NIGHTCAP_DAEMON_CYCLE` names a module to use instead of `sleep.cycle`; it must
-define `run_cycle` and `SleepInterrupted` with the same contract.
+Every collaborator (the cycle, the conditions, the pending count, the clock) is an argument of
+`Daemon`; nothing is read from the environment to replace them (tests/daemon_runner.py is how the
+subprocess tests do it).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -30,10 +30,9 @@ from typing import Any, Callable
 
 from assistant.errors import NightcapError
 from assistant.fsutil import atomic_write_json, read_json
-from sleep.conditions import Check, Conditions, check_conditions, duration, read_override, window_of
+from sleep.conditions import Check, Conditions, check_conditions, duration, window_of
 from sleep.daemon_lock import InstanceLock
 
-ENV_CYCLE = "NIGHTCAP_DAEMON_CYCLE"
 STOP_CHECK_SECONDS = 1.0
 LOG_MAX_BYTES = 1_000_000
 
@@ -94,16 +93,15 @@ class _StageLog:
 
 
 def load_cycle() -> tuple[CycleFn, type[BaseException]]:
-    """`run_cycle` and `SleepInterrupted` from `sleep.cycle` (or the test seam's module)."""
-    module = importlib.import_module(os.environ.get(ENV_CYCLE) or "sleep.cycle")
-    return module.run_cycle, module.SleepInterrupted
+    """`run_cycle` and `SleepInterrupted` of `sleep.cycle` (imported only when a night starts:
+    torch comes with it)."""
+    from sleep.cycle import SleepInterrupted, run_cycle
+
+    return run_cycle, SleepInterrupted
 
 
 def count_pending(app: Any) -> int:
-    """Pending episodes in the vault (or the conditions file's "pending"). Raises NightcapError."""
-    data = read_override()
-    if data is not None and "pending" in data:
-        return int(data["pending"])
+    """Pending episodes in the vault. Raises NightcapError."""
     from assistant.vault import Vault
 
     if not Vault.exists(app.home):

@@ -17,7 +17,6 @@ def nightcap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NIGHTCAP_KEYRING", "off")
     # `nightcap daemon install` writes here, never into the real ~/.config or ~/Library.
     monkeypatch.setenv("NIGHTCAP_SERVICE_DIR", str(tmp_path / "service"))
-    monkeypatch.delenv("NIGHTCAP_CONDITIONS_FILE", raising=False)
     return home
 
 

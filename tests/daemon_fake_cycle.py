@@ -1,4 +1,4 @@
-"""A stand-in for `sleep.cycle` in the daemon's subprocess tests (`NIGHTCAP_DAEMON_CYCLE=daemon_fake_cycle`).
+"""A stand-in for `sleep.cycle` in the daemon's subprocess tests (passed in by tests/daemon_runner.py).
 
 Same contract as the real cycle: `run_cycle(app, should_stop=..., progress=...)` polls
 `should_stop()` before every step; when it turns true the position is saved as a checkpoint and

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from assistant.config import Config
 from assistant.errors import ConfigError
-from sleep.conditions import ENV_CONDITIONS_FILE, Window, check_conditions, duration, parse_hhmm, window_of
+from sleep.conditions import Window, check_conditions, duration, parse_hhmm, window_of
 from sleep.idle import IdleReading
 from sleep.power import PowerReading, read_power, read_temperature
 
@@ -198,39 +197,19 @@ def test_duration_wording() -> None:
     assert [duration(s) for s in (5, 61, 3600, 3660 * 2)] == ["5 s", "1 min", "1 h", "2 h 2 min"]
 
 
-# --- the conditions file (test seam) ----------------------------------------------------------
+def test_given_sources_replace_the_system_ones() -> None:
+    from sleep.power import PowerReading
 
-
-def test_conditions_file_replaces_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    f = tmp_path / "c.json"
-    f.write_text(json.dumps({"plugged": True, "idle_seconds": 9999, "now": "23:00", "pending": 4}))
-    monkeypatch.setenv(ENV_CONDITIONS_FILE, str(f))
-    cond = check_conditions(Config())
-    assert cond.ok and cond.source == "file" and cond.pending_count == 4
-    f.write_text(json.dumps({"plugged": None, "idle_seconds": None, "in_window": False}))
-    cond = check_conditions(Config())
+    cond = check_conditions(Config(), power=lambda: PowerReading(True, True), idle=lambda: IdleReading(9999, "fake"),
+                            in_window=True, pending=4)
+    assert cond.ok and cond.source == "given" and cond.pending_count == 4
+    cond = check_conditions(Config(), power=lambda: PowerReading(True, None), idle=lambda: IdleReading(None, "fake"),
+                            in_window=False)
     assert cond.blockers() == ["power", "idle", "window"]
-    # An explicit source still wins over the file.
-    assert check_conditions(Config(), idle=lambda: IdleReading(5000, "fake")).idle.ok
-
-
-def test_unreadable_conditions_file_blocks_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ENV_CONDITIONS_FILE, str(tmp_path / "missing.json"))
-    cond = check_conditions(Config())
-    assert not cond.ok and cond.yield_reason() and "unreadable" in cond.summary
-
-
-def test_bad_value_in_conditions_file_blocks_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    f = tmp_path / "c.json"
-    f.write_text(json.dumps({"plugged": True, "idle_seconds": "lots", "in_window": True}))
-    monkeypatch.setenv(ENV_CONDITIONS_FILE, str(f))
-    cond = check_conditions(Config())
-    assert not cond.ok and cond.summary.startswith("conditions file has a bad value")
 
 
 def test_real_system_sources_answer_without_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `nightcap status` calls: whatever this machine is, it answers and serializes."""
-    monkeypatch.delenv(ENV_CONDITIONS_FILE, raising=False)
     cond = check_conditions(Config())
     json.dumps(cond.to_dict())
     assert cond.summary.endswith((": ready", ": waiting")) and cond.source == "system"

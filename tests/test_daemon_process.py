@@ -1,7 +1,7 @@
 """The daemon as a real process: conditions from a file, the fake cycle from tests/daemon_fake_cycle.py.
 
-Each test starts `python -m assistant.cli daemon` and flips its world by rewriting the conditions
-file. Waits poll for an event with a deadline; the only deadline that is part of the contract is
+Each test starts the daemon through tests/daemon_runner.py (the `nightcap daemon` process with its
+conditions and cycle passed in) and flips its world by rewriting the conditions file. Waits poll for an event with a deadline; the only deadline that is part of the contract is
 the 10 s within which a cycle must yield once the user is back.
 """
 
@@ -37,12 +37,8 @@ class Rig:
         self.procs: list[subprocess.Popen[bytes]] = []
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text("[daemon]\npoll_seconds = 0.2\n")
-        self.env = dict(
-            os.environ,
-            NIGHTCAP_CONDITIONS_FILE=str(self.conditions),
-            NIGHTCAP_DAEMON_CYCLE="daemon_fake_cycle",
-            PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]),
-        )
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+        self.real_cycle = False
         self.set(**AWAY)
 
     def set(self, **values: object) -> None:
@@ -50,7 +46,8 @@ class Rig:
 
     def start(self) -> subprocess.Popen[bytes]:
         out = open(self.tmp / f"daemon-{len(self.procs)}.out", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "daemon"], env=self.env, cwd=ROOT,
+        argv = [sys.executable, str(TESTS / "daemon_runner.py"), str(self.conditions)]
+        proc = subprocess.Popen(argv + (["--real-cycle"] if self.real_cycle else []), env=self.env, cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

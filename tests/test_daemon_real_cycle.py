@@ -20,7 +20,7 @@ from tiny_model import MACHINERY_ONLY, make_tiny_q4
 @pytest.fixture
 def rig(nightcap_home: Path, tmp_path: Path) -> Iterator[Rig]:
     r = Rig(nightcap_home, tmp_path)
-    r.env.pop("NIGHTCAP_DAEMON_CYCLE")  # the real sleep.cycle
+    r.real_cycle = True  # the real sleep.cycle
     # Enough steps that the night is still training when the user comes back.
     (nightcap_home / "config.toml").write_text(
         "[daemon]\npoll_seconds = 0.2\n[sleep]\nsteps = 200\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY)
