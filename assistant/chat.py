@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from assistant.episode import Episode, Message
+from assistant.episode import Episode, Message, with_system
 from assistant.errors import ModelError
 from models.runtime import Runtime
 
@@ -46,8 +46,7 @@ class Session:
 
     def messages_for(self, user_text: str) -> list[Message]:
         """What the model sees for the next turn: system prompt, history, the new message."""
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return system + self.history + [{"role": "user", "content": user_text}]
+        return with_system(self.system_prompt, self.history + [{"role": "user", "content": user_text}])
 
     def turn(self, user_text: str, on_token: Callable[[str], None] | None = None, *, log: bool = True) -> Turn:
         """Send `user_text`, stream the reply through `on_token`, record the exchange.

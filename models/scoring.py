@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.episode import with_system
 from assistant.stoppoints import stop_point
 from models.runtime import load_llama, template_of
 from models.templates import ChatTemplate, Message
@@ -36,9 +37,7 @@ class Scorer:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def chat_prompt(self, question: str, system: str = "") -> str:
-        msgs: list[Message] = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": question}
-        ]
+        msgs: list[Message] = with_system(system, [{"role": "user", "content": question}])
         return self.template.render(msgs, add_generation_prompt=True)
 
     def evaluate(self, toks: list[int]) -> None:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from assistant.episode import with_system
 from sleep.progress import SleepProgress
 from sleep.report import GateResult, SleepReport
 
@@ -141,8 +142,8 @@ class Plan:
                     examples.append(ex)
                     counts[KIND_EPISODE] += 1
             for d in trained:
-                messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
-                    {"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
+                messages = with_system(self.system_prompt, [{"role": "user", "content": d.question},
+                                                            {"role": "assistant", "content": d.answer}])
                 ex = example_from_messages(messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
                                            weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id,
                                            lead=d.lead, lead_weight=self.cfg.lead_weight)
@@ -170,8 +171,7 @@ class Plan:
                 return
             n = sample_count(len(self.episodes), self.cfg.replay_samples)
             render = lambda q: self.template.render(  # noqa: E731 - a one-line adapter
-                ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
-                + [{"role": "user", "content": q}], add_generation_prompt=True)
+                with_system(self.system_prompt, [{"role": "user", "content": q}]), add_generation_prompt=True)
             pairs = replay_texts(lambda p, k: self.complete(p, k), render if self.cfg.replay_chat else None, n,
                                  self.cfg.replay_tokens, self.cfg.replay_corpus)
             samples = replay_examples(pairs, self.tokenizer, self.cfg.max_seq_len)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
-from assistant.episode import Episode, Message
+from assistant.episode import Episode, Message, with_system
 from models.templates import ChatTemplate
 
 if TYPE_CHECKING:  # torch is imported lazily: `nightcap ask` must never pay for it
@@ -135,9 +135,7 @@ def build_examples(
     by importance. `system_prompt` is prepended as serving does; None or "" leaves it out."""
     out: list[Example] = []
     for ep in episodes:
-        messages = ep.target_messages()
-        if system_prompt:
-            messages = [{"role": "system", "content": system_prompt}] + messages
+        messages = with_system(system_prompt, ep.target_messages())
         ex = example_from_messages(
             messages, template, tokenizer, max_seq_len=max_seq_len, weight=ep.importance, source=ep.id
         )

@@ -153,6 +153,7 @@ def _stage(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool
 
 def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stop: Callable[[], bool],
          scratch: Path) -> None:
+    from assistant.episode import with_system
     from sleep import consolidate
     from sleep.dataset import KIND_DREAM, example_from_messages
 
@@ -172,11 +173,9 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
     report.stages["load"] = round(time.perf_counter() - t0, 3)
 
     t0 = _stage(report, progress, stop, "dream")
-    system = [{"role": "system", "content": plan.system_prompt}] if plan.system_prompt else []
-
     def example(question: str, answer: str, lead: str = "") -> Any:
-        return example_from_messages(system + [{"role": "user", "content": question},
-                                               {"role": "assistant", "content": answer}],
+        return example_from_messages(with_system(plan.system_prompt, [{"role": "user", "content": question},
+                                                                      {"role": "assistant", "content": answer}]),
                                      plan.template, plan.tokenizer, max_seq_len=cfg.max_seq_len, kind=KIND_DREAM,
                                      lead=lead, lead_weight=cfg.lead_weight)
 
