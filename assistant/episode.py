@@ -31,11 +31,11 @@ _CORRECTION = re.compile(
 _FLAG_WEIGHT = {FLAG_REMEMBER: 1.0, FLAG_CORRECTION: 1.0, FLAG_THUMBS_UP: 0.5, FLAG_THUMBS_DOWN: -0.5}
 
 
-
 def with_system(system_prompt: str | None, messages: list[Message]) -> list[Message]:
     """`messages` as serving sends them: the system prompt first, when there is one. The one
     place this is built, so that chat, training, dreams, forgetting and scoring agree."""
     return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + list(messages)
+
 
 def detect_flags(user_text: str) -> list[str]:
     """Flags readable from the user's words alone."""
