@@ -210,8 +210,14 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             report.skipped.append("train")  # finished before the pause: only the adapter is loaded
         result = plan.train(stop, resume)
         result.state.gathered = dict(read)
-        # Sealed after training too: a pause in a later stage resumes without training again.
-        checkpoint.save(vault, result.state.to_bytes())
+        # Sealed after training too: a pause in a later stage resumes without training again;
+        # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
+        with vault.held():
+            if any(e not in vault.closed_epochs() for e in epochs):
+                checkpoint.clear(vault)
+                report.error = FORGOTTEN_DURING_SLEEP
+                raise SleepInterrupted(FORGOTTEN_DURING_SLEEP)
+            checkpoint.save(vault, result.state.to_bytes())
         if result.interrupted:
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     with stage("merge"):

@@ -385,6 +385,7 @@ def test_a_memory_forgotten_while_the_night_trains_is_never_promoted(
         with pytest.raises(SleepInterrupted, match="forgotten while this night learned it"):
             run_cycle(Nightcap.load(home))
     assert sister.id in trained  # the night had learned it: its candidate is thrown away
+    assert Nightcap.load(home).vault().blob_names() == []  # and no checkpoint of that training is kept
     after = state(home)
     assert after["current"] == before["current"] and after["generations"] == before["generations"]
     assert after["pending"] == [t for t in before["pending"] if "sister" not in t] and leftovers(home) == []
