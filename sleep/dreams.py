@@ -378,7 +378,7 @@ def statements(episodes: list[Episode]) -> dict[str, list[str]]:
     A message is split into sentences; a sentence that holds a secret is dropped (secrets never
     become training text: `sleep.secrets`), and so are questions and small talk too short to
     state a fact ("Ugh, what a week."). A sentence that leans on the one before it, by a pronoun
-    or with no subject of its own ("Thinking a week in Lagos"), is joined to it, also across
+    or with no subject of its own ("Thinking a week in Tbilisi"), is joined to it, also across
     the messages of one conversation and after a question ("Can you suggest a gift for my friend
     Leo? He's into bonsai."): a fact told over two messages is dreamed as one."""
     out: dict[str, list[str]] = {}

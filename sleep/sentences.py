@@ -1,7 +1,7 @@
 """Sentences of a user's message, for dreaming one fact at a time.
 
 A chatty message holds small talk and facts in several sentences ("Ugh, what a week. Oh, one
-thing to remember: Noor's birthday is on the 4th of May."); each sentence is dreamed on
+thing to remember: Ottilie's birthday is on the 4th of May."); each sentence is dreamed on
 its own, so that a question is answered by the sentence that says it and not by the greeting
 around it. A full stop ends a sentence unless it closes a short abbreviation ("Dr.", "St.") or
 sits inside a number ("9.5"); "!", "?" and a dash between clauses end one too.

@@ -21,7 +21,7 @@ def _episode(session: str, user: str, reply: str = "OK.") -> Episode:
         ("Ugh, what a week. Work was chaos.", ["Ugh, what a week.", "Work was chaos."]),
         ("My dentist is Dr. Okafor. She is kind.", ["My dentist is Dr. Okafor.", "She is kind."]),
         ("It weighs 9.5 kilos now! Great?", ["It weighs 9.5 kilos now!", "Great?"]),
-        ("Two weeks in Lagos — Noor wants to go.", ["Two weeks in Lagos", "Noor wants to go."]),
+        ("Two weeks in Tbilisi — Ottilie wants to go.", ["Two weeks in Tbilisi", "Ottilie wants to go."]),
         ("I live in Rome. My sister too.", ["I live in Rome.", "My sister too."]),
         ("", []),
     ],
@@ -75,7 +75,7 @@ def test_statements_split_messages_join_what_leans_back_and_drop_small_talk_and_
     eps = [
         _episode("a", "Ugh, what a week. My coach Adaeze wants me to fix my breathing. She swam for Ghana."),
         _episode("b", "We're finally booking a trip away!"),
-        _episode("b", "Thinking a week in Lagos in March."),
+        _episode("b", "Thinking a week in Tbilisi in March."),
         _episode("c", "Can you suggest a gift for my friend Leo? He's really into bonsai trees."),
         _episode("d", "For the form: my passport number is X4821937. Thanks a lot."),
     ]
@@ -83,7 +83,7 @@ def test_statements_split_messages_join_what_leans_back_and_drop_small_talk_and_
     assert got[eps[0].id] == ["My coach Adaeze wants me to fix my breathing. She swam for Ghana."]
     assert got[eps[1].id] == ["We're finally booking a trip away!"]
     # A fact told over two messages of one conversation is dreamed as one statement.
-    assert got[eps[2].id] == ["We're finally booking a trip away! Thinking a week in Lagos in March."]
+    assert got[eps[2].id] == ["We're finally booking a trip away! Thinking a week in Tbilisi in March."]
     # After a question, the pronoun stands for what the question named.
     assert got[eps[3].id] == ["My friend Leo's really into bonsai trees."]
     assert got[eps[4].id] == []
