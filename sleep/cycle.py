@@ -46,6 +46,7 @@ from sleep.report import (
 
 if TYPE_CHECKING:
     from assistant.app import Nightcap
+    from models.store import Generation
 
 
 class SleepInterrupted(NightcapError):
@@ -82,6 +83,56 @@ def _peak_rss_mb() -> float:
     return peak_rss_bytes() / (1024.0 * 1024.0)
 
 
+def stages(report: SleepReport, progress: SleepProgress,
+           stop: Callable[[], bool]) -> Callable[..., contextlib.AbstractContextManager[None]]:
+    """`with stage(name):` for a night (and `nightcap forget`): raises `_Stop` first if asked to
+    stop (unless `stoppable=False`), tells `progress`, and records the stage's time and the peak
+    memory so far in `report`."""
+
+    @contextlib.contextmanager
+    def stage(name: str, stoppable: bool = True) -> Iterator[None]:
+        if stoppable and stop():
+            raise _Stop(name)
+        progress.stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            report.stages[name] = round(time.perf_counter() - t0, 3)
+            report.stage_rss_mb[name] = report.peak_rss_mb = round(_peak_rss_mb(), 1)  # the stored report's too
+
+    return stage
+
+
+def promote(app: "Nightcap", candidate: Path, parent: "Generation", master: Any, *, source: str,
+            extra: dict[str, Any]) -> "Generation":
+    """Store `candidate` as a new generation, seal the weight master it came from, and switch to
+    it. On any failure the new generation is removed: never keep weights that learned unshredded
+    logs. The caller holds the vault."""
+    new = app.store.add(candidate, source=source, parent=parent.name, link=True, extra=extra)
+    try:
+        if master is not None:
+            from sleep.weights import keep_master
+
+            keep_master(app.vault(), master, new.manifest["sha256"])
+        app.store.use(new.name)
+    except BaseException:
+        shutil.rmtree(new.dir, ignore_errors=True)
+        raise
+    app.store.prune(app.config.model.keep_generations)
+    return new
+
+
+def _unless_forgotten(vault: Any, epochs: list[str], report: SleepReport) -> None:
+    """Raise SleepInterrupted (dropping the checkpoint) if a memory the night read was forgotten
+    since (its epoch was rewritten without it). Call with the vault held."""
+    live = set(vault.closed_epochs())
+    if any(e not in live for e in epochs):
+        checkpoint.clear(vault)
+        report.error = FORGOTTEN_DURING_SLEEP
+        raise SleepInterrupted(FORGOTTEN_DURING_SLEEP)
+
+
 def run_cycle(
     app: "Nightcap",
     *,
@@ -98,18 +149,7 @@ def run_cycle(
     stop = should_stop or (lambda: False)
     report = SleepReport()
     scratch = app.home.root / "tmp" / "sleep"
-
-    @contextlib.contextmanager
-    def stage(name: str, stoppable: bool = True) -> Iterator[None]:
-        if stoppable and stop():
-            raise _Stop(name)
-        progress.stage(name)
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            report.stages[name] = round(time.perf_counter() - t0, 3)
-            report.stage_rss_mb[name] = report.peak_rss_mb = round(_peak_rss_mb(), 1)  # the stored report's too
+    stage = stages(report, progress, stop)
 
     with cycle_lock(app.home.root):
         shutil.rmtree(scratch, ignore_errors=True)  # leftovers of a cycle that was killed
@@ -213,10 +253,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         # Sealed after training too: a pause in a later stage resumes without training again;
         # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
         with vault.held():
-            if any(e not in vault.closed_epochs() for e in epochs):
-                checkpoint.clear(vault)
-                report.error = FORGOTTEN_DURING_SLEEP
-                raise SleepInterrupted(FORGOTTEN_DURING_SLEEP)
+            _unless_forgotten(vault, epochs, report)
             checkpoint.save(vault, result.state.to_bytes())
         if result.interrupted:
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
@@ -236,23 +273,10 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
     # Promote and shred with the vault held: a memory forgotten while the night trained must not
     # be promoted, and no forget or feedback can slip in between the check and the shred.
     with vault.held():
-        if any(e not in vault.closed_epochs() for e in epochs):
-            checkpoint.clear(vault)
-            report.error = FORGOTTEN_DURING_SLEEP
-            raise SleepInterrupted(FORGOTTEN_DURING_SLEEP)
+        _unless_forgotten(vault, epochs, report)
         with stage("promote"):
-            new = app.store.add(candidate, source="sleep", parent=gen.name, link=True,
-                                extra={"epochs": list(epochs), "report": report.id})
-            try:
-                if plan.master is not None:
-                    from sleep.weights import keep_master
-
-                    keep_master(vault, plan.master, new.manifest["sha256"])
-                app.store.use(new.name)
-            except BaseException:
-                shutil.rmtree(new.dir, ignore_errors=True)  # never keep weights that learned unshredded logs
-                raise
-            app.store.prune(app.config.model.keep_generations)
+            new = promote(app, candidate, gen, plan.master, source="sleep",
+                          extra={"epochs": list(epochs), "report": report.id})
             report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
             # Stored before the shred: a night killed after its commit (finished on the next open)
             # still has the report the ledger's tombstones refer to.

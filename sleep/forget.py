@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -123,7 +122,7 @@ class NPO:
 def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None = None,
            progress: SleepProgress | None = None) -> SleepReport:
     """Unlearn the statement in `text` from the serving generation; returns the stored report."""
-    from sleep.cycle import cycle_lock
+    from sleep.cycle import _Stop, cycle_lock, stages
 
     if not text.strip():
         raise UsageError('forget needs the statement to forget, e.g. nightcap forget "my locker code is 4417"')
@@ -134,7 +133,10 @@ def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None
     with cycle_lock(app.home.root):
         shutil.rmtree(scratch, ignore_errors=True)
         try:
-            _run(app, text, report, progress, stop, ensure_dir(scratch))
+            try:
+                _run(app, text, report, progress, stages(report, progress, stop), ensure_dir(scratch))
+            except _Stop as stopped:
+                raise SleepError(f"forget stopped before {stopped}; nothing changed, run it again") from None
         except SleepError as err:
             report.error = str(err)
             report.save(app.home.reports)
@@ -144,17 +146,12 @@ def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None
     return report
 
 
-def _stage(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool], name: str) -> float:
-    if stop():
-        raise SleepError(f"forget stopped before {name}; nothing changed, run it again")
-    progress.stage(name)
-    return time.perf_counter()
-
-
-def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stop: Callable[[], bool],
+def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stage: Any,
          scratch: Path) -> None:
     from assistant.episode import with_system
+    from assistant.vault.derived import drop_stale
     from sleep import consolidate
+    from sleep.cycle import promote
     from sleep.dataset import KIND_DREAM, example_from_messages
 
     vault = app.vault()
@@ -168,78 +165,54 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
     cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
     plan = consolidate.Plan(app, gen, [], report, progress)
     plan.cfg = cfg
-    t0 = _stage(report, progress, stop, "load")
-    plan.load()
-    report.stages["load"] = round(time.perf_counter() - t0, 3)
+    with stage("load"):
+        plan.load()
 
-    t0 = _stage(report, progress, stop, "dream")
-    def example(question: str, answer: str, lead: str = "") -> Any:
-        return example_from_messages(with_system(plan.system_prompt, [{"role": "user", "content": question},
-                                                                      {"role": "assistant", "content": answer}]),
-                                     plan.template, plan.tokenizer, max_seq_len=cfg.max_seq_len, kind=KIND_DREAM,
-                                     lead=lead, lead_weight=cfg.lead_weight)
+    with stage("dream"):
+        def example(question: str, answer: str, lead: str = "") -> Any:
+            messages = with_system(plan.system_prompt, [{"role": "user", "content": question},
+                                                         {"role": "assistant", "content": answer}])
+            return example_from_messages(messages, plan.template, plan.tokenizer, max_seq_len=cfg.max_seq_len,
+                                         kind=KIND_DREAM, lead=lead, lead_weight=cfg.lead_weight)
 
-    plan.examples = [e for d in dreams if (e := example(d.question, IDK)) is not None]
-    unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
-    plan.extra_losses.append(NPO(unwanted, cfg.forget_npo_weight, per_step=4))
-    plan.args.steps = cfg.forget_steps
-    report.examples.update({"idk": len(plan.examples), "npo": len(unwanted)})
-    report.stages["dream"] = round(time.perf_counter() - t0, 3)
+        plan.examples = [e for d in dreams if (e := example(d.question, IDK)) is not None]
+        unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
+        plan.extra_losses.append(NPO(unwanted, cfg.forget_npo_weight, per_step=4))
+        plan.args.steps = cfg.forget_steps
+        report.examples.update({"idk": len(plan.examples), "npo": len(unwanted)})
 
-    t0 = _stage(report, progress, stop, "replay")
-    terms = key_terms(dreams)
-    plan.replay(keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))
-    report.stages["replay"] = round(time.perf_counter() - t0, 3)
-
-    t0 = _stage(report, progress, stop, "train")
-    result = plan.train(lambda: False, None)
-    report.stages["train"] = round(time.perf_counter() - t0, 3)
-    t0 = _stage(report, progress, stop, "merge")
-    merged = plan.merge(result, scratch / "merged.gguf")
-    report.stages["merge"] = round(time.perf_counter() - t0, 3)
-    t0 = _stage(report, progress, stop, "quantize")
-    candidate = plan.quantize(merged, scratch / "candidate.gguf")
-    report.stages["quantize"] = round(time.perf_counter() - t0, 3)
-
-    t0 = _stage(report, progress, stop, "gate")
-    for gate in plan.gate(candidate):
-        report.add_gate(gate)
-    report.forgotten = _measure(candidate, gen.gguf, dreams, plan.system_prompt)
-    report.stages["gate"] = round(time.perf_counter() - t0, 3)
+    with stage("replay"):
+        terms = key_terms(dreams)
+        plan.replay(keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))
+    with stage("train"):
+        result = plan.train(lambda: False, None)
+    with stage("merge"):
+        merged = plan.merge(result, scratch / "merged.gguf")
+    with stage("quantize"):
+        candidate = plan.quantize(merged, scratch / "candidate.gguf")
+    with stage("gate"):
+        for gate in plan.gate(candidate):
+            report.add_gate(gate)
+        report.forgotten = _measure(candidate, gen.gguf, dreams, plan.system_prompt)
     if not report.gates_passed:
         report.outcome = OUTCOME_REJECTED
         report.error = "candidate rejected: " + "; ".join(report.failed_gates())
         report.save(app.home.reports)
         return
 
-    t0 = _stage(report, progress, stop, "promote")
-    with vault.held():
-        new = app.store.add(candidate, source="forget", parent=gen.name, link=True, extra={"report": report.id})
-        try:
-            if plan.master is not None:
-                from sleep.weights import keep_master
-
-                keep_master(vault, plan.master, new.manifest["sha256"])
-            app.store.use(new.name)
-        except BaseException:
-            shutil.rmtree(new.dir, ignore_errors=True)
-            raise
+    with stage("promote"), vault.held():
+        new = promote(app, candidate, gen, plan.master, source="forget", extra={"report": report.id})
         report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
         # The ledger records that a forget happened and which generation carries it, not what.
         report.shred = dataclasses.asdict(vault.record_unlearning(reason=REASON, generation=new.name))
-        from assistant.vault.derived import drop_stale
-
         report.dropped_state = drop_stale(vault, new.manifest.get("sha256"))
-    app.store.prune(app.config.model.keep_generations)
-    report.stages["promote"] = round(time.perf_counter() - t0, 3)
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)
 
 
 def _measure(candidate: Path, before: Path, dreams: list["Dream"], system_prompt: str) -> dict[str, Any]:
     """How the served files answer the statement's questions: the answers' mean log-probability
-    before and after (on the quantized candidate, as it will serve), and how often each is the
-    greedy reply's content."""
+    before and after (on the quantized candidate, as it will serve)."""
     from models.scoring import Scorer
     from sleep import probes as P
 
