@@ -37,37 +37,37 @@ STATE_VERSION = 1
 
 @dataclass
 class TrainArgs:
-    """Settings of one training run; `from_config` fills them from config.toml's [sleep]."""
+    """Settings of one training run; `from_config` fills them from config.toml's [sleep]. The
+    defaults shared with `SleepConfig` are read from it, so they cannot drift apart."""
 
-    device: str = "auto"
+    device: str = SleepConfig.device
     """auto (cuda, then mps, then cpu), cuda, mps or cpu."""
-    lora_r: int = 16
+    lora_r: int = SleepConfig.lora_r
     """LoRA rank."""
-    lora_alpha: int = 32
+    lora_alpha: int = SleepConfig.lora_alpha
     """LoRA alpha; the update is scaled by alpha / r."""
-    lora_targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora_targets: list[str] = field(default_factory=lambda: list(SleepConfig().lora_targets))
     """Names of the linear layers that get an adapter."""
-    learning_rate: float = 8e-4
+    learning_rate: float = SleepConfig.learning_rate
     """AdamW learning rate (the peak, under a schedule)."""
-    lr_schedule: str = "cosine"
+    lr_schedule: str = SleepConfig.lr_schedule
     """constant, or cosine: from the peak down to a tenth of it at the last step."""
     weight_decay: float = 0.0
     """AdamW weight decay on the adapter."""
     max_grad_norm: float = 1.0
     """Clip the gradient norm to this; 0 turns clipping off."""
-    steps: int = 40
+    steps: int = SleepConfig.steps
     """Optimizer steps in total (a resumed run counts the earlier ones)."""
-    batch_size: int = 8
+    batch_size: int = SleepConfig.batch_size
     """Examples per step (fewer when there are fewer examples)."""
     max_batch_tokens: int = 512
     """Padded tokens per forward pass; a larger batch runs in pieces whose gradients add up (bounds
     activation memory: about 2 MB per token for the default model)."""
-    seed: int = 0
+    seed: int = SleepConfig.seed
     """Seeds adapter init, batch order and torch/python RNGs."""
-    threads: int = 0
+    threads: int = SleepConfig.threads
     """torch CPU threads; 0 keeps torch's default."""
-    precision: str = "auto"
+    precision: str = SleepConfig.precision
     """Matmul precision: auto (bf16 where the hardware has it natively, else fp32), fp32 or bf16."""
 
     @classmethod
