@@ -14,7 +14,7 @@ from typing import Callable
 
 from assistant.episode import Episode, Message, with_system
 from assistant.errors import ModelError
-from models.runtime import Runtime
+from models.runtime import ReplyOptions, Runtime
 
 
 @dataclass
@@ -48,8 +48,10 @@ class Session:
         """What the model sees for the next turn: system prompt, history, the new message."""
         return with_system(self.system_prompt, self.history + [{"role": "user", "content": user_text}])
 
-    def turn(self, user_text: str, on_token: Callable[[str], None] | None = None, *, log: bool = True) -> Turn:
-        """Send `user_text`, stream the reply through `on_token`, record the exchange.
+    def turn(self, user_text: str, on_token: Callable[[str], None] | None = None, *, log: bool = True,
+             options: ReplyOptions | None = None) -> Turn:
+        """Send `user_text`, stream the reply through `on_token`, record the exchange. `options`
+        overrides the configured sampling for this reply (the API's request fields).
 
         The history only changes when the reply completes, so a failed turn can be retried.
 
@@ -61,10 +63,17 @@ class Session:
             raise ModelError("the message is empty; type something to send")
         started = time.time()
         pieces: list[str] = []
-        for piece in self.runtime.stream_chat(self.messages_for(user_text)):
-            pieces.append(piece)
-            if on_token is not None:
-                on_token(piece)
+        messages = self.messages_for(user_text)
+        stream = self.runtime.stream_chat(messages) if options is None else self.runtime.stream_chat(messages, options)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                if on_token is not None:
+                    on_token(piece)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # a reply cut short (the reader gave up) ends the completion and its lock now
         reply = "".join(pieces).strip()
         self.history += [{"role": "user", "content": user_text}, {"role": "assistant", "content": reply}]
         episode = Episode.from_exchange(self.id, user_text, reply, self.runtime.generation, started)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "memories": ("assistant.commands.memories", "list or forget pending (not yet consolidated) episodes"),
     "forget": ("sleep.commands.forget", "unlearn a statement a night already consolidated"),
     "sleep": ("sleep.commands.sleep", "run one sleep cycle in the foreground"),
+    "serve": ("assistant.commands.serve", "the OpenAI-compatible API on localhost; conversations become episodes"),
     "daemon": ("sleep.commands.daemon", "the overnight watcher and its user service"),
     "audit": ("assistant.commands.audit", "privacy audit: prove consolidated logs are gone"),
     "status": ("assistant.commands.status", "model generation, pending episodes, last sleep, conditions"),

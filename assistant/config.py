@@ -202,6 +202,22 @@ class VaultConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`nightcap serve`: the OpenAI-compatible API on this machine."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on. Anything but a loopback address also needs `--allow-remote`."""
+    port: int = 8765
+    """TCP port."""
+    max_body_bytes: int = 1_000_000
+    """Largest request body accepted; larger ones are refused with a 400 before they are read."""
+    cors_origins: list[str] = field(default_factory=list)
+    """Browser origins allowed to call the API (CORS); empty turns CORS off."""
+    with_daemon: bool = False
+    """Run the API inside the overnight daemon too (what `nightcap daemon install --serve` sets up)."""
+
+
+@dataclass
 class Config:
     """All of Nightcap's settings. Sections map to TOML tables."""
 
@@ -210,6 +226,7 @@ class Config:
     sleep: SleepConfig = field(default_factory=SleepConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     @classmethod
     def load(cls, path: Path) -> "Config":

@@ -43,6 +43,10 @@ class SleepError(NightcapError):
     """A sleep cycle could not run or failed; the previous model keeps serving."""
 
 
+class ServeError(NightcapError):
+    """`nightcap serve` cannot start (address in use, a remote bind not allowed)."""
+
+
 class DiskFullError(NightcapError):
     """Not enough free disk space to finish the operation safely."""
 

@@ -9,6 +9,7 @@ Layout::
     models/              generations gen-0000, gen-0001, ... and the `current` pointer
     vault/               keystore, encrypted episode logs, ledger
     reports/             sleep reports (no conversation content)
+    serve/               the API's token and the time of its last request (`nightcap serve`)
     logs/                daemon log (decisions only, no content)
     tmp/                 scratch for sleep; removed after each cycle and on the next start
 """
@@ -68,6 +69,11 @@ class Home:
     @property
     def logs(self) -> Path:
         return self._dir("logs")
+
+    @property
+    def api_activity(self) -> Path:
+        """Touched by every API request; its mtime counts as the user's last input."""
+        return self.root / "serve" / "last-request"
 
     @property
     def tmp(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -25,8 +25,9 @@ class Runtime(Protocol):
     generation: str
     """Name of the model generation answering (recorded in each episode)."""
 
-    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
-        """Yield the reply to `messages` piece by piece.
+    def stream_chat(self, messages: list[Message], options: "ReplyOptions | None" = None) -> Iterator[str]:
+        """Yield the reply to `messages` piece by piece; `options` (the API's per-request
+        settings) overrides the configured sampling and receives the reply's counts.
 
         Raises:
             ModelError: the model cannot be loaded or the conversation cannot fit.
@@ -46,6 +47,28 @@ class Sampling:
     @classmethod
     def from_config(cls, chat: ChatConfig) -> "Sampling":
         return cls(chat.temperature, chat.top_p, chat.top_k, chat.repeat_penalty, chat.max_tokens, chat.seed)
+
+
+@dataclass
+class ReplyOptions:
+    """One reply's settings where a caller overrides the configured sampling (None keeps the
+    setting), and what the runtime reports back about the reply once it has streamed."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    """Stop strings added to the template's own."""
+    # Filled in by the runtime:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    """"stop" (end of turn or a stop string) or "length" (the max_tokens cap)."""
+
+    def applied_to(self, sampling: Sampling) -> Sampling:
+        given = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed")}
+        return replace(sampling, **{k: v for k, v in given.items() if v is not None})
 
 
 _log_callback: Any = None
@@ -150,17 +173,18 @@ class LlamaRuntime:
         assert self._template is not None
         return self._template
 
-    def _fit(self, llm: Any, messages: list[Message]) -> str:
-        """Render `messages`, dropping the oldest turns until prompt + reply fit `n_ctx`."""
+    def _fit(self, llm: Any, messages: list[Message], max_tokens: int) -> tuple[str, int]:
+        """Render `messages`, dropping the oldest turns until prompt + reply fit `n_ctx`; the
+        prompt and its length in tokens."""
         assert self._template is not None
-        budget = llm.n_ctx() - self.sampling.max_tokens
+        budget = llm.n_ctx() - max_tokens
         system = [m for m in messages[:1] if m["role"] == "system"]
         turns = messages[len(system):]
         while True:
             prompt = self._template.render(system + turns, add_generation_prompt=True)
             n = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
             if n <= budget:
-                return prompt
+                return prompt, n
             if len(turns) <= 1:
                 raise ModelError(
                     f"the message is too long for the model's context ({n} tokens, {budget} fit); "
@@ -169,11 +193,12 @@ class LlamaRuntime:
             # Drop the oldest exchange (user turn and the reply after it).
             turns = turns[2:] if len(turns) > 2 and turns[1]["role"] == "assistant" else turns[1:]
 
-    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
+    def stream_chat(self, messages: list[Message], options: ReplyOptions | None = None) -> Iterator[str]:
         with self._lock:
             llm = self._ensure()
-            prompt = self._fit(llm, messages)
-            s = self.sampling
+            s = options.applied_to(self.sampling) if options else self.sampling
+            prompt, n_prompt = self._fit(llm, messages, s.max_tokens)
+            stop = list(self._template.stop if self._template else []) + (options.stop if options else [])
             stream = llm.create_completion(
                 prompt,
                 max_tokens=s.max_tokens,
@@ -182,13 +207,21 @@ class LlamaRuntime:
                 top_k=s.top_k,
                 repeat_penalty=s.repeat_penalty,
                 seed=None if s.seed < 0 else s.seed,
-                stop=self._template.stop if self._template else None,
+                stop=stop or None,
                 stream=True,
             )
+            pieces: list[str] = []
             for chunk in stream:
-                text = chunk["choices"][0]["text"]
+                choice = chunk["choices"][0]
+                text = choice["text"]
+                if options is not None and choice.get("finish_reason"):
+                    options.finish_reason = str(choice["finish_reason"])
                 if text:
+                    pieces.append(text)
                     yield text
+            if options is not None:
+                options.prompt_tokens = n_prompt
+                options.completion_tokens = len(llm.tokenize("".join(pieces).encode("utf-8"), add_bos=False))
 
     def close(self) -> None:
         with self._lock:

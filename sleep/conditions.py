@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 from assistant.config import Config, DaemonConfig
@@ -184,9 +185,11 @@ def check_conditions(
     pending: int | None = None,
     temperature: Callable[[], float | None] | None = None,
     in_window: bool | None = None,
+    activity: Path | None = None,
 ) -> Conditions:
     """Ask every source once (each argument replaces its system source; `in_window` the clock's
-    verdict on the window).
+    verdict on the window). `activity` is the home's API marker: a request to `nightcap serve`
+    counts as input (pass `home.api_activity`).
 
     `pending` None means "not counted" (the check passes); the daemon always counts.
     Raises ConfigError when the window times are malformed.
@@ -195,7 +198,7 @@ def check_conditions(
     window = window_of(d)
     now = (clock or datetime.now)()
     power_reading = power() if power else read_power()
-    idle_reading = idle() if idle else system_idle().read()
+    idle_reading = idle() if idle else system_idle(activity=activity).read()
     inside = window.contains(now) if in_window is None else in_window
     if temperature:
         celsius = temperature()

@@ -128,7 +128,8 @@ class Daemon:
     ) -> None:
         self.app = app
         self._cycle, self._interrupted = cycle, interrupted
-        self._conditions = conditions or (lambda pending=None: check_conditions(app.config, pending=pending))
+        self._conditions = conditions or (lambda pending=None: check_conditions(
+            app.config, pending=pending, activity=app.home.api_activity))
         self._pending = pending or (lambda: count_pending(app))
         self.log = log or DecisionLog(app.home.logs / "daemon.log")
         self.now, self.monotonic, self.sleep = now, monotonic, sleep

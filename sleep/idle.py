@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 Runner = Callable[[Sequence[str]], "str | None"]
@@ -280,8 +281,29 @@ class FirstKnown:
         return IdleReading(None, "none", "; ".join(tried) or "no idle source")
 
 
-def system_idle(platform: str | None = None) -> IdleSource:
-    """The idle source chain for this operating system."""
+class WithActivity:
+    """`source`'s idle time, or less when `marker` was touched more recently: requests to
+    `nightcap serve` are the user at work even when nobody touches this machine's keyboard."""
+
+    def __init__(self, source: IdleSource, marker: Path) -> None:
+        self.source, self.marker = source, marker
+
+    def read(self) -> IdleReading:
+        reading = self.source.read()
+        try:
+            since = max(0.0, time.time() - self.marker.stat().st_mtime)
+        except OSError:
+            return reading  # never served
+        if reading.seconds is not None and since < reading.seconds:
+            return IdleReading(since, "api", "last API request")
+        return reading
+
+
+def system_idle(platform: str | None = None, activity: Path | None = None) -> IdleSource:
+    """The idle source chain for this operating system; with `activity`, API requests count
+    as input too (see `WithActivity`)."""
+    if activity is not None:
+        return WithActivity(system_idle(platform), activity)
     platform = platform or sys.platform
     if platform == "darwin":
         return MacIdle()

@@ -15,6 +15,7 @@ from sleep.idle import (
     LogindIdle,
     MacIdle,
     WindowsIdle,
+    WithActivity,
     X11Idle,
     system_idle,
 )
@@ -170,3 +171,36 @@ def test_system_idle_per_platform() -> None:
     linux = system_idle("linux")
     assert isinstance(linux, FirstKnown)
     assert [type(s) for s in linux.sources] == [X11Idle, LogindIdle, InputDevicesIdle]
+
+
+class Reads:
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+
+    def read(self) -> IdleReading:
+        return IdleReading(self.seconds, "fixed")
+
+
+def test_a_recent_api_request_counts_as_input(tmp_path: Path) -> None:
+    import time
+
+    marker = tmp_path / "last-request"
+    assert WithActivity(Reads(3600.0), marker).read().seconds == 3600.0  # never served
+    marker.touch()
+    os.utime(marker, (time.time() - 30, time.time() - 30))
+    reading = WithActivity(Reads(3600.0), marker).read()
+    assert reading.source == "api" and 25 <= (reading.seconds or 0) <= 60
+    assert WithActivity(Reads(5.0), marker).read().seconds == 5.0  # the keyboard was more recent
+    assert WithActivity(Reads(None), marker).read().seconds is None  # unknown stays unknown: not idle
+
+
+def test_the_daemon_yields_to_api_requests(tmp_path: Path) -> None:
+    from assistant.config import Config
+    from sleep.conditions import check_conditions
+    from sleep.power import PowerReading
+
+    marker = tmp_path / "last-request"
+    marker.touch()
+    cond = check_conditions(Config(), power=lambda: PowerReading(True, True), in_window=True,
+                            idle=WithActivity(Reads(7200.0), marker).read)
+    assert not cond.idle.ok and cond.yield_reason() is not None

@@ -43,7 +43,7 @@ def sleep_conditions(nightcap: Nightcap) -> str | None:
     except ImportError:
         return None
     try:
-        return str(check_conditions(nightcap.config).summary)
+        return str(check_conditions(nightcap.config, activity=nightcap.home.api_activity).summary)
     except Exception:  # a sensor that fails must not take the chat down
         return None
 

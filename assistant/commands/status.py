@@ -46,7 +46,7 @@ def gather(app: Nightcap) -> dict[str, Any]:
     try:
         from sleep.conditions import check_conditions  # optional until the daemon lands
 
-        out["conditions"] = check_conditions(app.config).to_dict()
+        out["conditions"] = check_conditions(app.config, activity=app.home.api_activity).to_dict()
     except ImportError:
         out["conditions"] = None
     return out

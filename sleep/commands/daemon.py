@@ -35,7 +35,7 @@ def gather_status(app: Nightcap, now: datetime | None = None) -> dict[str, Any]:
         pending: int | None = count_pending(app)
     except (NightcapError, ImportError) as err:
         pending, out["pending_error"] = None, str(err)
-    out["conditions"] = check_conditions(app.config, pending=pending).to_dict()
+    out["conditions"] = check_conditions(app.config, pending=pending, activity=app.home.api_activity).to_dict()
     report = last_report(app)
     out["last_sleep"] = (
         {k: report.get(k) for k in ("finished", "outcome", "new_generation", "episodes")} if report else None

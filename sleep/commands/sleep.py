@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     if not args.now:
         from sleep.conditions import check_conditions
 
-        cond = check_conditions(app.config)
+        cond = check_conditions(app.config, activity=app.home.api_activity)
         if not cond.ok:
             raise SleepError(f"not sleeping now ({cond.summary}); use `nightcap sleep --now` to force it")
     app.vault()  # unlock before any work: a wrong passphrase fails first
