@@ -501,9 +501,15 @@ class ApiServer:
         finally:
             self.api.state.assistant.models.close()
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Serve from a background thread; returns once it accepts requests."""
         self._thread = threading.Thread(target=self.run, name="nightcap-api", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise ServeError(f"the API did not start on port {self.port}; run `nightcap serve` to see why")
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -125,8 +125,10 @@ class Daemon:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         stop_check_seconds: float = STOP_CHECK_SECONDS,
+        api: Callable[[], Any] | None = None,
     ) -> None:
         self.app = app
+        self._api = api
         self._cycle, self._interrupted = cycle, interrupted
         self._conditions = conditions or (lambda pending=None: check_conditions(
             app.config, pending=pending, activity=app.home.api_activity))
@@ -263,15 +265,23 @@ class Daemon:
         self.request_stop(signal.Signals(signum).name)
 
     def run(self) -> int:
-        """Take the instance lock, install the signal handlers, serve. Raises DaemonRunning."""
+        """Take the instance lock, install the signal handlers, start the API when the daemon
+        was given one (`api()` starts it and returns what `.stop()`s it), serve. Raises
+        DaemonRunning."""
         lock = InstanceLock(lock_path(self.app.home.root))
         lock.acquire()
         previous = {}
+        server = None
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
+            if self._api is not None:
+                server = self._api()
+                self.log(f"API serving on port {getattr(server, 'port', '?')}")
             return self.serve()
         finally:
+            if server is not None:
+                server.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             lock.release()

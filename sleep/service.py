@@ -64,13 +64,15 @@ def service_path(kind: str) -> Path:
     return directory / (UNIT_NAME if kind == "systemd" else f"{LABEL}.plist")
 
 
-def exec_args() -> list[str]:
-    """The daemon's command line: this interpreter, so a virtualenv install keeps working.
+def exec_args(serve: bool = False) -> list[str]:
+    """The daemon's command line: this interpreter, so a virtualenv install keeps working; with
+    `serve`, the daemon also runs the API (`nightcap serve`).
 
     `-P` keeps the working directory off sys.path: a folder named `assistant` in the user's home
     must not shadow Nightcap.
     """
-    return [str(Path(sys.executable).absolute()), "-P", "-m", "assistant.cli", "daemon", "run"]
+    args = [str(Path(sys.executable).absolute()), "-P", "-m", "assistant.cli", "daemon", "run"]
+    return args + (["--serve"] if serve else [])
 
 
 def service_env() -> dict[str, str]:
@@ -171,13 +173,14 @@ def _unsupported() -> NightcapError:
     )
 
 
-def install(kind: str | None = None, log_dir: Path | None = None) -> ServiceResult:
-    """Write the unit/plist and activate it where possible. Raises NightcapError when unsupported."""
+def install(kind: str | None = None, log_dir: Path | None = None, serve: bool = False) -> ServiceResult:
+    """Write the unit/plist (a daemon that also serves the API, with `serve`) and activate it
+    where possible. Raises NightcapError when unsupported."""
     kind = kind or service_kind()
     if kind is None:
         raise _unsupported()
     path = service_path(kind)
-    args, env = exec_args(), service_env()
+    args, env = exec_args(serve), service_env()
     ensure_dir(path.parent)
     if kind == "systemd":
         data = systemd_unit(args, env).encode()

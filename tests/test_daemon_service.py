@@ -71,6 +71,7 @@ def test_install_status_uninstall_through_the_cli(
     assert "next: systemctl --user enable nightcap.service" in out
     assert ran == [], "a unit outside the manager's search path is never activated"
     assert "-m assistant.cli daemon run" in target.read_text()
+    assert "--serve" not in target.read_text()
 
     assert cli(["daemon", "status", "--json"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -84,6 +85,17 @@ def test_install_status_uninstall_through_the_cli(
     assert res["changed"] is True and not target.exists() and not wants.is_symlink()
     assert cli(["daemon", "uninstall"]) == 0
     assert "not installed" in capsys.readouterr().out
+
+
+def test_install_serve_makes_a_daemon_that_also_serves_the_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "_run", lambda cmd: True)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cli(["daemon", "install", "--serve"]) == 0
+    exec_start = next(line for line in (tmp_path / "service" / "nightcap.service").read_text().splitlines()
+                      if line.startswith("ExecStart="))
+    assert exec_start.endswith("daemon run --serve")
 
 
 def test_install_activates_when_a_user_manager_is_reachable(

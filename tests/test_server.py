@@ -276,3 +276,50 @@ def test_parse_names_a_conversation_by_its_opening() -> None:
                                {"x-nightcap-session": "editor-1"})
     assert one.session == two.session != other.session
     assert named.session == "editor-1"
+
+
+def test_the_daemon_serves_the_api_while_it_runs(runtimes: Runtimes, nightcap_home: Path) -> None:
+    import httpx
+
+    from sleep.commands.daemon import start_api
+    from sleep.daemon import Daemon
+
+    nightcap_home.joinpath("config.toml").write_text("[serve]\nport = 0\n")
+    app = Nightcap.load()
+    runtimes.script("gen-0000", "Served by the daemon.")
+    seen: dict[str, Any] = {}
+
+    def api() -> Any:
+        server = start_api(app)
+        r = httpx.post(f"http://127.0.0.1:{server.port}/v1/chat/completions", timeout=30,
+                       headers={"Authorization": f"Bearer {api_token(app.home)}"},
+                       json={"messages": [{"role": "user", "content": "hello"}]})
+        seen["reply"] = r.json()["choices"][0]["message"]["content"]
+        seen["server"] = server
+        return server
+
+    daemon = Daemon(app, api=api, conditions=lambda pending=None: None, pending=lambda: 0, log=lambda m: None)
+    daemon.request_stop("test")  # serve() returns at once; run() still starts and stops the API
+    assert daemon.run() == 0
+    assert seen["reply"] == "Served by the daemon."
+    assert seen["server"].server.should_exit
+    assert len(pending()) == 1
+
+
+def test_the_daemon_refuses_a_remote_api_address(nightcap_home: Path) -> None:
+    from assistant.errors import ServeError
+    from sleep.commands.daemon import start_api
+
+    nightcap_home.mkdir(parents=True, exist_ok=True)
+    nightcap_home.joinpath("config.toml").write_text('[serve]\nhost = "0.0.0.0"\n')
+    with pytest.raises(ServeError, match="loopback"):
+        start_api(Nightcap.load())
+
+
+def test_status_counts_what_the_api_kept(client: TestClient, runtimes: Runtimes,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    runtimes.script("gen-0000", "Noted.")
+    ask(client, "My bike is a green Brompton.")
+    assert cli(["status", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["pending_episodes"] == 1

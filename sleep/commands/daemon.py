@@ -44,6 +44,22 @@ def gather_status(app: Nightcap, now: datetime | None = None) -> dict[str, Any]:
     return out
 
 
+def start_api(app: Nightcap) -> Any:
+    """The API of `nightcap serve` on a background thread of the daemon, at serve.host and
+    serve.port (loopback only: a remote address is for `nightcap serve --allow-remote`)."""
+    from assistant.errors import ServeError
+    from assistant.server import ApiServer, is_loopback
+
+    host = app.config.serve.host
+    if not is_loopback(host):
+        raise ServeError(f"the daemon serves the API on loopback only, not {host}; "
+                         "run `nightcap serve --allow-remote` for that")
+    app.vault()  # unlock before anything listens
+    server = ApiServer(app, host, app.config.serve.port)
+    server.start()
+    return server
+
+
 def _print_status(info: dict[str, Any]) -> None:
     w = sys.stdout.write
     svc = info["service"]
@@ -84,13 +100,17 @@ def main(argv: list[str]) -> int:
     p = parser("daemon", "The overnight watcher: sleep when on power and idle; manage its user service.")
     p.add_argument("action", nargs="?", default="run", choices=ACTIONS, help="what to do (default: run)")
     p.add_argument("--json", action="store_true", help="print one JSON object (install, uninstall, status)")
+    p.add_argument("--serve", action="store_true", help="run (or install a service that runs) the API of "
+                   "`nightcap serve` inside the daemon; serve.with_daemon in config.toml does the same")
     args = p.parse_args(argv)
     if args.action == "run":
-        return Daemon(Nightcap.load()).run()
+        app = Nightcap.load()
+        serve = args.serve or app.config.serve.with_daemon
+        return Daemon(app, api=(lambda: start_api(app)) if serve else None).run()
     if args.action == "status":
         info = gather_status(Nightcap.load())
         print_json(info) if args.json else _print_status(info)
         return 0
-    res = service.install() if args.action == "install" else service.uninstall()
+    res = service.install(serve=args.serve) if args.action == "install" else service.uninstall()
     print_json(res.to_dict()) if args.json else _print_result(args.action, res)
     return 0
