@@ -251,9 +251,6 @@ class Models:
                     load()
             yield self._runtime
 
-    def generation(self) -> str:
-        return self.app.store.current().name
-
     def _close(self) -> None:
         close = getattr(self._runtime, "close", None)
         if close is not None:
@@ -276,11 +273,15 @@ class Assistant:
         self.app = app
         self.models = Models(app)
 
-    def reply(self, req: ChatRequest, on_token: Callable[[str], None] | None = None) -> tuple[Turn, str]:
-        """The turn and the generation that wrote it. Raises NightcapError."""
+    def reply(self, req: ChatRequest, on_token: Callable[[str], None] | None = None,
+              on_start: Callable[[str], None] | None = None) -> tuple[Turn, str]:
+        """The turn and the generation that wrote it (`on_start` hears its name before the first
+        token). Raises NightcapError."""
         mark_activity(self.app.home)
         try:
             with self.models.serving() as runtime:
+                if on_start is not None:
+                    on_start(runtime.generation)
                 sink = None if req.incognito else self.app.vault().append
                 session = Session(
                     runtime,
@@ -422,26 +423,30 @@ def _stream(serving: Assistant, req: ChatRequest, cid: str, created: int) -> "Re
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         gone = threading.Event()
 
-        def on_token(piece: str) -> None:
+        def post(kind: str, value: Any) -> None:
             if gone.is_set():
                 raise ClientGone()
-            loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
         def work() -> None:
             try:
-                result: tuple[str, Any] = ("done", serving.reply(req, on_token))
+                result: tuple[str, Any] = ("done", serving.reply(req, lambda p: post("piece", p),
+                                                                 lambda g: post("start", g)))
             except BaseException as err:  # noqa: BLE001 - handed to the event loop
                 result = ("error", err)
             loop.call_soon_threadsafe(queue.put_nowait, result)
 
         worker = threading.Thread(target=work, name="nightcap-reply", daemon=True)
-        model = serving.models.generation()
+        model = ""
         worker.start()
         try:
-            yield {"data": json.dumps(chunk_body(cid, created, model, {"role": "assistant", "content": ""}, None))}
             while True:
                 kind, value = await queue.get()
-                if kind == "piece":
+                if kind == "start":  # the generation answering is known: the role chunk names it
+                    model = value
+                    yield {"data": json.dumps(chunk_body(cid, created, model, {"role": "assistant", "content": ""},
+                                                         None))}
+                elif kind == "piece":
                     yield {"data": json.dumps(chunk_body(cid, created, model, {"content": value}, None))}
                 elif kind == "error":
                     yield {"data": json.dumps(_error_of(value).body())}

@@ -323,3 +323,17 @@ def test_status_counts_what_the_api_kept(client: TestClient, runtimes: Runtimes,
     assert cli(["status", "--json"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["pending_episodes"] == 1
+
+
+def test_cors_is_off_unless_origins_are_configured(runtimes: Runtimes, nightcap_home: Path) -> None:
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    with TestClient(make_api(Nightcap.load())) as c:
+        assert "access-control-allow-origin" not in c.options("/v1/chat/completions", headers=preflight).headers
+    nightcap_home.joinpath("config.toml").write_text('[serve]\ncors_origins = ["http://localhost:3000"]\n')
+    with TestClient(make_api(Nightcap.load())) as c:
+        r = c.options("/v1/chat/completions", headers=preflight)
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
+        other = c.options("/v1/chat/completions", headers={**preflight, "Origin": "http://evil.example"})
+        assert other.headers.get("access-control-allow-origin") != "http://evil.example"
