@@ -203,6 +203,10 @@ class ModelStore:
                     shutil.copyfile(path, dest)
             else:
                 shutil.copyfile(path, dest)
+            # Durable before `current` can name it: without this a power cut after `models use`
+            # can leave the generation's directory with an empty model file.
+            with open(dest, "rb") as fh:
+                os.fsync(fh.fileno())
             return {"source": source or str(path.resolve()), "sha256": sha256_file(dest), "parent": parent, **info}
 
         return self._install(fill, extra or {})
