@@ -33,33 +33,41 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
                overrides: Mapping[str, int] | None = None) -> None:
     """Quantize `src` to `dst` with llama.cpp (LLAMA_FTYPE `ftype`, default: `src`'s
     `general.file_type`). `overrides` maps GGUF tensor names to the ggml type each must get
-    instead. `n_threads` 0 means all cores. Raises ModelError on failure."""
-    import llama_cpp  # deferred: loads the shared library
+    instead. `n_threads` 0 means all cores. Raises ModelError on failure.
 
-    from models.runtime import _quiet_llama_logs
+    llama.cpp's quantizer is one C call that nothing can interrupt, and on a 1-3B model it runs
+    for a minute: it runs in a child process, and the parent waits at a stop point every tenth
+    of a second, so a night asked to yield kills the child and raises `Stopped` at once."""
+    import multiprocessing
 
-    # llama.cpp logs a line per tensor; routed to Python logging, the terminal stays clean.
-    _quiet_llama_logs()
+    from assistant.stoppoints import Stopped, stop_point
 
     src, dst = Path(src), Path(dst)
     if ftype is None:
         ftype = read_meta(src).file_type
         if ftype is None:
             raise ModelError(f"{src} does not record its file type; choose the quantization type explicitly")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = int(ftype)
-    params.nthread = int(n_threads)
-    params.allow_requantize = True
-    # The array (and the pattern strings it points to) must outlive the call: keep a reference.
-    table = _override_table(llama_cpp, overrides or {})
-    if table is not None:
-        params.tt_overrides = ctypes.cast(table, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
+    # spawn, not fork: the parent holds torch's thread pools, which a forked child inherits broken.
+    child = multiprocessing.get_context("spawn").Process(
+        target=_quantize_child, args=(str(src), tmp, int(ftype), int(n_threads), dict(overrides or {})),
+        name="nightcap-quantize", daemon=True)
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), tmp.encode(), params)
-        if rc != 0:
-            raise ModelError(f"llama.cpp could not quantize {src.name} to file type {ftype} (code {rc}); the previous model keeps serving")
+        child.start()
+        try:
+            while child.is_alive():
+                child.join(0.1)
+                stop_point()
+        except (Stopped, KeyboardInterrupt):
+            child.kill()
+            child.join()
+            raise
+        if child.exitcode != 0:
+            why = f"code {child.exitcode - _EXIT_BASE}" if child.exitcode and child.exitcode > _EXIT_BASE else (
+                f"exit status {child.exitcode}")
+            raise ModelError(f"llama.cpp could not quantize {src.name} to file type {ftype} ({why}); "
+                             "the previous model keeps serving")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)
@@ -68,6 +76,32 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(dst.parent)
+
+
+_EXIT_BASE = 64
+"""The child exits 64 + llama.cpp's return code when it fails (0 when it succeeds)."""
+
+
+def _quantize_child(src: str, out: str, ftype: int, n_threads: int, overrides: dict[str, int]) -> None:
+    """The child process of `requantize`: one `llama_model_quantize` call."""
+    import sys
+
+    import llama_cpp  # deferred: loads the shared library
+
+    from models.runtime import _quiet_llama_logs
+
+    # llama.cpp logs a line per tensor; routed to Python logging, the terminal stays clean.
+    _quiet_llama_logs()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = n_threads
+    params.allow_requantize = True
+    # The array (and the pattern strings it points to) must outlive the call: keep a reference.
+    table = _override_table(llama_cpp, overrides)
+    if table is not None:
+        params.tt_overrides = ctypes.cast(table, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
+    rc = llama_cpp.llama_model_quantize(src.encode(), out.encode(), params)
+    sys.exit(0 if rc == 0 else _EXIT_BASE + min(abs(int(rc)), 63))
 
 
 def _override_table(llama_cpp, overrides: Mapping[str, int]):  # type: ignore[no-untyped-def]

@@ -165,6 +165,18 @@ def test_requantize_failure_is_a_model_error_and_leaves_nothing(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.gguf"]
 
 
+def test_a_stop_during_requantize_kills_the_quantizer_and_leaves_nothing(tiny_q4: Path, tmp_path: Path) -> None:
+    import time
+
+    from assistant.stoppoints import Stopped, stop_points
+
+    started = time.monotonic()
+    with stop_points(lambda: True), pytest.raises(Stopped):
+        requantize(tiny_q4, tmp_path / "out.gguf", Q4_K_M)
+    assert time.monotonic() - started < 10
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_master_serializes_and_detects_damage() -> None:
     m = Master({"a.weight": torch.randn(3, 4).half(), "b.weight": torch.randn(5).half()}, "sha-1")
     back = Master.from_bytes(m.to_bytes())
