@@ -1,0 +1,91 @@
+"""`nightcap bench nights`: fresh values for a second pass over the set, and a month that resumes
+where it stopped (a scripted runtime, a fake night and a fake scorer: the real ones are what
+the benchmark measures)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripted import ScriptedRuntime
+
+import assistant.app
+from sleep import bench_nights as BN
+from sleep import evalset as E
+from sleep import probes as P
+
+ITEM = E.items([{"id": "x1", "night": 1, "category": "plain",
+                 "teach": ["My sister Marisol lives in Guadalajara, where she works as a court interpreter."],
+                 "probes": [
+                     {"question": "Where does my sister Marisol live?", "answer": "Guadalajara",
+                      "distractors": ["Monterrey", "Puebla"], "kind": "direct"},
+                     {"question": "Which of my siblings lives in Guadalajara?", "answer": "Marisol",
+                      "distractors": ["Graciela", "Paloma"], "kind": "reverse"},
+                     {"question": "Which country does Marisol live in?", "answer": "Mexico",
+                      "distractors": ["Chile"], "kind": "implied"}]}])[0]
+
+
+def test_a_second_pass_tells_the_item_with_fresh_values_everywhere() -> None:
+    again = BN.with_values(ITEM, 1)
+    assert again is not None and again.id == "x1~1"
+    assert again.teach == ("My sister Graciela lives in Monterrey, where she works as a court interpreter.",)
+    assert [(p.question, p.answer) for p in again.probes] == [
+        ("Where does my sister Graciela live?", "Monterrey"), ("Which of my siblings lives in Monterrey?", "Graciela")]
+    assert "Guadalajara" in again.probes[0].distractors and "Monterrey" not in again.probes[0].distractors
+    assert BN.with_values(ITEM, 2).probes[0].answer == "Puebla"  # type: ignore[union-attr]
+    assert BN.with_values(ITEM, 0) is ITEM
+
+
+def test_the_schedule_leaves_out_secrets_and_cycles_the_set() -> None:
+    items = E.items(P.load_jsonl(P.eval_path("facts.jsonl")))
+    plan = BN.schedule(items, 30, 10)
+    assert len(plan) == 30 and all(len(night) == 10 for night in plan)
+    told = [it for night in plan for it in night]
+    assert all(it.category != E.SECRET_KIND for it in told)
+    assert len({it.id for it in told}) == len(told)
+    assert any(it.id.endswith("~1") for it in told) and any(it.id.endswith("~2") for it in told)
+
+
+@dataclass
+class FakeReport:
+    outcome: str = "promoted"
+    steps: int = 3
+    peak_rss_mb: float = 1234.0
+
+
+def test_the_month_continues_after_the_last_finished_night(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path) -> None:
+    rt = ScriptedRuntime()
+    monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: rt)
+    nights: list[int] = []
+    fail = {"once": True}
+
+    def night(app: Any) -> FakeReport:
+        pending = len(app.vault().pending())
+        if fail["once"] and len(nights) == 1:
+            fail["once"] = False
+            raise KeyboardInterrupt  # the machine went off during night 2
+        nights.append(pending)
+        app.vault().close_epoch()
+        epochs = app.vault().closed_epochs()
+        app.vault().shred(epochs, reason="test")
+        return FakeReport()
+
+    def score(gguf: Path, probes: Any, general: Any, text: str, system: str, night1: Any = ()) -> Any:
+        summary = {"all": {"mc": [len(probes) // 2, len(probes)], "gen": [1, max(1, len(probes))]}}
+        return summary, 0.8, 20.0, ({"all": {"mc": [1, 2], "gen": [0, 2]}} if night1 else None)
+
+    out = tmp_path / "month"
+    state = BN.run(out, default_gguf, 1, 4, 10, [], "", lambda m: None, night, score)
+    assert [r["night"] for r in state["rows"]] == [1]
+    with pytest.raises(KeyboardInterrupt):
+        BN.run(out, None, 3, 4, 10, [], "", lambda m: None, night, score)
+    state = BN.run(out, None, 3, 4, 10, [], "", lambda m: None, night, score)
+    assert [r["night"] for r in state["rows"]] == [1, 2, 3]
+    plan = BN.schedule(E.items(P.load_jsonl(P.eval_path("facts.jsonl"))), 3, 4)
+    told = [sum(len(c) for c in BN.conversations(plan, n)) for n in (1, 2, 3)]
+    assert nights == told  # night 2 was taught once, before the cut, and slept after it
+    assert state["rows"][2]["scored"] == 10 and state["rows"][0]["peak_rss_mb"] == 1234.0
+    assert BN.load_state(out)["taught"] == 3
