@@ -65,4 +65,4 @@ def merge_night(master: "Master", peft_model: Any) -> "Master":
 
 def keep_master(vault: "Vault", master: "Master", generation_sha: str) -> None:
     """Seal `master` as the source of the generation with `generation_sha`."""
-    vault.seal_blob(BLOB, master.stamp(generation_sha).to_bytes())
+    vault.seal_blob(BLOB, master.stamp(generation_sha).to_bytes(), about=generation_sha)

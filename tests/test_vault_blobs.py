@@ -154,3 +154,26 @@ def test_plaintext_never_on_disk(vault: Vault) -> None:
     files = snapshot(vault.home.root)
     assert files  # the scan looks at real files
     assert [p for p, data in files.items() if canary in data] == []
+
+
+def test_a_weight_masters_generation_is_read_without_decrypting_it(vault: Vault,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from assistant.vault import derived
+    from models.master import Master
+
+    master = Master({"w": torch.zeros(4).half()}, "")
+    vault.seal_blob(derived.WEIGHT_MASTER, master.stamp("sha-new").to_bytes(), about="sha-new")
+    assert Vault.open(vault.home).blob_about(derived.WEIGHT_MASTER) == "sha-new"  # MAC holds with the field
+
+    def no_decrypting(name: str) -> bytes | None:
+        raise AssertionError(f"{name} was decrypted")
+
+    monkeypatch.setattr(vault, "open_blob_or_discard", no_decrypting)
+    assert derived.stale(vault, "sha-new", pending=False) == []
+    (old,) = derived.stale(vault, "sha-other", pending=False)
+    assert old.name == derived.WEIGHT_MASTER
+    monkeypatch.undo()
+    vault.seal_blob(derived.WEIGHT_MASTER, master.stamp("sha-old").to_bytes())  # sealed before `about` existed
+    assert derived.stale(vault, "sha-old", pending=False) == []

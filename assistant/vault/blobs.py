@@ -107,9 +107,10 @@ class Blobs:
     def _blob_path(self, name: str) -> Path:
         return self.blobs_dir / f"{name}.bin"
 
-    def seal_blob(self, name: str, data: bytes) -> None:
+    def seal_blob(self, name: str, data: bytes, about: str = "") -> None:
         """Encrypt `data` under a fresh key and store it as `name`, replacing any previous blob
-        of that name (its key is dropped in the same keystore write)."""
+        of that name (its key is dropped in the same keystore write). `about` says what it
+        derives from (`blob_about`), in the keystore beside its key."""
         check_name(name)
         with self._lock.held():
             self._sync()
@@ -121,7 +122,7 @@ class Blobs:
             ks = copy.deepcopy(self._ks)
             ks.blobs = [b for b in ks.blobs if b.name != name]
             ks.blobs.append(BlobEntry(name, wrap_blob_key(self._kek, key, ks.vault_id, name, ks.generation),
-                                      time.time(), len(data)))
+                                      time.time(), len(data), about))
             self._save(ks)
 
     def open_blob(self, name: str) -> bytes | None:
@@ -169,6 +170,13 @@ class Blobs:
             if path.exists():
                 path.unlink(missing_ok=True)
                 fsync_dir(self.blobs_dir)
+
+    def blob_about(self, name: str) -> str:
+        """What blob `name` derives from, as sealed with it ("" when not recorded)."""
+        with self._lock.held():
+            self._sync()
+            entry = self._ks.blob(name)
+            return entry.about if entry is not None else ""
 
     def blob_names(self) -> list[str]:
         """Names of the sealed blobs the keystore holds keys for."""

@@ -61,8 +61,12 @@ def describe(vault: "Vault", serving_sha: str | None, *, pending: bool, switched
     sha = serving_sha or ""
     for name in vault.blob_names():
         if name == WEIGHT_MASTER:
-            data = vault.open_blob_or_discard(name)
-            made = master_generation(data) if data is not None else ""
+            # The keystore says which generation it belongs to; only a master sealed before it
+            # did is decrypted (about 200 MB for the default model) to read its own stamp.
+            made = vault.blob_about(name)
+            if not made:
+                data = vault.open_blob_or_discard(name)
+                made = master_generation(data) if data is not None else ""
             out.append(Derived(name, f"the generation with sha256 {made[:12] or '?'}", None if made and made == sha else
                                "it holds the weights of a generation that no longer serves"))
         elif name.startswith(FISHER_PREFIX):

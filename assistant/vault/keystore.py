@@ -50,6 +50,8 @@ class BlobEntry:
     created: float
     size: int = 0
     """Plaintext bytes, for the audit's listing."""
+    about: str = ""
+    """What the blob derives from (a generation's sha256), readable without decrypting it."""
 
 
 @dataclass
@@ -90,7 +92,8 @@ class Keystore:
     def body(self) -> dict[str, Any]:
         data = asdict(self)
         data["epochs"] = [asdict(e) for e in self.epochs]
-        data["blobs"] = [asdict(b) for b in self.blobs]
+        # An empty `about` is left out, so keystores written before it existed keep a valid MAC.
+        data["blobs"] = [{k: v for k, v in asdict(b).items() if k != "about" or v} for b in self.blobs]
         for optional in ("blobs", "retiring", "repairs"):
             if not data[optional]:
                 data.pop(optional)  # so keystores written before these fields existed keep a valid MAC
