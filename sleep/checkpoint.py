@@ -7,6 +7,7 @@ with that key once the night completes or its data no longer matches.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from assistant.errors import SleepError
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
 
 
 
-def save(vault: "Vault", state_bytes: bytes) -> None:
-    """Seal the training state for the next cycle."""
-    vault.seal_blob(BLOB, state_bytes)
+def save(vault: "Vault", state: "TrainState") -> None:
+    """Seal the training state for the next cycle, with the epochs it read beside its key (so
+    that `gathered` need not decrypt it)."""
+    vault.seal_blob(BLOB, state.to_bytes(), about=json.dumps(state.gathered, sort_keys=True))
 
 
 def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
@@ -49,7 +51,13 @@ def gathered(vault: "Vault") -> dict[str, int]:
     """The epochs (and records of each) the saved night read; {} when there is no checkpoint."""
     from sleep.train import TrainState
 
-    data = vault.open_blob_or_discard(BLOB)
+    about = vault.blob_about(BLOB)
+    if about:
+        try:
+            return {str(k): int(v) for k, v in json.loads(about).items()}
+        except (ValueError, AttributeError, TypeError):
+            return {}
+    data = vault.open_blob_or_discard(BLOB)  # sealed before the keystore said what it read
     if data is None:
         return {}
     try:

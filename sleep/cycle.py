@@ -254,7 +254,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
         # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
         with vault.held():
             _unless_forgotten(vault, epochs, report)
-            checkpoint.save(vault, result.state.to_bytes())
+            checkpoint.save(vault, result.state)
         if result.interrupted:
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     with stage("merge"):

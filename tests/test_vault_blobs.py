@@ -177,3 +177,17 @@ def test_a_weight_masters_generation_is_read_without_decrypting_it(vault: Vault,
     monkeypatch.undo()
     vault.seal_blob(derived.WEIGHT_MASTER, master.stamp("sha-old").to_bytes())  # sealed before `about` existed
     assert derived.stale(vault, "sha-old", pending=False) == []
+
+
+def test_what_a_checkpoint_read_is_known_without_decrypting_it(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from sleep import checkpoint
+    from sleep.train import TrainState
+
+    state = TrainState(3, {"a": torch.zeros(2)}, {}, {}, "fp", gathered={"e1": 4, "e2": 7})
+    checkpoint.save(vault, state)
+    monkeypatch.setattr(vault, "open_blob_or_discard", lambda name: (_ for _ in ()).throw(AssertionError(name)))
+    assert checkpoint.gathered(vault) == {"e1": 4, "e2": 7}
+    monkeypatch.undo()
+    assert checkpoint.load(vault, "fp").gathered == {"e1": 4, "e2": 7}  # type: ignore[union-attr]
