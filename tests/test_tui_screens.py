@@ -325,3 +325,18 @@ def test_teaching_reaches_the_real_vault() -> None:
     first, second = nightcap.vault().pending()
     assert first.correction == "Biscuit." and {"thumbs_up", "correction"} <= set(first.flags)
     assert second.session == first.session and second.reply_text == "He is three."
+
+
+def test_the_report_says_what_the_night_trained_on_in_words() -> None:
+    from tui.screens.report import training_lines
+
+    lines = training_lines({"episode": 1, "augment": 567, "dream": 11, "replay": 32, "secret_episodes": 4,
+                            "heldout_probes": 53, "dreams_written": 105, "dreams_accepted": 11,
+                            "dreams_rejected_empty-or-copy": 38, "dreams_rejected_off-topic": 11, "new_counter": 2})
+    assert lines == [
+        "trained on 1 episode · 567 augmentations · 11 dreams · 32 replay samples",
+        "dreams: 105 written, 11 kept; turned down: 38 empty or copy, 11 off topic",
+        "set aside: 4 episodes holding a secret, never trained on · 53 held-out questions for the recall gate"
+        " · 2 new counter",
+    ]
+    assert training_lines({}) == []

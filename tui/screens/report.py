@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static
 
+from sleep.cycle import STAGES
 from tui.reports import consolidated_count
 
 NO_REPORT = (
@@ -31,6 +32,40 @@ def _short(digest: Any) -> str:
     return str(digest)[:12] if digest else "-"
 
 
+TRAINED = {"episode": ("episode", "episodes"), "augment": ("augmentation", "augmentations"),
+           "dream": ("dream", "dreams"), "replay": ("replay sample", "replay samples")}
+"""Kinds of training example, as the report's counters name them."""
+SET_ASIDE = {"secret_episodes": "episodes holding a secret, never trained on",
+             "heldout_probes": "held-out questions for the recall gate",
+             "ambiguous_dropped": "questions asked of more than one statement"}
+REJECTED = "dreams_rejected_"
+
+
+def _words(key: str) -> str:
+    return key.replace("_", " ").replace("-", " ")
+
+
+def training_lines(examples: dict[str, Any]) -> list[str]:
+    """The report's example counters as sentences: what was trained on, what became of the
+    model-written dreams, and what was set aside."""
+    counts = {k: v for k, v in examples.items() if isinstance(v, int) and not isinstance(v, bool)}
+    trained = [f"{counts[k]} {names[counts[k] != 1]}" for k, names in TRAINED.items() if counts.get(k)]
+    lines = ["trained on " + " · ".join(trained)] if trained else []
+    if counts.get("dreams_written"):
+        line = f"dreams: {counts['dreams_written']} written, {counts.get('dreams_accepted', 0)} kept"
+        rejected = sorted(((v, _words(k[len(REJECTED):])) for k, v in counts.items() if k.startswith(REJECTED) and v),
+                          reverse=True)
+        if rejected:
+            line += "; turned down: " + ", ".join(f"{n} {why}" for n, why in rejected)
+        lines.append(line)
+    aside = [f"{counts[k]} {what}" for k, what in SET_ASIDE.items() if counts.get(k)]
+    known = {*TRAINED, *SET_ASIDE, "dreams_written", "dreams_accepted"}
+    aside += [f"{v} {_words(k)}" for k, v in counts.items() if k not in known and not k.startswith(REJECTED) and v]
+    if aside:
+        lines.append("set aside: " + " · ".join(aside))
+    return lines
+
+
 def summary(report: dict[str, Any]) -> Text:
     """The report's headline numbers, a few short lines."""
     text = Text()
@@ -45,8 +80,9 @@ def summary(report: dict[str, Any]) -> Text:
         f"{consolidated_count(report)} conversations consolidated and destroyed"
     )
     examples = report.get("examples") or {}
-    if isinstance(examples, dict) and examples:
-        text.append("\ntrained on " + " · ".join(f"{n} {kind}" for kind, n in examples.items()))
+    if isinstance(examples, dict):
+        for line in training_lines(examples):
+            text.append("\n" + line)
     text.append(f"\nmodel sha256 {_short(report.get('old_sha256'))} -> {_short(report.get('new_sha256'))}")
     return text
 
@@ -97,7 +133,9 @@ class SleepReportScreen(Screen[None]):
         stages = self.query_one("#stages", DataTable)
         stages.add_columns("stage", "seconds")
         total = 0.0
-        for name, seconds in (self.report.get("stages") or {}).items():
+        times = self.report.get("stages") or {}
+        order = {name: i for i, name in enumerate(STAGES)}
+        for name, seconds in sorted(times.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
             stages.add_row(name, Text(f"{float(seconds):.1f}", justify="right"))
             total += float(seconds)
         stages.add_row(Text("total", style="bold"), Text(f"{total:.1f}", style="bold", justify="right"))
