@@ -42,6 +42,7 @@ from sleep.report import (
     OUTCOME_REJECTED,
     SleepReport,
     peak_rss_bytes,
+    reset_peak_rss,
 )
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ def run_cycle(
     progress = progress or NullProgress()
     stop = should_stop or (lambda: False)
     report = SleepReport()
+    reset_peak_rss()  # the night's own peak, not that of what the process did before it
     scratch = app.home.root / "tmp" / "sleep"
     stage = stages(report, progress, stop)
 

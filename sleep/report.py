@@ -20,6 +20,16 @@ OUTCOME_FAILED = "failed"
 OUTCOME_INTERRUPTED = "interrupted"
 
 
+def reset_peak_rss() -> bool:
+    """Start this process's peak-memory count afresh (Linux: VmHWM), so that a night in a
+    long-lived process (the daemon, a benchmark) reports its own peak. False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory. Linux's VmHWM starts afresh when a program starts;
     getrusage's maximum would include the peak of whichever process launched this one."""
