@@ -197,7 +197,11 @@ class LlamaRuntime:
         with self._lock:
             llm = self._ensure()
             s = options.applied_to(self.sampling) if options else self.sampling
-            prompt, n_prompt = self._fit(llm, messages, s.max_tokens)
+            # A client may ask for more tokens than the context holds (many send 4096 by
+            # default): history is trimmed to leave at most half the context for the reply, and
+            # the reply gets whatever room the prompt leaves.
+            prompt, n_prompt = self._fit(llm, messages, min(s.max_tokens, llm.n_ctx() // 2))
+            s = replace(s, max_tokens=max(1, min(s.max_tokens, llm.n_ctx() - n_prompt)))
             stop = list(self._template.stop if self._template else []) + (options.stop if options else [])
             stream = llm.create_completion(
                 prompt,

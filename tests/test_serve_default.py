@@ -42,6 +42,9 @@ def test_the_openai_client_chats_streams_and_is_remembered(served: tuple[ApiServ
     said = "Please remember that my sister Wilhelmina plays the oboe."
     reply = client.chat.completions.create(model="nightcap", messages=[{"role": "user", "content": said}],
                                            max_tokens=24, temperature=0)
+    roomy = client.chat.completions.create(model="nightcap", max_tokens=100_000, temperature=0, extra_body={
+        "incognito": True}, messages=[{"role": "user", "content": "Say hello."}])  # more than the context
+    assert roomy.choices[0].message.content
     first = reply.choices[0].message.content or ""
     assert first.strip() and reply.model == "gen-0000"
     assert reply.usage is not None and reply.usage.completion_tokens > 0
