@@ -155,7 +155,7 @@ class Plan:
         self.args.steps = steps_for(self.cfg, len(self.examples), self.args.batch_size)
         self.report.examples.update(counts)
         self.report.examples.update({"heldout_probes": len(self.heldout), "dreams_written": dreams.written,
-                                     "dreams_accepted": dreams.accepted})
+                                     "dreams_accepted": dreams.accepted, "ambiguous_dropped": dreams.ambiguous})
         for reason, n in dreams.rejected.items():
             self.report.examples[f"dreams_rejected_{reason}"] = n
 

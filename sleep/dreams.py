@@ -87,6 +87,8 @@ class DreamSet:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     """Why model-written dreams were turned down, by reason."""
+    ambiguous: int = 0
+    """Dreams left out because the night asks their question of more than one statement."""
 
 
 def statement(text: str) -> str:
@@ -365,7 +367,24 @@ def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations:
             if writer is not None:
                 mine += write_dreams(writer, source, out)
         out.dreams[ep_id] = mine
+    _drop_ambiguous(out)
     return out
+
+
+def _drop_ambiguous(out: DreamSet) -> None:
+    """Leave out every trained question the night answers in more than one way ("What do you
+    know about me?" after fifteen statements): no single answer to it is right, and training on
+    all of them teaches the model to answer a question with any other fact."""
+    answers: dict[str, set[str]] = {}
+    for made in out.dreams.values():
+        for d in made:
+            if not d.heldout:
+                answers.setdefault(d.question.strip().lower(), set()).add(d.answer)
+    clash = {q for q, a in answers.items() if len(a) > 1}
+    for ep_id, made in out.dreams.items():
+        kept = [d for d in made if d.heldout or d.question.strip().lower() not in clash]
+        out.ambiguous += len(made) - len(kept)
+        out.dreams[ep_id] = kept
 
 
 _LEANS_BACK = {"he", "she", "they", "it", "his", "her", "their", "its", "there", "this", "that", "these", "those"}

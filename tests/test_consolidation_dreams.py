@@ -113,3 +113,19 @@ def test_a_cloze_answers_with_the_value_as_written_and_never_with_what_the_fact_
     asked = {d.question: d.lead for d in augment("Our team chat is called Heron and it is with Slack.")}
     assert asked.get("What is our team chat called?") == "Heron." and "What is our team chat?" not in asked
 
+
+
+def test_a_question_the_night_answers_in_two_ways_is_not_trained() -> None:
+    from assistant.episode import Episode
+    from sleep.dreams import dream
+
+    told = ["Yesterday I finally finished painting a fence.", "Last week I started learning to play cello."]
+    eps = [Episode.from_exchange(f"s{i}", text, "OK.", "g", 0.0) for i, text in enumerate(told)]
+    out = dream(eps, None)
+    trained = [d for made in out.dreams.values() for d in made if not d.heldout]
+    answers: dict[str, set[str]] = {}
+    for d in trained:
+        answers.setdefault(d.question.lower(), set()).add(d.answer)
+    assert trained and all(len(a) == 1 for a in answers.values())
+    assert out.ambiguous > 0
+    assert all(any(d.heldout for d in made) for made in out.dreams.values())
