@@ -148,7 +148,8 @@ def _number(body: dict[str, Any], key: str, low: float, high: float, *, integer:
     if value is None:
         return None
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) or not low <= value <= high:
+    if (isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value))
+            or not low <= value <= high):
         raise ApiError(400, f"'{key}' must be {'an integer' if integer else 'a number'} from {low:g} to {high:g}",
                        param=key)
     return value
@@ -381,8 +382,8 @@ def make_api(app: "Nightcap", token: str | None = None, assistant: Assistant | N
         try:
             authorize(request)
             req = parse_chat_request(await read_body(request), {k.lower(): v for k, v in request.headers.items()})
-        except ApiError as err:
-            return refuse(err)
+        except Exception as err:  # noqa: BLE001 - a refused request answers in OpenAI's shape
+            return refuse(_error_of(err))
         cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
         if req.stream:
             return _stream(serving, req, cid, created)

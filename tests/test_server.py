@@ -186,12 +186,18 @@ def test_malformed_and_oversize_bodies_are_400_in_openai_shape(client: TestClien
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": [1]}, "stop"),
     ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+    ({"messages": [{"role": "user", "content": "hi"}], "seed": 10 ** 400}, "seed"),
 ])
 def test_invalid_fields_are_400_naming_the_field(client: TestClient, body: dict[str, Any], param: str) -> None:
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 400
     assert r.json()["error"]["param"] == param
     assert pending() == []
+
+
+def test_a_nan_is_refused_like_any_bad_number(client: TestClient) -> None:
+    r = client.post("/v1/chat/completions", content=b'{"messages": [{"role": "user", "content": "hi"}], "top_p": NaN}')
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_p"
 
 
 def test_a_model_failure_is_an_error_body_and_keeps_nothing(client: TestClient, runtimes: Runtimes) -> None:
