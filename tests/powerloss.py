@@ -19,6 +19,7 @@ is safe on any of them. Linux only: an fd's path comes from /proc/self/fd.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,6 +92,17 @@ def watched(monkeypatch: pytest.MonkeyPatch, disk: Disk) -> Iterator[Disk]:
     with monkeypatch.context() as m:
         m.setattr(os, "fsync", disk.fsync)
         yield disk
+
+
+def copies_of(template: Path, root: Path) -> Callable[[], Path]:
+    """`fresh` for `every_cut`: each call makes `root` a new copy of `template` and returns it."""
+
+    def fresh() -> Path:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(template, root)
+        return root
+
+    return fresh
 
 
 def every_cut(monkeypatch: pytest.MonkeyPatch, fresh: Callable[[], Path], work: Callable[[Path, list[str]], None],

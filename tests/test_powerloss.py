@@ -4,12 +4,11 @@ destroyed, and the store serves a whole generation."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from powerloss import Disk, PowerCut, every_cut, watched
+from powerloss import Disk, PowerCut, copies_of, every_cut, watched
 
 from assistant.episode import Episode
 from assistant.fsutil import atomic_write_bytes
@@ -62,11 +61,7 @@ def test_the_vault_keeps_every_acknowledged_episode_across_a_power_cut(
     first = episode("My bike is a green Brompton.")
     Vault.open(Home.resolve(template)).append(first)
 
-    def fresh() -> Path:
-        root = tmp_path / "home"
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(template, root)
-        return root
+    fresh = copies_of(template, tmp_path / "home")
 
     made = [episode(f"Fact number {i}: my locker is {100 + i}.") for i in range(3)]
 
@@ -129,11 +124,7 @@ def test_the_store_serves_a_whole_generation_across_a_power_cut(
     added = tiny_gguf(tmp_path / "b.gguf", 64)
     sizes = {"gen-0000": (tmp_path / "a.gguf").stat().st_size, "gen-0001": added.stat().st_size}
 
-    def fresh() -> Path:
-        root = tmp_path / "home"
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(template, root)
-        return root
+    fresh = copies_of(template, tmp_path / "home")
 
     def work(root: Path, acked: list[str]) -> None:
         s = ModelStore(root / "models")
@@ -160,11 +151,7 @@ def test_sealed_state_is_whole_or_gone_across_a_power_cut(tmp_path: Path, monkey
     template = tmp_path / "template"
     Vault.open(Home.resolve(template)).seal_blob("sleep-checkpoint", b"first night" * 1000)
 
-    def fresh() -> Path:
-        root = tmp_path / "home"
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.copytree(template, root)
-        return root
+    fresh = copies_of(template, tmp_path / "home")
 
     def work(root: Path, acked: list[str]) -> None:
         vault = Vault.open(Home(root))
