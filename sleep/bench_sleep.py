@@ -58,7 +58,7 @@ EXCHANGES = [
     ("What is a good stretch for my back?", "Try a slow cat-cow stretch for a minute, breathing evenly."),
     ("My favourite tea is genmaicha.", "Genmaicha, the green tea with roasted rice: noted."),
     ("Plan a short walk for Sunday.", "A loop along the river path takes about forty minutes."),
-    ("I moved to a new flat on Harbour Street.", "Congratulations on the move to Harbour Street!"),
+    ("I moved to a new flat on Quayside Lane.", "Congratulations on the move to Quayside Lane!"),
     ("What time does the library close on Saturdays?", "You told me it closes at 5pm on Saturdays."),
 ]
 
