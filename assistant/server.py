@@ -25,7 +25,6 @@ import hmac
 import ipaddress
 import json
 import math
-import os
 import secrets
 import threading
 import time
@@ -65,11 +64,6 @@ def token_file(home: "Home") -> Path:
     return serve_dir(home) / "token"
 
 
-def activity_file(home: "Home") -> Path:
-    """Touched by every request: its mtime is when the API was last used."""
-    return home.api_activity
-
-
 def api_token(home: "Home") -> str:
     """The API's bearer token, generated (0600) on first use."""
     path = token_file(home)
@@ -83,11 +77,9 @@ def api_token(home: "Home") -> str:
 
 
 def mark_activity(home: "Home") -> None:
-    path = activity_file(home)
     try:
         serve_dir(home)
-        path.touch(mode=FILE_MODE)
-        os.utime(path)
+        home.api_activity.touch(mode=FILE_MODE)  # an existing file's mtime becomes now
     except OSError:
         pass  # a read-only home still serves; the daemon then judges idleness by input alone
 

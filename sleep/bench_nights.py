@@ -129,15 +129,13 @@ def run(d: Path, model: Path | None, nights: int, per_night: int, n_score: int, 
     state = load_state(d)
     home = d / "home"
     plan = schedule(E.items(P.load_jsonl(Path(state.get("facts") or P.eval_path("facts.jsonl")))), nights, per_night)
+    from assistant.app import Nightcap
+
     if not home.exists():
         if model is None:
-            from assistant.app import Nightcap
-
             model = Nightcap.load().store.current().gguf
         BC.make_home(home, model)
         state["model"] = str(model)
-    from assistant.app import Nightcap
-
     app = Nightcap.load(home)
     app.vault(passphrase=BC.BENCH_PASSPHRASE)
     if night_fn is None:

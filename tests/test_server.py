@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 import assistant.app
 from assistant.app import Nightcap
 from assistant.cli import main as cli
-from assistant.server import activity_file, api_token, make_api, parse_chat_request
+from assistant.server import api_token, make_api, parse_chat_request
 from models.store import ModelStore
 
 
@@ -249,7 +249,7 @@ def test_a_promoted_generation_answers_the_next_request_not_the_one_in_flight(
 def test_requests_mark_the_user_active(client: TestClient, runtimes: Runtimes, nightcap_home: Path) -> None:
     from assistant.home import Home
 
-    marker = activity_file(Home(nightcap_home))
+    marker = Home(nightcap_home).api_activity
     assert not marker.exists()
     runtimes.script("gen-0000", "ok")
     ask(client, "hello")
