@@ -129,6 +129,10 @@ class SleepConfig:
     """Weight of the replay KL term."""
     kl_per_step: int = 6
     """Replay samples in the KL term of each step."""
+    kl_top_k: int = 128
+    """The frozen model's side of the KL term is computed once per night and kept as its `k`
+    likeliest tokens at each position (plus the mass of the rest): about half the cost of the
+    exact term per step. 0 runs the frozen model at every step instead (exact KL)."""
     min_epochs: float = 3.0
     """With augmentations or dreams on, train at least this many passes over the night's
     examples: steps become max(steps, min_epochs x examples / batch_size), at most `max_steps`."""

@@ -177,7 +177,8 @@ class Plan:
             samples = replay_examples(pairs, self.tokenizer, self.cfg.max_seq_len)
             self.report.examples["replay"] = len(samples)
             if self.cfg.replay and samples:
-                self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step))
+                self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step,
+                                                   top_k=self.cfg.kl_top_k))
             if self.cfg.ewc and samples:
                 self.extra_losses.append(self._ewc(samples))
             if self.cfg.rehearse and self.gen.manifest.get("source") in ("sleep", "forget"):
@@ -188,7 +189,8 @@ class Plan:
                 memories = replay_examples(texts, self.tokenizer, self.cfg.max_seq_len)
                 self.report.examples["rehearsal"] = len(memories)
                 if memories:
-                    self.extra_losses.append(KLReplay(memories, self.cfg.kl_weight, self.cfg.kl_per_step, "rehearsal"))
+                    self.extra_losses.append(KLReplay(memories, self.cfg.kl_weight, self.cfg.kl_per_step, "rehearsal",
+                                                       top_k=self.cfg.kl_top_k))
         finally:
             self.close_writer()
 

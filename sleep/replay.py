@@ -9,11 +9,20 @@ not just the sampled token, is what holds general knowledge in place.
 
 The 262,144-word output head makes full logits costly, so `HeadKL` computes the KL and its
 gradient chunk by chunk in the forward pass, the way `sleep.head_ce` does for cross-entropy.
+
+The frozen side never changes during a night, so by default (`sleep.kl_top_k`) it is computed
+once: `Teacher` keeps, for every replay position, the frozen model's `k` likeliest tokens with
+their log-probabilities and the mass of all the others. Each step then needs neither the frozen
+forward pass nor the frozen logits, and `HeadTopKL` takes the KL between the two distributions
+coarsened to those `k` tokens plus one "everything else" bucket: a lower bound of the full KL
+that is exact wherever the frozen model puts its mass on its top `k` (the samples are its own
+greedy continuations, so it does). About half the cost of the exact term per step.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -168,28 +177,128 @@ def kl_to_frozen(model: Any, parts: LMParts, examples: Sequence[Example]) -> tor
     return HeadKL.apply(hidden, frozen.detach(), weight, parts.softcap, chunk).mean()
 
 
+class HeadTopKL(torch.autograd.Function):
+    """Per-row KL(frozen || adapted) with the frozen distribution given as its top `k` tokens
+    (`ids` [N, k], log-probabilities `logp` [N, k]) and the log-mass of the rest (`rest` [N]);
+    the adapted one is coarsened the same way. Gradient fused, chunk by chunk, as in `HeadKL`:
+    d KL / d z_j = p_a(j) - p_f(j) for the top tokens, p_a(j) * (1 - p_f(rest) / p_a(rest))
+    for the others (their mass is matched, their shape left to the adapted model)."""
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, softcap: float | None,  # type: ignore[override]
+                chunk: int, ids: torch.Tensor, logp: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        n = hidden.shape[0]
+        out = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        grad = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if hidden.requires_grad else None
+        with torch.autocast(hidden.device.type, enabled=False), torch.no_grad():
+            for i in range(0, n, chunk):
+                top_ids, lf, lf_rest = ids[i : i + chunk], logp[i : i + chunk], rest[i : i + chunk]
+                z = (hidden[i : i + chunk].to(weight.dtype) @ weight.T).float()
+                capped = None
+                if softcap:
+                    z.div_(softcap).tanh_()
+                    capped = z.clone() if grad is not None else None
+                    z.mul_(softcap)
+                # In place from here: each [chunk, vocab] pass is memory-bound.
+                peak = z.amax(dim=1, keepdim=True)
+                z.sub_(peak).exp_()
+                z.div_(z.sum(dim=1, keepdim=True))  # p_a
+                pa = z.gather(1, top_ids)
+                pa_rest = (1.0 - pa.sum(dim=1)).clamp_min(1e-12)
+                pf, pf_rest = lf.exp(), lf_rest.exp()
+                out[i : i + chunk] = (pf * (lf - pa.clamp_min(1e-30).log())).sum(dim=1) + pf_rest * (
+                    lf_rest - pa_rest.log())
+                if grad is None:
+                    continue
+                z.mul_((1.0 - pf_rest / pa_rest).unsqueeze(1))
+                z.scatter_(1, top_ids, pa - pf)
+                if capped is not None:
+                    z.mul_(capped.square_().neg_().add_(1.0))
+                grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
+        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
+        ctx.hidden_dtype = hidden.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None, None, None
+
+
+@dataclass
+class Teacher:
+    """The frozen model's distribution at the labelled positions of one replay example: its `k`
+    likeliest tokens (`ids`), their log-probabilities (`logp`) and the log-mass of the rest."""
+
+    ids: torch.Tensor
+    logp: torch.Tensor
+    rest: torch.Tensor
+
+
+def teacher(model: Any, parts: LMParts, example: Example, k: int) -> Teacher:
+    """The frozen model's top-`k` distribution at every labelled position of `example`."""
+    batch = collate([example]).to(next(model.parameters()).device)
+    with torch.no_grad(), model.disable_adapter():
+        hidden = labelled_hidden(parts, batch)[0]
+        weight = parts.head_weight(matmul_dtype(hidden.device))
+        z = (hidden.to(weight.dtype) @ weight.T).float()
+        if parts.softcap:
+            z = torch.tanh(z / parts.softcap) * parts.softcap
+        logp, ids = torch.log_softmax(z, dim=1).topk(min(k, z.shape[1]), dim=1)
+        rest = torch.log1p(-logp.exp().sum(dim=1).clamp(max=1.0 - 1e-7))
+    return Teacher(ids, logp, rest)
+
+
+def kl_to_teacher(model: Any, parts: LMParts, examples: Sequence[Example], teachers: Sequence[Teacher]) -> torch.Tensor:
+    """Mean per-token top-k KL(frozen || adapted) over the labelled positions of `examples`."""
+    batch = collate(examples).to(next(model.parameters()).device)
+    hidden = labelled_hidden(parts, batch)[0]
+    if not fusable(parts.head):
+        raise TypeError("KL replay needs a frozen bias-free linear output head")
+    ids, logp, rest = (torch.cat([getattr(t, f) for t in teachers]) for f in ("ids", "logp", "rest"))
+    if ids.shape[0] != hidden.shape[0]:
+        raise ValueError("replay teacher rows do not match the batch's labelled positions")
+    weight = parts.head_weight(matmul_dtype(hidden.device))
+    chunk = max(1, KL_LOGIT_BUDGET // weight.shape[0])
+    return HeadTopKL.apply(hidden, weight, parts.softcap, chunk, ids, logp, rest).mean()
+
+
 class KLReplay:
     """`LossTerm`: weight x KL to the frozen model on `per_step` replay samples per step.
 
+    With `top_k` > 0 the frozen side is each sample's `Teacher`, computed the first time the
+    term runs (the adapter then still equals the frozen model, and a resumed run computes the
+    same, since it disables the adapter); 0 runs the frozen model at every step (exact KL).
     The samples of step s are a pure function of s (round robin), so a resumed run equals an
     uninterrupted one."""
 
-    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl") -> None:
+    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl",
+                 top_k: int = 0) -> None:
         if not examples:
             raise ValueError("KLReplay needs at least one replay example")
         self.examples, self.weight, self.per_step = list(examples), float(weight), max(1, per_step)
-        self.name = name
+        self.name, self.top_k = name, max(0, top_k)
         self._parts: LMParts | None = None
+        self._teachers: list[Teacher] | None = None
 
     def pick(self, step: int) -> list[Example]:
+        return [self.examples[i] for i in self.pick_indices(step)]
+
+    def pick_indices(self, step: int) -> list[int]:
         n = len(self.examples)
         start = (step * self.per_step) % n
-        return [self.examples[(start + i) % n] for i in range(min(self.per_step, n))]
+        return [(start + i) % n for i in range(min(self.per_step, n))]
 
     def __call__(self, model: Any, step: int) -> torch.Tensor:
         if self._parts is None:
             self._parts = lm_parts(model)
-        return self.weight * kl_to_frozen(model, self._parts, self.pick(step))
+        if not self.top_k:
+            return self.weight * kl_to_frozen(model, self._parts, self.pick(step))
+        if self._teachers is None:
+            self._teachers = [teacher(model, self._parts, ex, self.top_k) for ex in self.examples]
+        chosen = self.pick_indices(step)
+        return self.weight * kl_to_teacher(model, self._parts, [self.examples[i] for i in chosen],
+                                           [self._teachers[i] for i in chosen])
 
 
 def sample_count(n_episodes: int, base: int, cap: int = 64) -> int:

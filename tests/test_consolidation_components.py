@@ -15,7 +15,7 @@ from assistant.episode import Episode
 from sleep.dataset import collate
 from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
 from sleep.loss import labelled_hidden, lm_parts
-from sleep.replay import HeadKL, KLReplay, kl_to_frozen, replay_examples
+from sleep.replay import HeadKL, HeadTopKL, KLReplay, kl_to_frozen, replay_examples, teacher
 from sleep.surprise import user_nll, weigh
 from sleep.train import TrainArgs, attach_lora, train_lora
 
@@ -85,6 +85,58 @@ def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
     assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-4)
 
 
+def _coarse_kl(hidden: torch.Tensor, frozen: torch.Tensor, head: Any, k: int) -> torch.Tensor:
+    """Reference for HeadTopKL by autograd: KL over the frozen top-k tokens plus one bucket."""
+    lf, la = (F.log_softmax(torch.tanh(head(h) / 5.0) * 5.0, -1) for h in (frozen, hidden))
+    lf_top, ids = lf.topk(k, dim=1)
+    la_top = la.gather(1, ids)
+    lf_rest = torch.log1p(-lf_top.exp().sum(1))
+    la_rest = torch.log1p(-la_top.exp().sum(1))
+    return ((lf_top.exp() * (lf_top - la_top)).sum(1) + lf_rest.exp() * (lf_rest - la_rest)).mean()
+
+
+@pytest.mark.parametrize("k", [5, 40])
+def test_top_k_kl_matches_the_coarsened_kl_its_gradient_and_bounds_the_full_one(k: int) -> None:
+    peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    _perturb(peft_model)
+    parts = lm_parts(peft_model)
+    samples = _samples()
+    batch = collate(samples)
+    with torch.no_grad(), peft_model.disable_adapter():
+        frozen = labelled_hidden(parts, batch)[0]
+    hidden = labelled_hidden(parts, batch)[0].detach()
+    teachers = [teacher(peft_model, parts, ex, k) for ex in samples]
+    ids, logp, rest = (torch.cat([getattr(t, f) for t in teachers]) for f in ("ids", "logp", "rest"))
+    h1, h2, h3 = (hidden.clone().requires_grad_(True) for _ in range(3))
+    fused = HeadTopKL.apply(h1, parts.head.weight, parts.softcap, 7, ids, logp, rest).mean()
+    ref = _coarse_kl(h2, frozen, parts.head, k)
+    full = HeadKL.apply(h3, frozen, parts.head.weight, parts.softcap, 7).mean()
+    fused.backward()
+    ref.backward()
+    assert float(fused) == pytest.approx(float(ref), rel=1e-4)
+    assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-3)
+    assert 0.0 < float(fused) <= float(full) + 1e-6
+
+
+def test_top_k_kl_with_the_whole_vocabulary_is_the_exact_kl() -> None:
+    peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    _perturb(peft_model)
+    parts = lm_parts(peft_model)
+    vocab = parts.head.weight.shape[0]
+    exact = float(kl_to_frozen(peft_model, parts, _samples()))
+    term = KLReplay(_samples(), weight=1.0, per_step=len(PAIRS), top_k=vocab)
+    assert float(term(peft_model, 0)) == pytest.approx(exact, rel=1e-4)
+
+
+def test_top_k_kl_term_is_zero_before_the_adapter_moves_and_keeps_its_teacher() -> None:
+    peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    term = KLReplay(_samples(), weight=1.0, per_step=2, top_k=8)
+    assert float(term(peft_model, 0)) == pytest.approx(0.0, abs=1e-5)
+    _perturb(peft_model)
+    # The teacher was taken before the adapter moved: the term now measures the move.
+    assert float(term(peft_model, 0)) > 1e-4
+
+
 @pytest.mark.parametrize("device", devices())
 def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one(device: str) -> None:
     from sleep.dataset import example_from_messages
@@ -95,11 +147,12 @@ def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one(device: str) ->
                                    max_seq_len=96) for q, a in [("Cat?", "Miso."), ("Sister?", "Ada in Lisbon.")]]
     samples = _samples()
     drift = {}
-    for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)])]:
+    for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)]),
+                        ("top-k kl", [KLReplay(samples, weight=5.0, per_step=4, top_k=16)])]:
         result = train_lora(tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2, device=device),
                             extra_losses=extra)
         drift[name] = float(kl_to_frozen(result.model, lm_parts(result.model), samples))
-    assert drift["kl"] < drift["plain"]
+    assert drift["kl"] < drift["plain"] and drift["top-k kl"] < drift["plain"]
 
 
 def test_kl_replay_picks_samples_by_step() -> None:
