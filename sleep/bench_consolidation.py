@@ -38,7 +38,7 @@ from sleep import evalset as E
 from sleep import probes as P
 from sleep import recall as R
 
-ABLATIONS = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "-replay": {"replay": False},
     "-ewc": {"ewc": False},
     "-dreams": {"dreams": False},
@@ -47,7 +47,7 @@ ABLATIONS = {
     "-lead": {"lead_weight": 1.0},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
 }
-NAIVE = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "rehearse": False}
+NAIVE: dict[str, Any] = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "rehearse": False}
 BENCH_PASSPHRASE = "nightcap bench throwaway home"
 ROWS = ["none", "context", "nightcap", "naive", *ABLATIONS]
 SLEEPING = [r for r in ROWS if r not in ("none", "context")]

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
 from sleep import evalset as E
@@ -36,7 +36,7 @@ from sleep.bench_consolidation import make_home, teach
 TARGETS = {"forgotten_above_pre": 0.10, "kept_drop": 0.05, "general_ratio": 0.98, "forget_minutes": 3.0}
 
 
-def mc(gguf: Path, groups: dict[str, Sequence[E.EvalProbe]], general: list[P.Probe], system: str) -> dict[str, Any]:
+def mc(gguf: Path, groups: Mapping[str, Sequence[E.EvalProbe]], general: list[P.Probe], system: str) -> dict[str, Any]:
     """MC accuracy [correct, n] of each group of probes, and general MC, for one model."""
     from models.scoring import Scorer
 

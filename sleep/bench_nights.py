@@ -139,7 +139,9 @@ def run(d: Path, model: Path | None, nights: int, per_night: int, n_score: int, 
     app = Nightcap.load(home)
     app.vault(passphrase=BC.BENCH_PASSPHRASE)
     if night_fn is None:
-        from sleep.cycle import run_cycle as night_fn
+        from sleep.cycle import run_cycle
+
+        night_fn = run_cycle
     score = score_fn or BC.score
     base_general = state.get("base_general")
     if base_general is None:

@@ -19,7 +19,9 @@ from sleep.report import GateResult, SleepReport
 if TYPE_CHECKING:
     from assistant.app import Nightcap
     from assistant.episode import Episode
+    from models.bridge import LoadedModel
     from models.store import Generation
+    from sleep.probes import Probe
     from sleep.train import TrainResult, TrainState
 
 
@@ -39,7 +41,8 @@ class Plan:
         self.examples: list[Any] = []
         self.extra_losses: list[Any] = []
         self.weights: dict[str, float] = {}
-        self.heldout: list[Any] = []
+        self.heldout: list["Probe"] = []
+        self.loaded: "LoadedModel | None" = None
         self._writer: Any = None
         self.master: Any = None
         self.touched: list[str] = []
@@ -67,8 +70,8 @@ class Plan:
 
         self.tokenizer = Tokenizer.from_gguf(self.gen.gguf)
         self.template = template_of(self.tokenizer._llama)
-        self.loaded = load_torch_model(self.gen.gguf)
-        self.model = self.loaded.model
+        loaded = self.loaded = load_torch_model(self.gen.gguf)
+        self.model = loaded.model
         slim_for_training(self.model, self.args)
 
     def writer(self) -> Any:
@@ -124,7 +127,7 @@ class Plan:
 
         writer = (lambda prompt: self.complete(prompt, 96, ["\n\n", "Statement:"])) if self.cfg.dreams else None
         dreams = dream(self.episodes, writer, augmentations=self.cfg.augment)
-        self.heldout: list[Probe] = []
+        self.heldout = []
         counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
         examples = []
         for ep in self.episodes:
@@ -144,11 +147,12 @@ class Plan:
             for d in trained:
                 messages = with_system(self.system_prompt, [{"role": "user", "content": d.question},
                                                             {"role": "assistant", "content": d.answer}])
-                ex = example_from_messages(messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
-                                           weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id,
-                                           lead=d.lead, lead_weight=self.cfg.lead_weight)
-                if ex is not None:
-                    examples.append(ex)
+                learned = example_from_messages(
+                    messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
+                    weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id, lead=d.lead,
+                    lead_weight=self.cfg.lead_weight)
+                if learned is not None:
+                    examples.append(learned)
                     counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
         self.examples = examples
         # Settled here, before the cycle fingerprints the night for its checkpoint.

@@ -21,6 +21,7 @@ Nothing here touches disk.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -97,12 +98,16 @@ def statement(text: str) -> str:
     return s[:1].upper() + s[1:] if s else s
 
 
+def _in_place(repl: str, match: re.Match[str]) -> str:
+    """`repl`, capitalised where it starts the text ("I" is upper case everywhere)."""
+    return repl.capitalize() if match.start() == 0 else repl
+
+
 def second_person(text: str) -> str:
     """The user's words as Nightcap would say them back ("my dog" -> "your dog")."""
     out = text
     for pattern, repl in _PERSON:
-        # Capitalised only where it starts the text: "I" is upper case everywhere.
-        out = re.sub(pattern, lambda m, r=repl: r.capitalize() if m.start() == 0 else r, out, flags=re.I)
+        out = re.sub(pattern, functools.partial(_in_place, repl), out, flags=re.I)
     for wrong, right in (("you is", "you are"), ("you was", "you were"), ("you has", "you have")):
         out = re.sub(rf"\b{wrong}\b", right, out, flags=re.I)
     return out[:1].upper() + out[1:]
@@ -272,7 +277,8 @@ def parse_dream_text(text: str) -> tuple[str, list[tuple[str, str]]]:
     """(paraphrase, [(question, answer), ...]) from the model's continuation of QA_PROMPT."""
     lines = [ln.strip() for ln in text.split("\n")]
     paraphrase = lines[0] if lines else ""
-    pairs, question = [], None
+    pairs: list[tuple[str, str]] = []
+    question: str | None = None
     for ln in lines[1:]:
         if ln.startswith("Statement:") or (not ln and pairs):
             break

@@ -39,6 +39,7 @@ class HeadCE(torch.autograd.Function):
             for i in range(0, n, chunk):
                 t = targets[i : i + chunk].unsqueeze(1)
                 z = (hidden[i : i + chunk].to(weight.dtype) @ weight.T).float()
+                capped = None
                 if softcap:
                     z.div_(softcap).tanh_().mul_(softcap)
                     capped = z.clone() if grad is not None else None
@@ -53,7 +54,7 @@ class HeadCE(torch.autograd.Function):
                     continue
                 z.div_(total)  # softmax
                 z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # minus one-hot
-                if softcap:
+                if capped is not None and softcap:
                     z.mul_(capped.div_(softcap).square_().neg_().add_(1.0))  # d capped / d raw
                 grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
         ctx.save_for_backward(grad if grad is not None else torch.empty(0))

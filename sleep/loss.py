@@ -66,7 +66,7 @@ class LMParts:
         """The frozen head weight in `dtype`. A cast copy is made once per head and shared by
         every LMParts of that head (the training loss and the KL term): casting the 262k x
         hidden matrix each step cost about a tenth of a step, and each extra copy 335 MB."""
-        weight = self.head.weight
+        weight = self.head.get_parameter("weight")
         if weight.dtype == dtype:
             return weight
         if dtype.itemsize > weight.dtype.itemsize:  # widening (a bf16-stored head in fp32 code): not kept
@@ -145,7 +145,7 @@ def _token_ce(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor
 
 def token_ce(parts: LMParts, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Per-row cross-entropy of `targets` under the head, in bounded memory."""
-    vocab = parts.head.weight.shape[0] if hasattr(parts.head, "weight") else 1 << 18
+    vocab = parts.head.get_parameter("weight").shape[0] if hasattr(parts.head, "weight") else 1 << 18
     chunk = max(1, LOGIT_BUDGET // vocab)
     if fusable(parts.head):
         weight = parts.head_weight(matmul_dtype(hidden.device))

@@ -252,7 +252,7 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
             # A measure added on its own: "..., about 11 kilometres" -> "How long is the Cedar Ridge loop?"
             measure = _MEASURE.fullmatch(clause)
             kind = _measure_kind(measure.group(1)) if measure else None
-            if kind and complement:
+            if measure and kind and complement:
                 add(f"{kind} {complement[1]} {complement[0]}", measure.group(1))
             # A name leading a clause the rules cannot ask about ("Tomasz moved again") is still
             # who a pronoun after it stands for: "... he's in Leeds now" -> "Where is Tomasz?"
@@ -281,10 +281,10 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
         if liking:
             add(f"How {aux} {subject} {verb} {liking.group(1)}", liking.group(2))
         # A name closing the subject is asked for by what it does: "Who waters my plants?"
-        name = re.search(r"(?<=\s)(?:[A-Z][\w'-]*\s?)+$", subject)
+        closing = re.search(r"(?<=\s)(?:[A-Z][\w'-]*\s?)+$", subject)
         words = clause.split()
-        if name and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
-            add(f"Who {words[len(subject.split())].lower()} {text}", name.group().strip())
+        if closing and verb and clause.lower().startswith(subject.lower()) and len(words) > len(subject.split()):
+            add(f"Who {words[len(subject.split())].lower()} {text}", closing.group().strip())
         for span in spans:
             at = re.search(r"(?<!\w)" + re.escape(span) + r"(?!\w)", text)
             if at is None or span.lower().endswith("ing"):

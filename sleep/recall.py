@@ -20,7 +20,7 @@ import random
 import re
 import string
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sleep.evalset import EvalProbe
 
@@ -130,7 +130,12 @@ def bled(scored: Scored, others: Iterable[str]) -> bool:
     return any(a.lower() not in own and not _has_word(question, a) and _has_word(scored.reply, a) for a in others)
 
 
-def summarize(scored: Sequence[Scored]) -> dict[str, object]:
+Summary = dict[str, Any]
+"""Counts of one run: nested dicts (group, then kind or category, then mc / gen) of
+[correct, of] pairs, as JSON keeps them."""
+
+
+def summarize(scored: Sequence[Scored]) -> Summary:
     """Counts by group: all recall probes, tune, check, each kind and category; leakage; bleed."""
     recall = [s for s in scored if not s.probe.secret]
     secret = [s for s in scored if s.probe.secret]
@@ -152,18 +157,19 @@ def summarize(scored: Sequence[Scored]) -> dict[str, object]:
             "exposure": [round(sum(exposed), 4), len(exposed)]}
 
 
-def pooled(summaries: Sequence[dict[str, object]]) -> dict[str, object]:
+def pooled(summaries: Sequence[Summary]) -> Summary:
     """Counts of several runs (seeds) added together, group by group."""
-    def add(parts: Sequence[object]) -> object:
+    def add(parts: Sequence[Any]) -> Any:
         first = parts[0]
         if isinstance(first, list):
-            return [sum(p[i] for p in parts) for i in range(len(first))]  # type: ignore[index]
+            return [sum(p[i] for p in parts) for i in range(len(first))]
         if isinstance(first, dict):
-            keys = sorted({k for p in parts for k in p})  # type: ignore[attr-defined]
-            return {k: add([p[k] for p in parts if k in p]) for k in keys}  # type: ignore[index,operator]
+            keys = sorted({k for p in parts for k in p})
+            return {k: add([p[k] for p in parts if k in p]) for k in keys}
         raise TypeError(f"cannot pool {type(first).__name__}")
 
-    return add(list(summaries))  # type: ignore[return-value]
+    result: Summary = add(list(summaries))
+    return result
 
 
 def rate(pair: Sequence[int]) -> Rate:

@@ -51,7 +51,7 @@ def shared_prefix_len(batch: Batch, window: int | None) -> int:
 def body_hidden(body: torch.nn.Module, batch: Batch, cache_kw: str | None, window: int | None) -> tuple[torch.Tensor, int]:
     """Last hidden states from position `offset` on, and `offset` (the shared prefix length)."""
     prefix = shared_prefix_len(batch, window) if cache_kw else 0
-    if prefix == 0:
+    if prefix == 0 or cache_kw is None:
         out = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
         return _last_hidden(out), 0
     first = body(input_ids=batch.input_ids[:1, :prefix], use_cache=True)
