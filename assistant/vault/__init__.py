@@ -8,8 +8,8 @@ chains a tombstone onto the ledger. See "Vault and deletion" in DESIGN.md.
 Modules: `crypto` (AEAD helpers), `masterkey` (keyring / passphrase), `keystore` (wrapped keys,
 atomic rewrite), `log` (record framing, damage detection), `repair` (quarantine and recovery),
 `ledger` (hash-chained tombstones), `views` (annotations, session summaries), `blobs` (sealed
-binary state such as the sleep checkpoint), `evidence` (what the audit reads), `lock`, and `vault`
-(the facade).
+binary state such as the sleep checkpoint), `evidence` (what the audit reads), `base` (what those
+parts use of each other), `lock`, and `vault` (the facade).
 
 Typical use::
 

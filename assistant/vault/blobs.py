@@ -23,16 +23,12 @@ import re
 import struct
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from assistant.errors import VaultError
 from assistant.fsutil import atomic_write_bytes, fsync_dir
 from assistant.vault import crypto
+from assistant.vault.base import VaultBase
 from assistant.vault.keystore import BlobEntry, unwrap_blob_key, wrap_blob_key
-
-if TYPE_CHECKING:
-    from assistant.vault.keystore import Keystore
-    from assistant.vault.lock import VaultLock
 
 MAGIC = b"NCbl"
 FORMAT_VERSION = 1
@@ -91,14 +87,8 @@ def open_at(data: bytes, pos: int, key: bytes) -> bytes | None:
     return crypto.unseal(key, data[start:end], data[pos:start])
 
 
-class Blobs:
-    """The sealed-blob half of `Vault` (a mixin: it works on the Vault's state)."""
-
-    # Provided by Vault; also _sync and _save.
-    dir: Path
-    _lock: "VaultLock"
-    _kek: bytes
-    _ks: "Keystore"
+class Blobs(VaultBase):
+    """The sealed-blob half of `Vault` (a mixin: it works on the Vault's state, see base.py)."""
 
     @property
     def blobs_dir(self) -> Path:

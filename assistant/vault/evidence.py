@@ -4,31 +4,16 @@ the ledger, and whether leftover ciphertext still opens with any key the vault h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from assistant.vault import blobs, log
+from assistant.vault.base import VaultBase
 from assistant.vault.keystore import unwrap_key
 from assistant.vault.ledger import GAP, Ledger
-from assistant.vault.repair import EpochState
-
-if TYPE_CHECKING:
-    from assistant.vault.keystore import Keystore
-    from assistant.vault.lock import VaultLock
-    from assistant.vault.masterkey import MasterSource
 
 
-class Evidence:
-    """The audit-facing half of `Vault` (a mixin: it works on the Vault's state)."""
-
-    # Provided by Vault (with _sync, _log and _ordered; _blob_keys from Blobs).
-    dir: Path
-    ledger_path: Path
-    quarantine_dir: Path
-    _lock: "VaultLock"
-    _source: "MasterSource"
-    _kek: bytes
-    _ks: "Keystore"
-    _epochs: dict[str, EpochState]
+class Evidence(VaultBase):
+    """The audit-facing half of `Vault` (a mixin: it works on the Vault's state, see base.py)."""
 
     def _ledger(self) -> Ledger:
         ks = self._ks

@@ -15,19 +15,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from assistant.errors import VaultError
 from assistant.fsutil import fsync_dir
 from assistant.vault import crypto, views
+from assistant.vault.base import VaultBase
 from assistant.vault.derived import CHECKPOINT
 from assistant.vault.keystore import EpochEntry, rewrap_all, wrap_key
 from assistant.vault.repair import EpochState, rewrite, stat_of
-
-if TYPE_CHECKING:
-    from assistant.vault.keystore import Keystore
-    from assistant.vault.lock import VaultLock
-    from assistant.vault.masterkey import MasterSource
 
 
 def _encode(record: dict[str, Any]) -> bytes:
@@ -62,20 +58,8 @@ def new_epoch_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-class Shredding:
-    """The destructive half of `Vault` (a mixin: it works on the Vault's state)."""
-
-    # Provided by Vault.
-    epochs_dir: Path
-    keystore_path: Path
-    quarantine_dir: Path
-    _lock: "VaultLock"
-    _source: "MasterSource"
-    _kek: bytes
-    _ks: "Keystore"
-    _ks_stamp: tuple[int, int, int] | None
-    _epochs: dict[str, EpochState]
-    # Also from Vault: _sync, _save, _stamp, _log, _epoch_of; and _ledger from Evidence.
+class Shredding(VaultBase):
+    """The destructive half of `Vault` (a mixin: it works on the Vault's state, see base.py)."""
 
     def shred(self, epoch_ids: list[str], *, reason: str, generation: str | None = None,
               read: dict[str, int] | None = None) -> ShredReport:
@@ -159,8 +143,8 @@ class Shredding:
         master key rotates, as with every destruction."""
         with self._lock.held():
             self._sync()
-            stone = {"id": uuid.uuid4().hex, "time": time.time(), "epoch": None, "reason": reason,
-                     "generation": generation, "episodes": 0, "records": 0}
+            stone: dict[str, Any] = {"id": uuid.uuid4().hex, "time": time.time(), "epoch": None, "reason": reason,
+                                     "generation": generation, "episodes": 0, "records": 0}
             self._commit([], [], [stone])
             self._finish_shred()
             return ShredReport(reason, generation, [], 0, 0, 0, 0, self._ks.generation, [stone["id"]])
