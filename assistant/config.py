@@ -270,7 +270,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if key not in fields:
             raise ConfigError(f"config.toml: unknown setting '{name}'; see the README for valid keys")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 raise ConfigError(f"config.toml: '{name}' must be a table ([{name}])")
             kwargs[key] = _build(tp, value, f"{name}.")

@@ -19,11 +19,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, cast
 
 from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
 from assistant.config import ChatConfig, ModelConfig
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionStreamResponse
 
 PROMPTS = [
     "Write two sentences about the sea.",
@@ -85,8 +88,11 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
                 if side == "ours":
                     ttft, total, text = _timed_stream(ours.stream_chat(msgs), lambda p: p)
                 else:
-                    stream = raw.create_chat_completion(msgs, max_tokens=max_tokens, temperature=0.0,
-                                                        repeat_penalty=1.0, seed=0, stop=stop, stream=True)
+                    raw_msgs: list[ChatCompletionRequestMessage] = [{"role": "user", "content": prompt}]
+                    completion = raw.create_chat_completion(raw_msgs, max_tokens=max_tokens, temperature=0.0,
+                                                            repeat_penalty=1.0, seed=0, stop=stop, stream=True)
+                    # With stream=True the call returns the chunks, never a whole response.
+                    stream = cast("Iterator[CreateChatCompletionStreamResponse]", completion)
                     ttft, total, text = _timed_stream(stream, lambda c: c["choices"][0]["delta"].get("content"))
                 res[f"{side}_tps"].append(_decode_rate(ttft, total, tokens(text)))
                 res[f"{side}_ttft"].append(ttft)

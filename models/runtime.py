@@ -22,8 +22,10 @@ from models.templates import ChatTemplate, Message, template_for
 class Runtime(Protocol):
     """What a chat session needs from a model. Fakes implement this in tests."""
 
-    generation: str
-    """Name of the model generation answering (recorded in each episode)."""
+    @property
+    def generation(self) -> str:
+        """Name of the model generation answering (recorded in each episode)."""
+        ...
 
     def stream_chat(self, messages: list[Message], options: "ReplyOptions | None" = None) -> Iterator[str]:
         """Yield the reply to `messages` piece by piece; `options` (the API's per-request

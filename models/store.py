@@ -12,6 +12,7 @@ leaves a half generation. On first use the embedded default model becomes `gen-0
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import os
@@ -230,7 +231,7 @@ class ModelStore:
             target = older[-1].name
         return self.use(target)
 
-    def prune(self, keep: int) -> list[str]:
+    def prune(self, keep: int) -> builtins.list[str]:  # in this class `list` names the method
         """Delete generations beyond the current one and its `keep` predecessors by number."""
         cur = self.current_name()
         gens = self.list()

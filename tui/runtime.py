@@ -14,7 +14,7 @@ import threading
 from typing import Iterator
 
 from assistant.errors import ModelError
-from models.runtime import Runtime
+from models.runtime import ReplyOptions, Runtime
 from models.templates import Message
 
 
@@ -59,12 +59,13 @@ class PendingRuntime:
         """Stop the reply being streamed after its current piece."""
         self._interrupt.set()
 
-    def stream_chat(self, messages: list[Message]) -> Iterator[str]:
+    def stream_chat(self, messages: list[Message], options: ReplyOptions | None = None) -> Iterator[str]:
         self._interrupt.clear()
         self._ready.wait()
         if self._runtime is None:
             raise ModelError(self._error or "the model is not loaded; restart Nightcap")
-        pieces = self._runtime.stream_chat(messages)
+        runtime = self._runtime
+        pieces = runtime.stream_chat(messages) if options is None else runtime.stream_chat(messages, options)
         try:
             for piece in pieces:
                 if self._interrupt.is_set():

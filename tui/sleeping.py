@@ -21,9 +21,13 @@ from tui import messages as m
 from tui.screens.sleep import SleepScreen
 
 if TYPE_CHECKING:
-    from tui.app import NightcapApp
+    from textual.app import App
 
-    _Base = NightcapApp
+    from assistant.app import Nightcap
+    from tui.runtime import PendingRuntime
+    from tui.screens.chat import ChatScreen
+
+    _Base = App[None]
 else:
     _Base = object
 
@@ -54,8 +58,7 @@ def run_sleep_cycle(nightcap: Any, *, should_stop: Callable[[], bool], progress:
     """The real cycle. Raises ImportError when the sleep side is not installed."""
     from sleep.cycle import run_cycle  # deferred: imports torch, transformers and peft
 
-    report = run_cycle(nightcap, should_stop=should_stop, progress=progress)
-    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+    return run_cycle(nightcap, should_stop=should_stop, progress=progress).to_dict()
 
 
 class PostingProgress:
@@ -95,10 +98,22 @@ class SleepRun:
 
 
 class SleepControl(_Base):
-    """The app's "sleep now": mixed into NightcapApp, which provides `nightcap`, `sleeper`, `chat`."""
+    """The app's "sleep now": mixed into NightcapApp, which provides what the TYPE_CHECKING block
+    below declares."""
 
     sleep_run: SleepRun | None = None
     _stop_sleep: threading.Event
+
+    if TYPE_CHECKING:
+        nightcap: Nightcap
+        runtime: PendingRuntime
+        chat: ChatScreen | None
+        sleeper: Sleeper
+        forgetter: Forgetter
+
+        def switch_generation(self, name: str) -> None: ...
+
+        def show_banner_if_due(self, report: dict[str, Any] | None = None, *, just_now: bool = False) -> None: ...
 
     def action_sleep_now(self) -> None:
         if self.sleep_run is None or self.sleep_run.done:

@@ -43,7 +43,8 @@ def check_chain(ctx: AuditContext) -> Check:
 def _report_for(ctx: AuditContext, epoch: str, generation: str) -> str | None:
     """Id of a stored report that records `epoch` going into `generation`."""
     for rid, rep in ctx.reports.items():
-        shred = rep.get("shred") if isinstance(rep.get("shred"), dict) else {}
+        stored = rep.get("shred")
+        shred: dict[str, Any] = stored if isinstance(stored, dict) else {}
         if epoch in (rep.get("epochs") or []) and rep.get("new_generation") == generation:
             return rid
         if epoch in (shred.get("epochs") or []) and shred.get("generation") == generation:

@@ -203,7 +203,7 @@ def pair(session: str, turns: list[Turn], now: float) -> list[Episode]:
             groups[-1] = Turn(t.role, groups[-1].text + "\n\n" + t.text, groups[-1].time or t.time)
         else:
             groups.append(Turn(t.role, t.text, t.time))
-    episodes = []
+    episodes: list[Episode] = []
     for user, reply in zip(groups, groups[1:]):
         if user.role != "user" or reply.role != "assistant":
             continue

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from assistant.app import Nightcap
-from assistant.commands._common import parser, print_json
+from assistant.commands._common import Parser, parser, print_json
 from models.store import Generation
 
 
@@ -31,7 +31,7 @@ def _row(gen: Generation, current: str | None) -> dict[str, object]:
 def main(argv: list[str]) -> int:
     p = parser("models", "List, add, switch or roll back model generations.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print one JSON object")
     sub = p.add_subparsers(dest="action")
     sub.add_parser("list", help="list generations (default)", parents=[common])

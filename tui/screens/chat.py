@@ -20,6 +20,7 @@ from assistant.chat import Session
 from assistant.episode import Episode
 from assistant.errors import NightcapError, where
 from tui import messages as m
+from tui.host import nightcap_app
 from tui.screens.passphrase import PassphraseScreen
 from tui.screens.teaching import TeachingMixin
 from tui.widgets.banner import Banner
@@ -89,7 +90,7 @@ class ChatScreen(TeachingMixin, Screen[None]):
         self.status_bar.refresh_counts()
 
     def on_mount(self) -> None:
-        app = self.app
+        app = nightcap_app(self)
         self.session = self._new_session()
         status = self.status_bar
         status.generation = app.runtime.generation or app.nightcap.store.current_name() or "default model"
@@ -113,7 +114,7 @@ class ChatScreen(TeachingMixin, Screen[None]):
 
     @work(thread=True, exclusive=True, group="sessions-open")
     def resume(self, session_id: str) -> None:
-        vault = self.app.vault
+        vault = nightcap_app(self).vault
         if vault is None:
             return
         try:
@@ -131,11 +132,12 @@ class ChatScreen(TeachingMixin, Screen[None]):
     @work(thread=True, exclusive=True, group="reply")
     def reply(self, text: str) -> None:
         """Run one turn; the reply streams back as ResponseChunk messages."""
-        session, incognito, vault = self.session, self.incognito, self.app.vault
+        session, incognito, vault = self.session, self.incognito, nightcap_app(self).vault
         sealed: list[Episode] = []
         failures: list[str] = []
 
         def seal(episode: Episode) -> None:
+            assert vault is not None  # installed below only when there is a vault
             # The reply is already on screen: a vault failure must not turn it into an error.
             try:
                 vault.append(episode)
@@ -161,7 +163,7 @@ class ChatScreen(TeachingMixin, Screen[None]):
     # -- the conversation --------------------------------------------------------------------
 
     def _new_session(self, session_id: str | None = None, history: list[dict[str, str]] | None = None) -> Session:
-        app = self.app
+        app = nightcap_app(self)
         return Session(
             app.runtime,
             system_prompt=app.nightcap.config.chat.system_prompt,
@@ -258,7 +260,7 @@ class ChatScreen(TeachingMixin, Screen[None]):
 
         def unlocked(passphrase: str | None) -> None:
             if passphrase:
-                self.app.open_vault(passphrase)
+                nightcap_app(self).open_vault(passphrase)
             else:
                 self.notify("Memory is off for now: nothing you say will be kept.", title="Memory off",
                             severity="warning", markup=False)
@@ -305,6 +307,6 @@ class ChatScreen(TeachingMixin, Screen[None]):
     def action_stop(self) -> None:
         """Escape: stop the reply being written (it stays as said so far), else hide the banner."""
         if self.busy:
-            self.app.runtime.interrupt()
+            nightcap_app(self).runtime.interrupt()
         else:
             self.banner.display = False

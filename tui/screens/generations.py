@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from assistant.errors import NightcapError
 from models.store import ModelStore
+from tui.host import nightcap_app
 
 
 def _when(created: object) -> str:
@@ -69,7 +70,7 @@ class GenerationsScreen(Screen[None]):
 
     def _switched(self, name: str, verb: str) -> None:
         self.fill()
-        self.app.switch_generation(name)
+        nightcap_app(self).switch_generation(name)
         self.notify(f"{verb} {name}; it is loading in the background.", title="Model")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -24,6 +24,7 @@ from assistant.episode import (
 )
 from assistant.errors import NightcapError
 from tui import messages as m
+from tui.host import nightcap_app
 from tui.screens.correct import CorrectionScreen
 from tui.widgets.conversation import Conversation
 from tui.widgets.response import Response
@@ -38,12 +39,16 @@ else:
 
 
 class TeachingMixin(_Base):
-    """Actions on the last answer. Mixed into ChatScreen, which provides `session` and `busy`."""
+    """Actions on the last answer. Mixed into ChatScreen, which provides `session`, `busy`,
+    `incognito` and `status_bar`."""
 
     incognito: bool
     busy: bool
     session: Any
-    status_bar: StatusBar
+
+    if TYPE_CHECKING:
+        @property
+        def status_bar(self) -> StatusBar: ...
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -62,7 +67,7 @@ class TeachingMixin(_Base):
             self.notify("That answer was given in incognito and was not kept.", severity="warning", markup=False)
         elif response.episode is None:
             self.notify("That answer's memory was not found, so it cannot be marked.", severity="warning", markup=False)
-        elif self.app.vault is None:
+        elif nightcap_app(self).vault is None:
             self.notify("Memory is off, so nothing can be marked.", severity="warning", markup=False)
         else:
             return response
@@ -126,8 +131,10 @@ class TeachingMixin(_Base):
         with self._notes_lock:
             while self._notes:
                 episode_id, changes, then = self._notes.popleft()
+                vault = nightcap_app(self).vault
+                assert vault is not None  # notes are queued only once the vault is open (`_teachable`)
                 try:
-                    self.app.vault.annotate(episode_id, **changes)
+                    vault.annotate(episode_id, **changes)
                 except NightcapError as err:
                     self.app.call_from_thread(self.notify, str(err), title="Not saved", severity="error",
                                               markup=False)

@@ -9,6 +9,7 @@ from textual.widgets.option_list import Option
 
 from assistant.errors import NightcapError
 from tui import messages as m
+from tui.host import nightcap_app
 from tui.memory import SessionRow, session_rows
 
 
@@ -34,7 +35,7 @@ class SessionList(OptionList):
     @work(thread=True, exclusive=True)
     def reload(self) -> None:
         """Read the pending conversations from the vault (in a thread: it decrypts)."""
-        vault = self.app.vault
+        vault = nightcap_app(self).vault
         if vault is None:
             return
         try:

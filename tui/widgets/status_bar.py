@@ -9,6 +9,7 @@ from textual.widget import Widget
 
 from assistant.errors import NightcapError
 from tui import messages as m
+from tui.host import nightcap_app
 
 REFRESH_EVERY_S = 30.0
 
@@ -32,14 +33,15 @@ class StatusBar(Widget):
     @work(thread=True, exclusive=True)
     def refresh_counts(self) -> None:
         """Count pending episodes and read the power/idle conditions (both can take a moment)."""
+        app = nightcap_app(self)
         pending = None
-        vault = self.app.vault
+        vault = app.vault
         if vault is not None:
             try:
                 pending = len(vault.pending())
             except NightcapError:
                 pending = None
-        self.post_message(m.StatusUpdated(pending, self.app.conditions()))
+        self.post_message(m.StatusUpdated(pending, app.conditions()))
 
     def on_status_updated(self, message: m.StatusUpdated) -> None:
         self.pending, self.conditions = message.pending, message.conditions
