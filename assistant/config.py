@@ -25,6 +25,13 @@ from typing import Any, Literal
 
 from assistant.errors import ConfigError
 
+FileType = Literal["source", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S",
+                   "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K"]
+"""What `sleep.file_type` may name: the serving file's own type, or a llama.cpp file type that
+needs no importance matrix."""
+TensorType = Literal["file", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0", "Q4_K", "Q4_1", "Q4_0"]
+"""What `sleep.touched_type` may name: the file type's own choice, or a ggml tensor type."""
+
 
 @dataclass
 class ModelConfig:
@@ -147,10 +154,10 @@ class SleepConfig:
     """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
     correction_boost: float = 1.5
     """Extra importance of corrections, so that they override what the model said before."""
-    file_type: str = "source"
+    file_type: FileType = "source"
     """Quantization of the slept model: "source" keeps the serving generation's file type, or a
-    llama.cpp type (Q8_0, Q6_K, Q5_K_M, Q4_K_M, F16)."""
-    touched_type: str = "Q8_0"
+    llama.cpp file type (F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, ...)."""
+    touched_type: TensorType = "Q8_0"
     """Type of the tensors a night changed, inside a file of a lower type: 4-bit rounding
     (Q4_K_M) erases most of a night's small change (measured on the default model). "file"
     quantizes them like the rest. Every other tensor keeps the file type's choice."""
@@ -283,3 +290,62 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         else:
             kwargs[key] = float(value) if tp is float else value
     return cls(**kwargs)
+
+
+# The README's settings table ------------------------------------------------------------------
+TABLE_BEGIN = "<!-- settings table: generated from assistant/config.py by `python -m assistant.config` -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string right under it in the class body), read from the source."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(cls)).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs = {}
+    for node, after in zip(body.body, body.body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _toml(value: Any) -> str:
+    """A default as config.toml would spell it (long strings shortened)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"' if len(value) <= 24 else f'"{value[:20]}..."'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def settings_table() -> str:
+    """The README's table of every setting: key, default, its docstring and, for a choice, its values."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    sections = typing.get_type_hints(Config)
+    for section in dataclasses.fields(Config):
+        cls = sections[section.name]
+        docs, hints, defaults = field_docs(cls), typing.get_type_hints(cls), cls()
+        for f in dataclasses.fields(cls):
+            meaning = docs[f.name]
+            if typing.get_origin(hints[f.name]) is Literal:
+                meaning += " One of: " + ", ".join(typing.get_args(hints[f.name])) + "."
+            meaning = meaning.replace("|", "\\|")
+            rows.append(f"| `{section.name}.{f.name}` | `{_toml(getattr(defaults, f.name))}` | {meaning} |")
+    return "\n".join(rows)
+
+
+def readme_with_settings(readme: str) -> str:
+    """`readme` with the text between the table's markers replaced by today's `settings_table()`."""
+    start, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
+    return readme[:start] + "\n" + settings_table() + "\n" + readme[end:]
+
+
+if __name__ == "__main__":
+    readme_path = Path(__file__).resolve().parent.parent / "README.md"
+    readme_path.write_text(readme_with_settings(readme_path.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote the settings table into {readme_path}")

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,41 @@ def test_a_choice_setting_outside_its_values_fails_when_the_config_is_read(
     path.write_text(f'[{section}]\n{key} = "{bad}"\n')
     with pytest.raises(ConfigError, match=f"'{section}.{key}' must be one of .*got '{bad}'"):
         Config.load(path)
+
+
+def test_readme_settings_table_is_generated_from_the_fields() -> None:
+    from assistant.config import TABLE_BEGIN, TABLE_END, readme_with_settings, settings_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert readme_with_settings(readme) == readme, "the README's settings table is stale: python -m assistant.config"
+    table = settings_table()
+    assert TABLE_BEGIN in readme and TABLE_END in readme
+    # Every field of every section has a row with its docstring, and choices list their values.
+    sections = [getattr(Config(), f.name) for f in dataclasses.fields(Config)]
+    assert table.count("\n| `") == sum(len(dataclasses.fields(s)) for s in sections)
+    assert "| `sleep.kl_top_k` | `128` | The frozen model's side" in table
+    assert "One of: auto, on, off." in table
+
+
+def test_a_table_row_follows_a_changed_docstring() -> None:
+    from assistant.config import readme_with_settings
+
+    stale = "before\n<!-- settings table: generated from assistant/config.py by `python -m assistant.config` -->\n" \
+            "| old |\n<!-- end of settings table -->\nafter"
+    fresh = readme_with_settings(stale)
+    assert fresh.startswith("before\n") and fresh.endswith("\n<!-- end of settings table -->\nafter")
+    assert "| old |" not in fresh and "`model.n_ctx`" in fresh
+
+
+def test_quantization_type_choices_all_name_real_types() -> None:
+    import typing
+
+    import gguf
+    import llama_cpp
+
+    from assistant.config import FileType, TensorType
+
+    for name in typing.get_args(FileType)[1:]:
+        assert hasattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{name}"), name
+    for name in typing.get_args(TensorType)[1:]:
+        gguf.GGMLQuantizationType[name]
