@@ -217,7 +217,7 @@ class Daemon:
         started = self.monotonic()
         try:
             report = self._cycle(self.app, should_stop=self.should_stop, progress=_StageLog(self.log))
-        except interrupted:  # type: ignore[misc]
+        except interrupted:
             took = duration(self.monotonic() - started)
             why = self.stop_reason or self._yield_reason or "asked to stop"
             self.log(f"cycle checkpointed and yielded after {took}: {why}")

@@ -24,7 +24,7 @@ class HeadCE(torch.autograd.Function):
     already in the matmul dtype (fp32, or bf16 under autocast). Returns float32 losses."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: torch.Tensor,
         weight: torch.Tensor,
@@ -62,7 +62,7 @@ class HeadCE(torch.autograd.Function):
         return losses
 
     @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
         return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
 

@@ -131,7 +131,7 @@ class HeadKL(torch.autograd.Function):
     forward pass so at most `chunk x vocab` logits exist at once and none are kept."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, frozen: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: Any, hidden: torch.Tensor, frozen: torch.Tensor, weight: torch.Tensor,
                 softcap: float | None, chunk: int) -> torch.Tensor:
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -159,7 +159,7 @@ class HeadKL(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
         return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
 
@@ -185,7 +185,7 @@ class HeadTopKL(torch.autograd.Function):
     for the others (their mass is matched, their shape left to the adapted model)."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, softcap: float | None,  # type: ignore[override]
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, softcap: float | None,
                 chunk: int, ids: torch.Tensor, logp: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -220,7 +220,7 @@ class HeadTopKL(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
         (grad,) = ctx.saved_tensors
         return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None, None, None
 
