@@ -1,4 +1,4 @@
-"""`nightcap bench {chat,serve,sleep,consolidation,nights,forget} [...]`: Nightcap's own benchmarks.
+"""`nightcap bench {chat,serve,sleep,consolidation,nights,forget,yield} [...]`: Nightcap's own benchmarks.
 
 Each prints a table of figures measured against a baseline in the same run, then one JSON line.
 They are measurements, not tests: nothing here passes or fails on timing.
@@ -17,6 +17,7 @@ BENCHES = {
     "serve": ("assistant.bench_serve", "the API's decode speed and time to first token vs raw llama-cpp-python"),
     "nights": ("sleep.bench_nights", "a month of nights on one home: recall, retention, time, memory, disk"),
     "forget": ("sleep.bench_forget", "unlearning consolidated facts: the forgotten, the kept, general MC"),
+    "yield": ("sleep.bench_yield", "how long a night takes to give the machine back, from random points of it"),
 }
 
 

@@ -1,0 +1,76 @@
+"""`nightcap bench yield`: the waits a stop asked at random times would see, measured on a fake
+night (the real one is what the benchmark measures)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from sleep import bench_yield as BY
+from sleep.cycle import SleepInterrupted
+from sleep.progress import SleepProgress
+
+
+def test_a_stop_waits_for_the_next_check() -> None:
+    assert BY.waits([1.0, 2.0, 5.0], [0.5, 2.0, 3.0, 6.0]) == [0.5, 0.0, 2.0, 0.0]
+
+
+def test_longest_gaps_are_counted_in_the_stage_that_ends_them() -> None:
+    trace = BY.Trace(checks=[0.1, 0.2, 3.2, 3.3, 3.5], stages=[(0.0, "load"), (3.0, "train")], seconds=3.6)
+    gaps = BY.longest_gaps(trace)
+    assert math.isclose(gaps["load"], 0.1) and math.isclose(gaps["train"], 3.0)
+    assert trace.stage_at(0.05) == "load" and trace.stage_at(3.25) == "train"
+
+
+class Clock:
+    """The bench's clock in these tests: it moves only when the fake night works."""
+
+    now = 0.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+
+def fake_night(app: Any, should_stop: Callable[[], bool], progress: SleepProgress) -> None:
+    """Three stages of checks 2 s apart, except 30 s of work before each check of "gate"."""
+    for stage, work in (("load", 2.0), ("train", 2.0), ("gate", 30.0)):
+        progress.stage(stage)
+        for _ in range(4):
+            Clock.now += work
+            if should_stop():
+                raise SleepInterrupted("stopped")
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    Clock.now = 0.0
+    monkeypatch.setattr(BY.time, "monotonic", Clock.monotonic)
+
+
+def test_the_bench_traces_a_night_and_stops_others_where_it_was_asked(tmp_path: Path) -> None:
+    fig = BY.run(tmp_path / "model.gguf", 50, 2, 0, lambda _: None, night_fn=fake_night,
+                 home_fn=lambda root, model: object())
+    assert fig["checks"] == 12 and len(fig["waits_s"]) == 50 and fig["night_s"] == 136.0
+    assert [name for _, name in fig["stages"]] == ["load", "train", "gate"]
+    assert fig["longest_gap_by_stage_s"] == {"load": 2.0, "train": 2.0, "gate": 30.0}
+    # No stop waits longer than the longest stretch without a check.
+    assert 2.0 < fig["wait_max_s"] <= 30.0
+    for stop in fig["real_stops"]:
+        assert stop["stage"] in ("load", "train", "gate", "finished")
+        if stop["stage"] != "finished":
+            assert 0.0 <= stop["wait_s"] <= stop["return_s"]
+
+
+def test_a_night_that_ends_before_the_stop_says_so() -> None:
+    unwind, wait, stage = BY.stopped_night(object(), fake_night, at=1000.0)
+    assert stage == "finished" and math.isnan(unwind) and math.isnan(wait)
+
+
+def test_a_stopped_night_reports_when_the_stop_was_seen_and_when_it_returned() -> None:
+    unwind, wait, stage = BY.stopped_night(object(), fake_night, at=17.0)
+    # Asked at 17 s, inside the first 30 s of gate work (gate starts at 16 s): seen at 46 s.
+    assert stage == "gate" and wait == 29.0 and unwind == 29.0
