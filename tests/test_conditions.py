@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from datetime import datetime
+from typing import NoReturn
 
 import pytest
 
 from assistant.config import Config
 from assistant.errors import ConfigError
-from sleep.conditions import Window, check_conditions, duration, parse_hhmm, window_of
+from sleep.conditions import Conditions, Window, check_conditions, duration, parse_hhmm, window_of
 from sleep.idle import IdleReading
 from sleep.power import PowerReading, read_power, read_temperature
 
@@ -27,7 +28,7 @@ def at(hhmm: str, day: int = 4) -> datetime:
 
 def check(config: Config | None = None, *, plugged: bool | None = True, battery: bool = True,
           idle: float | None = 3600, now: datetime = NIGHT, pending: int | None = 3,
-          temperature: float | None = None):
+          temperature: float | None = None) -> Conditions:
     return check_conditions(
         config or Config(),
         power=lambda: PowerReading(battery, plugged if battery else None, 80.0 if battery else None),
@@ -50,13 +51,13 @@ def check(config: Config | None = None, *, plugged: bool | None = True, battery:
         (sbattery(55, -2, None), True, None),  # battery cannot tell
     ],
 )
-def test_read_power_every_sensors_battery_variant(battery, has_battery: bool, plugged: bool | None) -> None:
+def test_read_power_every_sensors_battery_variant(battery: sbattery | None, has_battery: bool, plugged: bool | None) -> None:
     reading = read_power(lambda: battery)
     assert (reading.has_battery, reading.plugged) == (has_battery, plugged)
 
 
 def test_a_broken_battery_sensor_is_unknown_not_a_crash() -> None:
-    def broken():
+    def broken() -> NoReturn:
         raise RuntimeError("driver")
 
     assert read_power(broken) == PowerReading(has_battery=True, plugged=None)
@@ -72,7 +73,7 @@ def test_a_broken_battery_sensor_is_unknown_not_a_crash() -> None:
         (sbattery(55, -2, None), True, False, "power source unknown"),
     ],
 )
-def test_power_check(battery, counts: bool, ok: bool, reason: str) -> None:
+def test_power_check(battery: sbattery | None, counts: bool, ok: bool, reason: str) -> None:
     cfg = Config()
     cfg.daemon.desktop_counts_as_plugged = counts
     cond = check_conditions(cfg, power=lambda: read_power(lambda: battery),

@@ -23,17 +23,21 @@ from sleep.idle import (
 NOW = 1_700_000_000.0
 
 
-def runner(outputs: dict[str, str | None]):
-    """A fake command runner: the key is the command line joined by spaces."""
-    calls: list[str] = []
+class FakeRunner:
+    """A fake command runner: the key is the command line joined by spaces; `calls` records each line run."""
 
-    def run(cmd: Sequence[str]) -> str | None:
+    def __init__(self, outputs: dict[str, str | None]) -> None:
+        self.outputs = outputs
+        self.calls: list[str] = []
+
+    def __call__(self, cmd: Sequence[str]) -> str | None:
         line = " ".join(cmd)
-        calls.append(line)
-        return outputs.get(line)
+        self.calls.append(line)
+        return self.outputs.get(line)
 
-    run.calls = calls  # type: ignore[attr-defined]
-    return run
+
+def runner(outputs: dict[str, str | None]) -> FakeRunner:
+    return FakeRunner(outputs)
 
 
 # --- X11 ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tiny_lm import ByteTokenizer, devices, tiny_model
 
 from assistant.episode import Episode
-from sleep.dataset import collate
+from sleep.dataset import Example, collate
 from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
 from sleep.loss import labelled_hidden, lm_parts
 from sleep.replay import HeadKL, HeadTopKL, KLReplay, kl_to_frozen, replay_examples, teacher
@@ -28,14 +28,24 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 
 def _args(**kw: Any) -> TrainArgs:
-    base = dict(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=4, batch_size=2,
-                seed=1)
-    base.update(kw)
-    return TrainArgs(**base)  # type: ignore[arg-type]
+    base = TrainArgs(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=4, batch_size=2,
+                     seed=1)
+    return dataclasses.replace(base, **kw)
 
 
-def _samples() -> list[Any]:
+def _samples() -> list[Example]:
     return replay_examples(PAIRS, ByteTokenizer(), 96)
+
+
+def _exchange(question: str, answer: str, max_seq_len: int) -> Example:
+    """One user/assistant exchange in Gemma's template as a training example (short enough never to be dropped)."""
+    from models.templates import template_for
+    from sleep.dataset import example_from_messages
+
+    ex = example_from_messages([{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                               template_for("gemma3"), ByteTokenizer(), max_seq_len=max_seq_len)
+    assert ex is not None
+    return ex
 
 
 def _perturb(peft_model: Any, scale: float = 0.05) -> None:
@@ -82,6 +92,7 @@ def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
     fused.backward()
     ref.backward()
     assert float(fused) == pytest.approx(float(ref), rel=1e-4)
+    assert h1.grad is not None and h2.grad is not None
     assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-4)
 
 
@@ -114,6 +125,7 @@ def test_top_k_kl_matches_the_coarsened_kl_its_gradient_and_bounds_the_full_one(
     fused.backward()
     ref.backward()
     assert float(fused) == pytest.approx(float(ref), rel=1e-4)
+    assert h1.grad is not None and h2.grad is not None
     assert torch.allclose(h1.grad, h2.grad, atol=1e-6, rtol=1e-3)
     assert 0.0 < float(fused) <= float(full) + 1e-6
 
@@ -122,7 +134,7 @@ def test_top_k_kl_with_the_whole_vocabulary_is_the_exact_kl() -> None:
     peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
     _perturb(peft_model)
     parts = lm_parts(peft_model)
-    vocab = parts.head.weight.shape[0]
+    vocab = parts.head.get_parameter("weight").shape[0]
     exact = float(kl_to_frozen(peft_model, parts, _samples()))
     term = KLReplay(_samples(), weight=1.0, per_step=len(PAIRS), top_k=vocab)
     assert float(term(peft_model, 0)) == pytest.approx(exact, rel=1e-4)
@@ -139,12 +151,7 @@ def test_top_k_kl_term_is_zero_before_the_adapter_moves_and_keeps_its_teacher() 
 
 @pytest.mark.parametrize("device", devices())
 def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one(device: str) -> None:
-    from sleep.dataset import example_from_messages
-    from models.templates import template_for
-
-    tok, template = ByteTokenizer(), template_for("gemma3")
-    facts = [example_from_messages([{"role": "user", "content": q}, {"role": "assistant", "content": a}], template, tok,
-                                   max_seq_len=96) for q, a in [("Cat?", "Miso."), ("Sister?", "Ada in Lisbon.")]]
+    facts = [_exchange(q, a, 96) for q, a in [("Cat?", "Miso."), ("Sister?", "Ada in Lisbon.")]]
     samples = _samples()
     drift = {}
     for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)]),
@@ -193,12 +200,7 @@ def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: 
 
 @pytest.mark.parametrize("device", devices())
 def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large(device: str) -> None:
-    from models.templates import template_for
-    from sleep.dataset import example_from_messages
-
-    tok, template = ByteTokenizer(), template_for("gemma3")
-    facts = [example_from_messages([{"role": "user", "content": "Cat?"}, {"role": "assistant", "content": "Miso."}],
-                                   template, tok, max_seq_len=64)]
+    facts = [_exchange("Cat?", "Miso.", 64)]
     fisher = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
     sizes = {}
     for name, extra in [("plain", []), ("ewc", [EWCPenalty(fisher, 50.0)])]:

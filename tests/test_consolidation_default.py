@@ -14,6 +14,7 @@ TEACH = ["My sister Priya lives in Lisbon and teaches chemistry.", "The garage d
 
 def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provisioned_home: Path) -> None:
     from assistant.app import Nightcap
+    from models.runtime import LlamaRuntime
     from sleep.cycle import run_cycle
 
     app = Nightcap.load()
@@ -21,6 +22,7 @@ def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provi
     app.config.sleep = dataclasses.replace(app.config.sleep, steps=12, dreams=False, replay_samples=8,
                                             replay_tokens=24, max_steps=12)
     runtime = app.runtime()
+    assert isinstance(runtime, LlamaRuntime)  # the real model, closed before the night to free its memory
     try:
         for message in TEACH:
             app.session(runtime).turn(message)

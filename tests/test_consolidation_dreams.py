@@ -71,7 +71,12 @@ def test_model_written_dreams_are_parsed_verified_and_counted() -> None:
     assert paraphrase.startswith("Priya, my sister") and len(pairs) == 3
     counts = DreamSet()
     prompts: list[str] = []
-    out = write_dreams(lambda p: prompts.append(p) or written, FACT, counts)
+
+    def writer(prompt: str) -> str:
+        prompts.append(prompt)
+        return written
+
+    out = write_dreams(writer, FACT, counts)
     assert prompts and prompts[0].rstrip().endswith(f"Statement: {FACT}\nRephrased:")
     assert counts.written == 4 and counts.accepted == 2
     assert counts.rejected == {"answer-not-in-statement": 1, "duplicate": 1}

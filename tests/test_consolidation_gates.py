@@ -107,4 +107,5 @@ def test_a_different_model_drifts(tiny_pair: tuple[Path, Path], tmp_path: Path) 
     before, after = tiny_pair
     cfg = SleepConfig(gate_min_recall=0.0, gate_min_retention=0.0, gate_max_perplexity_rise=0.0, gate_max_drift=1e-6)
     (drift,) = quality_gates(after, before, "sha-x", [], cfg, "", tmp_path)
-    assert drift.name == "drift" and not drift.passed and drift.value > 1e-3
+    assert drift.name == "drift" and not drift.passed
+    assert drift.value is not None and drift.value > 1e-3

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import pytest
 
@@ -15,7 +15,7 @@ from assistant.config import Config
 from assistant.errors import SleepError, VaultError
 from assistant.home import Home
 from sleep.commands.daemon import main as daemon_main
-from sleep.conditions import check_conditions
+from sleep.conditions import Conditions, check_conditions
 from sleep.daemon import Daemon, DecisionLog, lock_path, next_sleep, read_state
 from sleep.daemon_lock import DaemonRunning, InstanceLock, holder
 from sleep.idle import IdleReading
@@ -45,8 +45,9 @@ class World:
         self.pending = 3
         self.pending_calls = 0
         self.condition_calls = 0
+        self.back_at: float | None = None  # the monotonic time the user came back, once they have
 
-    def conditions(self, pending: int | None = None):
+    def conditions(self, pending: int | None = None) -> Conditions:
         self.condition_calls += 1
         return check_conditions(
             self.app.config,
@@ -104,7 +105,8 @@ def daemon(app: FakeApp, world: World, cycle: FakeCycle, lines: list[str]) -> Da
 
 
 def test_waits_and_logs_a_decision_once(app: FakeApp, world: World) -> None:
-    world.plugged, lines, cycle = False, [], FakeCycle(world)
+    lines: list[str] = []
+    world.plugged, cycle = False, FakeCycle(world)
     d = daemon(app, world, cycle, lines)
     assert d.serve(max_steps=5) == 0
     assert cycle.runs == 0
@@ -140,7 +142,7 @@ def test_user_back_yields_within_a_second_and_the_next_run_resumes(app: FakeApp,
     d = daemon(app, world, cycle, lines)
     assert d.step() == "yielded"
     # The flip happened at step 4; the cycle was told to stop at most ~1 s of its time later.
-    assert cycle.stopped_at and world.t - world.back_at <= 1.0 + 0.5
+    assert cycle.stopped_at and world.back_at is not None and world.t - world.back_at <= 1.0 + 0.5
     assert read_state(app.home.root) == {}, "an interrupted night is not over"
     assert any("yielded" in line and "in use (idle 2 s of 15 min)" in line for line in lines)
     assert d.step() == "waiting" and cycle.runs == 1
@@ -211,7 +213,7 @@ def test_a_locked_vault_keeps_it_waiting_with_the_reason(app: FakeApp, world: Wo
 
 
 def test_a_failing_sensor_means_waiting_not_a_dead_daemon(app: FakeApp, world: World) -> None:
-    def broken(pending: int | None = None):
+    def broken(pending: int | None = None) -> NoReturn:
         raise OSError("sensor gone")
 
     lines: list[str] = []

@@ -14,9 +14,15 @@ from assistant.cli import main as cli
 from sleep import service
 
 
+class UnitParser(configparser.RawConfigParser):
+    """A systemd unit reader: keys keep their case, as systemd's do."""
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
 def parse_unit(text: str) -> configparser.RawConfigParser:
-    unit = configparser.RawConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    unit = UnitParser(strict=False, interpolation=None)
     unit.read_string(text)
     return unit
 
@@ -61,7 +67,12 @@ def test_install_status_uninstall_through_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[list[str]] = []
-    monkeypatch.setattr(service, "_run", lambda cmd: ran.append(cmd) or True)
+
+    def run(cmd: list[str]) -> bool:
+        ran.append(cmd)
+        return True
+
+    monkeypatch.setattr(service, "_run", run)
     monkeypatch.setattr(sys, "platform", "linux")
     target = tmp_path / "service" / "nightcap.service"
 
@@ -102,7 +113,12 @@ def test_install_activates_when_a_user_manager_is_reachable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[list[str]] = []
-    monkeypatch.setattr(service, "_run", lambda cmd: ran.append(cmd) or True)
+
+    def run(cmd: list[str]) -> bool:
+        ran.append(cmd)
+        return True
+
+    monkeypatch.setattr(service, "_run", run)
     monkeypatch.setattr(service, "_can_activate", lambda kind: True)
     res = service.install("systemd")
     assert res.active is True and res.next_steps == []

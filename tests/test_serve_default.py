@@ -4,13 +4,17 @@ embedded default model."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from assistant.app import Nightcap
 from assistant.server import ApiServer, api_token
 from models.store import ModelStore
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +32,7 @@ def served(provisioned_home: Path) -> Iterator[tuple[ApiServer, Nightcap]]:
         server.stop()
 
 
-def client_for(server: ApiServer, app: Nightcap, key: str | None = None) -> "openai.OpenAI":
+def client_for(server: ApiServer, app: Nightcap, key: str | None = None) -> OpenAI:
     return openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=key or api_token(app.home),
                          max_retries=0, timeout=120)
 
@@ -49,7 +53,7 @@ def test_the_openai_client_chats_streams_and_is_remembered(served: tuple[ApiServ
     assert first.strip() and reply.model == "gen-0000"
     assert reply.usage is not None and reply.usage.completion_tokens > 0
 
-    follow = [{"role": "user", "content": said}, {"role": "assistant", "content": first},
+    follow: list[ChatCompletionMessageParam] = [{"role": "user", "content": said}, {"role": "assistant", "content": first},
               {"role": "user", "content": "What does she play?"}]
     stream = client.chat.completions.create(model="nightcap", messages=follow, max_tokens=24, temperature=0,
                                             stream=True)

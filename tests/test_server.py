@@ -7,7 +7,7 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import pytest
 from scripted import ScriptedRuntime
@@ -16,8 +16,11 @@ from starlette.testclient import TestClient
 import assistant.app
 from assistant.app import Nightcap
 from assistant.cli import main as cli
+from assistant.config import Config
 from assistant.server import api_token, make_api, parse_chat_request
-from models.store import ModelStore
+from models.runtime import ReplyOptions
+from models.store import Generation, ModelStore
+from models.templates import Message
 
 
 class Runtimes:
@@ -26,7 +29,7 @@ class Runtimes:
     def __init__(self) -> None:
         self.made: dict[str, ScriptedRuntime] = {}
 
-    def __call__(self, gen: Any, config: Any) -> ScriptedRuntime:
+    def __call__(self, gen: Generation, config: Config) -> ScriptedRuntime:
         return self.made.setdefault(gen.name, ScriptedRuntime(generation=gen.name))
 
     def script(self, gen: str, *replies: Any) -> ScriptedRuntime:
@@ -220,17 +223,18 @@ def test_models_lists_the_current_generation(client: TestClient) -> None:
 
 
 def test_a_promoted_generation_answers_the_next_request_not_the_one_in_flight(
-        client: TestClient, runtimes: Runtimes, default_gguf: Path, nightcap_home: Path) -> None:
+        client: TestClient, runtimes: Runtimes, default_gguf: Path, nightcap_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     store = ModelStore(nightcap_home / "models")
     gate = threading.Event()
     old = runtimes.script("gen-0000")
 
-    def slow_reply(messages: Any, options: Any = None) -> Iterator[str]:
+    def slow_reply(messages: list[Message], options: ReplyOptions | None = None) -> Iterator[str]:
         yield "old "
         gate.wait(timeout=10)
         yield "model"
 
-    old.stream_chat = slow_reply  # type: ignore[method-assign]
+    monkeypatch.setattr(old, "stream_chat", slow_reply)
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(r=ask(client, "first")))
     worker.start()
@@ -304,7 +308,10 @@ def test_the_daemon_serves_the_api_while_it_runs(runtimes: Runtimes, nightcap_ho
         seen["server"] = server
         return server
 
-    daemon = Daemon(app, api=api, conditions=lambda pending=None: None, pending=lambda: 0, log=lambda m: None)
+    def conditions(pending: int | None = None) -> NoReturn:
+        raise AssertionError("a daemon asked to stop before it runs checks no conditions")
+
+    daemon = Daemon(app, api=api, conditions=conditions, pending=lambda: 0, log=lambda m: None)
     daemon.request_stop("test")  # serve() returns at once; run() still starts and stops the API
     assert daemon.run() == 0
     assert seen["reply"] == "Served by the daemon."

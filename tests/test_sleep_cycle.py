@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
@@ -29,6 +30,10 @@ from sleep.cycle import STAGES as CYCLE_STAGES
 from sleep.cycle import run_cycle
 from sleep.device import pick_device
 from tiny_model import MACHINERY_ONLY, make_tiny_q4
+
+if TYPE_CHECKING:
+    from assistant.vault import Vault
+    from sleep.train import TrainResult, TrainState
 
 TESTS = Path(__file__).parent
 FACTS = [
@@ -135,7 +140,7 @@ def test_an_exchange_that_holds_a_secret_is_never_trained_on(home: Path, monkeyp
     trained: list[str] = []
     real = consolidate.Plan.train
 
-    def spy(self: consolidate.Plan, stop, resume):  # type: ignore[no-untyped-def]
+    def spy(self: consolidate.Plan, stop: Callable[[], bool], resume: TrainState | None) -> TrainResult:
         trained.extend(ex.source for ex in self.examples)
         return real(self, stop, resume)
 
@@ -172,7 +177,8 @@ def test_a_failing_gate_keeps_the_old_model_and_the_episodes(home: Path, monkeyp
                         lambda self, candidate: [GateResult("recall", False, 0.2, 0.8, "held-out probes")])
     before = state(home)
     report = run_cycle(Nightcap.load(home))
-    assert report.outcome == "rejected" and "recall 0.2 (threshold 0.8)" in report.error
+    assert report.outcome == "rejected" and report.error is not None
+    assert "recall 0.2 (threshold 0.8)" in report.error
     assert state(home) == before and leftovers(home) == []
 
 
@@ -358,13 +364,13 @@ def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Pat
     assert report.examples.get("augment", 0) > 0 and report.steps > 3
 
 
-def _during_training(monkeypatch: pytest.MonkeyPatch, act) -> list[str]:  # type: ignore[no-untyped-def]
+def _during_training(monkeypatch: pytest.MonkeyPatch, act: Callable[[Vault], object]) -> list[str]:
     """Run `act(vault)` from another opening of the vault (as another process would) while the
     night trains; returns the sources of the examples the night trained on."""
     real = consolidate.Plan.train
     trained: list[str] = []
 
-    def train(self: consolidate.Plan, stop, resume):  # type: ignore[no-untyped-def]
+    def train(self: consolidate.Plan, stop: Callable[[], bool], resume: TrainState | None) -> TrainResult:
         trained.extend(ex.source for ex in self.examples)
         act(Nightcap.load(self.app.home.root).vault())
         return real(self, stop, resume)
@@ -474,7 +480,7 @@ class _StopAt:
         self.stopping = self.stopping or name == self.target
 
     def step(self, i: int, total: int, loss: float | None) -> None:
-        self.stopping = self.stopping or (self.at_step and i >= self.at_step)
+        self.stopping = self.stopping or (self.at_step != 0 and i >= self.at_step)
 
 
 @pytest.mark.parametrize("stage,step", [("quantize", 0), ("", 2)])

@@ -28,7 +28,7 @@ def test_default_model_trains_with_the_fast_loss_and_merges_to_known_names(defau
     from sleep.loss import full_logits_ce, lm_parts, weighted_ce
     from sleep.merge import merged_weights
     from sleep.shared_prefix import shared_prefix_len
-    from sleep.train import TrainArgs, train_lora
+    from sleep.train import StepInfo, TrainArgs, train_lora
 
     tokenizer = Tokenizer.from_gguf(default_gguf)
     loaded = load_torch_model(default_gguf)
@@ -43,7 +43,7 @@ def test_default_model_trains_with_the_fast_loss_and_merges_to_known_names(defau
         fast, slow = weighted_ce(parts, batch), full_logits_ce(loaded.model, batch)
     assert float(fast) == pytest.approx(float(slow), rel=1e-4)
 
-    steps = []
+    steps: list[StepInfo] = []
     args = TrainArgs(steps=4, batch_size=3, learning_rate=1e-3, seed=0)
     result = train_lora(loaded.model, examples, args, on_step=steps.append)
     assert result.steps == 4 and all(torch.isfinite(torch.tensor(result.losses)))

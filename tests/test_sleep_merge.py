@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import torch
 from tiny_lm import tiny_model
@@ -9,8 +11,11 @@ from tiny_lm import tiny_model
 from sleep.merge import delta_weights, merged_weights
 from sleep.train import TrainArgs, attach_lora
 
+if TYPE_CHECKING:
+    from peft import PeftModel
 
-def _trained_lora(arch: str, targets: list[str]) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+
+def _trained_lora(arch: str, targets: list[str]) -> tuple[PeftModel, dict[str, torch.Tensor]]:
     base = tiny_model(arch)
     original = {k: v.clone() for k, v in base.state_dict().items()}
     peft_model = attach_lora(base, TrainArgs(lora_r=4, lora_alpha=8, lora_targets=targets, seed=1))
@@ -57,7 +62,7 @@ def test_merge_leaves_the_adapter_in_place() -> None:
         merged_weights(peft_model)
         after = peft_model(input_ids=ids).logits
     assert torch.equal(before, after)
-    base_q = peft_model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight
+    base_q = peft_model.get_base_model().get_parameter("model.layers.0.self_attn.q_proj.base_layer.weight")
     assert torch.equal(base_q, original["model.layers.0.self_attn.q_proj.weight"])
 
 
@@ -68,5 +73,6 @@ def test_delta_weights_are_differentiable_and_zero_at_init() -> None:
     assert set(deltas) == {"model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.q_proj.weight"}
     assert all(float(d.detach().abs().max()) == 0.0 for d in deltas.values())
     total = sum((d**2).sum() for d in deltas.values())
+    assert isinstance(total, torch.Tensor)
     total.backward()
     assert any(p.grad is not None for n, p in peft_model.named_parameters() if "lora_B" in n)

@@ -6,21 +6,25 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import TextArea
 
 import assistant.app
 from assistant.app import Nightcap
 from assistant.errors import UsageError
 from assistant.vault.vault import KEYSTORE
 from scripted import ScriptedRuntime
+from sleep.progress import SleepProgress
 from tui import messages as m
 from tui.app import make_app
 from tui.screens.passphrase import PassphraseScreen
 from tui.screens.report import NO_REPORT, SleepReportScreen
 from tui.screens.sleep import SleepScreen
+from tui.widgets.response import Response
+from tui.widgets.status_bar import StatusBar
 from tui_support import (
     REPORT,
     SESSIONS,
@@ -97,7 +101,7 @@ def test_escaping_the_passphrase_chats_without_memory() -> None:
     async def script(pilot: Pilot[None]) -> None:
         await pilot.press("escape")
         await say(pilot, "hello")
-        assert app.screen.query_one("StatusBar").memory == "off"  # type: ignore[attr-defined]
+        assert app.screen.query_one(StatusBar).memory == "off"
 
     posted = drive(app, script)
     (done,) = of(posted, m.ResponseComplete)
@@ -110,13 +114,13 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
     vault = FakeVault(SESSIONS)
     report = dict(REPORT, new_generation="gen-0003")
 
-    def sleeper(nc: Any, *, should_stop: Any, progress: Any) -> dict[str, Any]:
+    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
         for stage in ("gather", "train"):
             progress.stage(stage)
         for i in (1, 2, 3):
             progress.step(i, 3, 3.0 - i)
-        write_generation(nc.home.models, 3, "gen-0002")
-        nc.store.use("gen-0003")
+        write_generation(nightcap.home.models, 3, "gen-0002")
+        nightcap.store.use("gen-0003")
         vault._sessions = []  # consolidated conversations leave the vault
         return report
 
@@ -135,7 +139,7 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
         assert banner.display
         assert str(banner.render()) == "Nightcap just consolidated 14 conversations; their transcripts were destroyed."
         assert not app.screen.query_one("#sessions").display  # nothing pending any more
-        assert app.screen.query_one("StatusBar").generation == "gen-0003"  # type: ignore[attr-defined]
+        assert app.screen.query_one(StatusBar).generation == "gen-0003"
         await say(pilot, "who are you?")
 
     posted = drive(app, script)
@@ -148,7 +152,7 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
 
 
 def test_sleep_failure_is_reported_and_changes_nothing() -> None:
-    def sleeper(nc: Any, *, should_stop: Any, progress: Any) -> dict[str, Any]:
+    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
         progress.stage("gather")
         raise ImportError("No module named 'torch'")
 
@@ -172,7 +176,8 @@ def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: Non
     write_generations(nightcap.home.models)
     asked: list[str] = []
 
-    def forgetter(nc: Any, text: str, *, should_stop: Any, progress: Any) -> dict[str, Any]:
+    def forgetter(nightcap: Nightcap, text: str, *, should_stop: Callable[[], bool],
+                  progress: SleepProgress) -> dict[str, Any]:
         asked.append(text)
         for stage in ("load", "train"):
             progress.stage(stage)
@@ -200,7 +205,7 @@ def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: Non
     posted = drive(app, script)
     assert asked == ["my locker code is 4417"]
     (finished,) = of(posted, m.SleepFinished)
-    assert finished.error is None and finished.report["kind"] == "forget"
+    assert finished.error is None and finished.report is not None and finished.report["kind"] == "forget"
 
 
 def test_rollback_switches_the_serving_model(scripted_models: None) -> None:
@@ -209,7 +214,7 @@ def test_rollback_switches_the_serving_model(scripted_models: None) -> None:
     app = make_app(nightcap, vault=FakeVault(), conditions=lambda: None)  # the model loads in a worker
 
     async def script(pilot: Pilot[None]) -> None:
-        assert app.screen.query_one("StatusBar").generation == "gen-0002"  # type: ignore[attr-defined]
+        assert app.screen.query_one(StatusBar).generation == "gen-0002"
         await pilot.press("f4", "r")
         await settle(pilot)
         await pilot.press("escape")
@@ -296,7 +301,8 @@ def test_banner_is_shown_once_per_report(tmp_path: Any) -> None:
         "Last night's sleep was rejected by its safety checks; the model is unchanged and nothing was forgotten."
     )
     assert banner_text(dict(report, outcome="nothing-to-do", consolidated_sessions=0), now) is None
-    assert banner_text(REPORT, now).startswith("On Mar 14 Nightcap consolidated 14 conversations")
+    earlier = banner_text(REPORT, now)
+    assert earlier is not None and earlier.startswith("On Mar 14 Nightcap consolidated 14 conversations")
     assert banner_text(dict(report, outcome="failed"), now, just_now=True) is None
 
 
@@ -309,7 +315,7 @@ def test_teaching_reaches_the_real_vault() -> None:
         await say(pilot, "what is my dog called?")
         await pilot.press("ctrl+g", "ctrl+e")
         await settle(pilot)
-        app.screen.query_one("#correction").text = "Biscuit."  # type: ignore[attr-defined]
+        app.screen.query_one("#correction", TextArea).text = "Biscuit."
         await pilot.press("ctrl+s")
         await settle(pilot)
         await pilot.press("ctrl+n")
@@ -317,7 +323,7 @@ def test_teaching_reaches_the_real_vault() -> None:
         app.screen.query_one("#sessions").focus()
         await pilot.press("down", "enter")  # resume it from the vault
         await settle(pilot)
-        assert app.screen.query("Response").last().source == "Biscuit."  # type: ignore[attr-defined]
+        assert app.screen.query(Response).last().source == "Biscuit."
         await say(pilot, "how old is he?")
 
     posted = drive(app, script)

@@ -73,6 +73,7 @@ def test_annotation_reaches_closed_epoch(home: Home) -> None:
     ep = episode()
     vault.append(ep)
     epoch = vault.close_epoch()
+    assert epoch is not None
     vault.annotate(ep.id, flags=["thumbs_up"])
     assert vault.read_epoch(epoch)[0].flags[-1] == "thumbs_up"
     vault.reload()
@@ -111,6 +112,7 @@ def test_two_handles_see_each_other(home: Home) -> None:
     one.append(episode("from one"))
     two.append(episode("from two"))
     epoch = one.close_epoch()
+    assert epoch is not None
     two.append(episode("after close"))
     assert [e.user_text for e in one.pending()] == ["from one", "from two", "after close"]
     assert two.closed_epochs() == [epoch]
@@ -195,7 +197,7 @@ def test_missing_keystore_with_logs_is_refused(home: Home) -> None:
 class MemoryKeyring(keyring.backend.KeyringBackend):
     """A keyring that keeps secrets in a dict."""
 
-    priority = 5  # type: ignore[assignment]
+    priority = 5
 
     def __init__(self) -> None:
         super().__init__()
@@ -220,7 +222,9 @@ def test_keyring_holds_master_key_and_rotates(home: Home, monkeypatch: pytest.Mo
     assert vault.master_info()["source"] == "keyring" and vault.kdf_params() is None
     vault.append(episode())
     assert len(ring.items) == 1
-    vault.shred([vault.close_epoch()], reason="consolidated")
+    epoch = vault.close_epoch()
+    assert epoch is not None
+    vault.shred([epoch], reason="consolidated")
     assert len(ring.items) == 1 and list(ring.items)[0][1].endswith(f"-kek-{vault.key_generation}")
     assert Vault.open(home).pending() == []
     monkeypatch.setenv("NIGHTCAP_KEYRING", "off")
@@ -252,7 +256,9 @@ def test_old_master_keys_the_keyring_would_not_delete_are_retried_and_fail_the_a
     vault = Vault.open(home)
     for _ in range(2):
         vault.append(episode())
-        vault.shred([vault.close_epoch()], reason="consolidated")  # commits although the keyring refuses
+        epoch = vault.close_epoch()
+        assert epoch is not None
+        vault.shred([epoch], reason="consolidated")  # commits although the keyring refuses
     assert vault.pending() == [] and vault.key_generation == 3
     assert sorted(int(user.rsplit("-", 1)[1]) for _, user in ring.items) == [1, 2, 3]
     assert json.loads((home.vault / "keystore.json").read_text())["retiring"] == [1, 2]

@@ -76,6 +76,7 @@ def test_forget_rewrites_epoch_under_new_key(vault: Vault) -> None:
     vault.annotate(eps[1].id, flags=["thumbs_up"])
     vault.annotate(eps[2].id, flags=["thumbs_down"])
     epoch = vault.close_epoch()
+    assert epoch is not None
     old_log = (vault.epochs_dir / f"{epoch}.log").read_bytes()
 
     vault.forget(eps[1].id)

@@ -52,10 +52,10 @@ def tiny_model(arch: str = "llama", seed: int = 0, softcap: float | None = None,
     """A 2-layer, hidden-64, vocab-512 random model of `arch` ("llama" or "gemma3"), fp32.
     Gemma's sliding window is tiny by default so that short tests exercise it."""
     import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, PreTrainedConfig
 
     torch.manual_seed(seed)
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=512,
         hidden_size=64,
         intermediate_size=128,
@@ -70,11 +70,13 @@ def tiny_model(arch: str = "llama", seed: int = 0, softcap: float | None = None,
         # the logits far: at the usual 0.02 the loss of a random tiny model barely moves.
         initializer_range=0.2,
     )
+    config: PreTrainedConfig
     if arch == "gemma3":
-        config = Gemma3TextConfig(
-            **common, head_dim=16, sliding_window=window, final_logit_softcapping=softcap, attn_implementation="eager"
-        )
-        model = Gemma3ForCausalLM(config)
+        config = Gemma3TextConfig(**common, head_dim=16, sliding_window=window, final_logit_softcapping=softcap)
+        config._attn_implementation = "eager"
+        model: Gemma3ForCausalLM | LlamaForCausalLM = Gemma3ForCausalLM(config)
     else:
-        model = LlamaForCausalLM(LlamaConfig(**common, attn_implementation="sdpa"))
+        config = LlamaConfig(**common)
+        config._attn_implementation = "sdpa"
+        model = LlamaForCausalLM(config)
     return model.float().eval()

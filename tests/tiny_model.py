@@ -65,6 +65,7 @@ def tiny_config(arch: str, vocab_size: int) -> Any:
         eos_token_id=2,
         pad_token_id=3,
     )
+    cfg: transformers.PreTrainedConfig
     if arch == "llama":
         cfg = transformers.LlamaConfig(num_hidden_layers=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common)
     elif arch == "qwen2":
