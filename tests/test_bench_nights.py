@@ -34,7 +34,8 @@ def test_a_second_pass_tells_the_item_with_fresh_values_everywhere() -> None:
     assert [(p.question, p.answer) for p in again.probes] == [
         ("Where does my sister Graciela live?", "Monterrey"), ("Which of my siblings lives in Monterrey?", "Graciela")]
     assert "Guadalajara" in again.probes[0].distractors and "Monterrey" not in again.probes[0].distractors
-    assert BN.with_values(ITEM, 2).probes[0].answer == "Puebla"  # type: ignore[union-attr]
+    third = BN.with_values(ITEM, 2)
+    assert third is not None and third.probes[0].answer == "Puebla"
     assert BN.with_values(ITEM, 0) is ITEM
 
 

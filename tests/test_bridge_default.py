@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.bridge import load_torch_model
+from models.bridge import LoadedModel, load_torch_model
 from models.ggufmeta import read_meta
 from models.master import linear_names
 from models.quantize import requantize
@@ -31,7 +31,7 @@ def default_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loaded(default_gguf: Path):  # type: ignore[no-untyped-def]
+def loaded(default_gguf: Path) -> LoadedModel:
     return load_torch_model(default_gguf)
 
 
@@ -44,7 +44,7 @@ def cpp_logits(path: Path, ids: list[int]) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_bridge_agrees_with_llama_cpp_on_next_tokens(default_gguf: Path, loaded) -> None:  # type: ignore[no-untyped-def]
+def test_bridge_agrees_with_llama_cpp_on_next_tokens(default_gguf: Path, loaded: LoadedModel) -> None:
     assert loaded.arch == "gemma3" and loaded.n_layers == 18
     assert loaded.hf_config.layer_types.count("full_attention") == 3
     tok = Tokenizer.from_gguf(default_gguf)
@@ -59,7 +59,8 @@ def test_bridge_agrees_with_llama_cpp_on_next_tokens(default_gguf: Path, loaded)
 
 
 @pytest.mark.slow
-def test_merged_default_model_keeps_its_file_type_and_answers(default_gguf: Path, loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_merged_default_model_keeps_its_file_type_and_answers(default_gguf: Path, loaded: LoadedModel,
+                                                               tmp_path: Path) -> None:
     state = loaded.model.state_dict()
     touched = {k: state[k] for k in linear_names(loaded.n_layers)[:7]}  # layer 0, all targets
     write_merged_gguf(default_gguf, touched, tmp_path / "merged.gguf")

@@ -14,9 +14,10 @@ from sleep.dataset import IGNORE, Example, build_examples, collate, example_from
 SYSTEM = "You are Nightcap."
 
 
-def _episode(user: str = "Remember: my cat is Miso.", reply: str = "Noted, Miso.", **kw: object) -> Episode:
+def _episode(user: str = "Remember: my cat is Miso.", reply: str = "Noted, Miso.", *,
+             correction: str | None = None, importance: float = 1.0) -> Episode:
     msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-    return Episode(session="s", messages=msgs, **kw)  # type: ignore[arg-type]
+    return Episode(session="s", messages=msgs, correction=correction, importance=importance)
 
 
 def _labelled_text(ex: Example, tok: ByteTokenizer) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -47,9 +48,9 @@ def _examples(weights: tuple[float, ...] = (1.0, 2.0, 0.5, 1.0, 3.0)) -> list[Ex
 
 
 def _args(**kw: Any) -> TrainArgs:
-    base = dict(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=6, batch_size=2, seed=3)
-    base.update(kw)
-    return TrainArgs(**base)  # type: ignore[arg-type]
+    base = TrainArgs(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=6, batch_size=2,
+                     seed=3)
+    return dataclasses.replace(base, **kw)
 
 
 def _adapter(result: Any) -> dict[str, torch.Tensor]:

@@ -11,22 +11,25 @@ from typing import Any, Iterator
 
 from textual.notifications import Notify
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, TextArea
 
 from assistant.app import Nightcap
 from assistant.episode import Episode
 from assistant.errors import ModelError
+from models.runtime import ReplyOptions, Runtime
+from models.templates import Message
 from scripted import ScriptedRuntime
 from tui import messages as m
 from tui.app import NightcapApp, make_app
 from tui.widgets.conversation import Conversation
 from tui.widgets.prompt import Prompt
 from tui.widgets.response import Response
+from tui.widgets.session_list import SessionList
 from tui.widgets.status_bar import StatusBar
 from tui_support import SESSIONS, FakeVault, Summary, drive, of, say, settle
 
 
-def new_app(runtime: ScriptedRuntime, vault: Any = None, **kw: Any) -> NightcapApp:
+def new_app(runtime: Runtime, vault: Any = None, **kw: Any) -> NightcapApp:
     return make_app(Nightcap.load(), runtime=runtime, vault=vault or FakeVault(), conditions=lambda: "on power",
                     **kw)
 
@@ -72,7 +75,8 @@ def test_error_brings_the_prompt_back_and_keeps_nothing() -> None:
     # The failed turn left no trace: the retry is sent without it, and only the retry is kept.
     assert [msg["content"] for msg in runtime.seen[1] if msg["role"] != "system"] == ["what is 2+2"]
     (done,) = of(posted, m.ResponseComplete)
-    assert done.reply == "fine now" and vault.writes() == [("append", done.episode.id)]  # type: ignore[union-attr]
+    assert done.episode is not None
+    assert done.reply == "fine now" and vault.writes() == [("append", done.episode.id)]
 
 
 class GatedRuntime:
@@ -83,7 +87,7 @@ class GatedRuntime:
     def __init__(self) -> None:
         self.gate = threading.Event()
 
-    def stream_chat(self, messages: list[dict[str, str]]) -> Iterator[str]:
+    def stream_chat(self, messages: list[Message], options: ReplyOptions | None = None) -> Iterator[str]:
         yield "Once upon"
         self.gate.wait(timeout=30)
         yield " a time"
@@ -93,7 +97,7 @@ class GatedRuntime:
 def test_escape_stops_the_reply_and_keeps_what_was_said() -> None:
     runtime = GatedRuntime()
     vault = FakeVault()
-    app = new_app(runtime, vault)  # type: ignore[arg-type]
+    app = new_app(runtime, vault)
 
     async def script(pilot: Pilot[None]) -> None:
         await pilot.press(*"tell me a story", "enter")
@@ -119,8 +123,8 @@ def test_correction_becomes_the_answer_to_learn() -> None:
         await say(pilot, "what is my dog called?")
         await pilot.press("ctrl+e")
         await pilot.pause()
-        editor = app.screen.query_one("#correction")
-        editor.text = "Your dog is called Biscuit."  # type: ignore[attr-defined]
+        editor = app.screen.query_one("#correction", TextArea)
+        editor.text = "Your dog is called Biscuit."
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert app.screen.query(Response).last().source == "Your dog is called Biscuit."
@@ -192,10 +196,10 @@ def test_switching_sessions_resumes_history_from_the_vault() -> None:
     app = new_app(runtime, vault)
 
     async def script(pilot: Pilot[None]) -> None:
-        sessions = app.screen.query_one("#sessions")
-        assert sessions.display and sessions.option_count == 2  # type: ignore[attr-defined]
+        sessions = app.screen.query_one("#sessions", SessionList)
+        assert sessions.display and sessions.option_count == 2
         sessions.focus()
-        sessions.highlighted = 1  # type: ignore[attr-defined]
+        sessions.highlighted = 1
         await pilot.press("enter")
         await settle(pilot)
         conversation = app.screen.query_one(Conversation)

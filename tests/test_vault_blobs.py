@@ -190,4 +190,5 @@ def test_what_a_checkpoint_read_is_known_without_decrypting_it(vault: Vault, mon
     monkeypatch.setattr(vault, "open_blob_or_discard", lambda name: (_ for _ in ()).throw(AssertionError(name)))
     assert checkpoint.gathered(vault) == {"e1": 4, "e2": 7}
     monkeypatch.undo()
-    assert checkpoint.load(vault, "fp").gathered == {"e1": 4, "e2": 7}  # type: ignore[union-attr]
+    restored = checkpoint.load(vault, "fp")
+    assert restored is not None and restored.gathered == {"e1": 4, "e2": 7}
