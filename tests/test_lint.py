@@ -1,8 +1,10 @@
-"""The code passes its linter (ruff, with the rules in pyproject.toml): no undefined or unused
-names, no import or syntax errors, none of bugbear's likely bugs."""
+"""The code passes its linter and its type checker, with the rules in pyproject.toml: ruff (no
+undefined or unused names, no import or syntax errors, none of bugbear's likely bugs) and mypy
+(the whole tree, every definition typed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -18,4 +20,12 @@ def test_ruff_finds_nothing() -> None:
     if not Path(ruff).exists():
         pytest.fail("ruff is not installed: pip install -e '.[test]' installs it")
     proc = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_finds_nothing() -> None:
+    if importlib.util.find_spec("mypy") is None:
+        pytest.fail("mypy is not installed: pip install -e '.[test]' installs it")
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
