@@ -10,9 +10,9 @@ Used by the quality gates (`sleep.gate`) and by `nightcap bench consolidation`:
 - drift: mean KL from the pre-sleep model's next-token distribution to the candidate's after a
   set of prompts (top-k support, which holds nearly all the mass of a peaked LM).
 
-Probe files are JSONL in the format of the shipped development set (`sleep/eval/`): facts
+Probe files are JSONL in the format of the benchmarks' development set (`bench/eval/`): facts
 `{"id", "teach": [...], "probes": [{"question", "answer", "distractors"}]}` and general
-`{"id", "prompt", "answer", "distractors"}`.
+`{"id", "prompt", "answer", "distractors"}` (also the format of the gates' `sleep/eval/gate-general.jsonl`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ DRIFT_TOP_K = 64
 
 
 def eval_path(name: str) -> Path:
-    """A file of `sleep/eval/`: the benchmark's facts.jsonl, general.jsonl and heldout.txt (facts-20.jsonl is
-    the earlier set), or the quality gates' own gate-general.jsonl and gate-text.txt, which the
-    benchmark never scores."""
+    """A file of `sleep/eval/`: the quality gates' own gate-general.jsonl and gate-text.txt, which the
+    benchmark never scores (its development set is in `bench/eval/`, read through `bench.data_path`)."""
     return Path(str(resources.files("sleep").joinpath("eval", name)))
 
 
@@ -47,7 +46,7 @@ def load_jsonl(path: Path) -> list[dict[str, Any]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         return [json.loads(ln) for ln in lines if ln.strip()]
     except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"cannot read {path} ({err}); give a JSONL file in the format of sleep/eval/") from err
+        raise UsageError(f"cannot read {path} ({err}); give a JSONL file in the format of bench/eval/") from err
 
 
 @dataclass

@@ -12,8 +12,9 @@ import pytest
 from scripted import ScriptedRuntime
 
 import assistant.app
-from sleep import bench_nights as BN
-from sleep import evalset as E
+from bench import data_path
+from bench import evalset as E
+from bench import nights as BN
 from sleep import probes as P
 
 ITEM = E.items([{"id": "x1", "night": 1, "category": "plain",
@@ -40,7 +41,7 @@ def test_a_second_pass_tells_the_item_with_fresh_values_everywhere() -> None:
 
 
 def test_the_schedule_leaves_out_secrets_and_cycles_the_set() -> None:
-    items = E.items(P.load_jsonl(P.eval_path("facts.jsonl")))
+    items = E.items(P.load_jsonl(data_path("facts.jsonl")))
     plan = BN.schedule(items, 30, 10)
     assert len(plan) == 30 and all(len(night) == 10 for night in plan)
     told = [it for night in plan for it in night]
@@ -85,7 +86,7 @@ def test_the_month_continues_after_the_last_finished_night(
         BN.run(out, None, 3, 4, 10, [], "", lambda m: None, night, score)
     state = BN.run(out, None, 3, 4, 10, [], "", lambda m: None, night, score)
     assert [r["night"] for r in state["rows"]] == [1, 2, 3]
-    plan = BN.schedule(E.items(P.load_jsonl(P.eval_path("facts.jsonl"))), 3, 4)
+    plan = BN.schedule(E.items(P.load_jsonl(data_path("facts.jsonl"))), 3, 4)
     told = [sum(len(c) for c in BN.conversations(plan, n)) for n in (1, 2, 3)]
     assert nights == told  # night 2 was taught once, before the cut, and slept after it
     assert state["rows"][2]["scored"] == 10 and state["rows"][0]["peak_rss_mb"] == 1234.0

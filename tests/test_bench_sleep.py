@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tiny_lm import ByteTokenizer, tiny_model
 
-import sleep.bench_sleep as bench
+import bench.training as bench
 from assistant.errors import UsageError
 from models.templates import template_for
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from sleep import bench_yield as BY
+from bench import yielding as BY
 from sleep.cycle import SleepInterrupted
 from sleep.progress import SleepProgress
 

@@ -111,7 +111,7 @@ def test_tokenizer_missing_file_is_a_model_error(tmp_path: Path) -> None:
 
 
 def test_llama3_rope_frequency_factors_are_applied(tmp_path: Path) -> None:
-    from models.gguf_export import export_gguf
+    from gguf_export import export_gguf
 
     vocab = tiny_vocab()
     model = tiny_model("llama", len(vocab.tokens))

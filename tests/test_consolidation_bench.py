@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from assistant.errors import UsageError
-from sleep import bench_consolidation as B
-from sleep import evalset as E
+from bench import consolidation as B
+from bench import data_path
+from bench import evalset as E
+from bench import recall as R
 from sleep import probes as P
-from sleep import recall as R
 
 
 def _item(i: int, night: int = 0, update_night: int = 0, category: str = "plain") -> dict[str, object]:
@@ -26,7 +27,7 @@ def _item(i: int, night: int = 0, update_night: int = 0, category: str = "plain"
 
 
 def test_the_shipped_set_splits_into_two_fixed_halves_by_id() -> None:
-    items = E.items(P.load_jsonl(P.eval_path("facts.jsonl")))
+    items = E.items(P.load_jsonl(data_path("facts.jsonl")))
     tune, check = E.select(items, "tune"), E.select(items, "check")
     assert len(tune) + len(check) == len(items) == 100 and 35 <= len(tune) <= 65
     # The split depends on the id alone: reordering or filtering the file never moves an item.
@@ -37,7 +38,7 @@ def test_the_shipped_set_splits_into_two_fixed_halves_by_id() -> None:
 
 
 def test_the_earlier_format_still_loads_with_defaults() -> None:
-    items = E.items(P.load_jsonl(P.eval_path("facts-20.jsonl")))
+    items = E.items(P.load_jsonl(data_path("facts-20.jsonl")))
     assert len(items) == 20 and all(it.category == "plain" and it.night == 0 for it in items)
     assert {p.kind for it in items for p in it.probes} == {"direct"}
     days = E.days(items, 3)

@@ -10,6 +10,7 @@ import pytest
 from tiny_model import make_tiny_gguf
 
 from assistant.config import SleepConfig
+from bench import data_path
 from sleep import probes as P
 from sleep.gate import quality_gates
 from sleep.report import SleepReport
@@ -22,19 +23,19 @@ def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_shipped_eval_files_load_in_the_probe_format() -> None:
-    facts = P.load_jsonl(P.eval_path("facts.jsonl"))
-    general = P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))
+    facts = P.load_jsonl(data_path("facts.jsonl"))
+    general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     assert len(facts) == 100 and all(f["teach"] and f["probes"] for f in facts)
     assert len(general) == 80 and all(g.distractors and not g.chat for g in general)
-    assert P.eval_path("heldout.txt").read_text(encoding="utf-8").count("\n\n") >= 2
+    assert data_path("heldout.txt").read_text(encoding="utf-8").count("\n\n") >= 2
 
 
 def test_what_the_gates_select_on_is_not_what_the_benchmark_scores() -> None:
     gate = {g.prompt for g in P.general_probes(P.load_jsonl(P.eval_path("gate-general.jsonl")))}
-    bench = {g.prompt for g in P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))}
+    bench = {g.prompt for g in P.general_probes(P.load_jsonl(data_path("general.jsonl")))}
     assert len(gate) == 30 and not gate & bench
     gate_text = P.eval_path("gate-text.txt").read_text(encoding="utf-8").split("\n\n")
-    bench_text = P.eval_path("heldout.txt").read_text(encoding="utf-8").split("\n\n")
+    bench_text = data_path("heldout.txt").read_text(encoding="utf-8").split("\n\n")
     assert not {t.strip() for t in gate_text} & {t.strip() for t in bench_text}
 
 

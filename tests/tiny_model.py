@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.gguf_export import BYTE, CONTROL, NORMAL, UNKNOWN, Vocab, export_gguf
+from gguf_export import BYTE, CONTROL, NORMAL, UNKNOWN, Vocab, export_gguf
 
 TINY_ARCHS = ("llama", "qwen2", "qwen3", "gemma3")
 

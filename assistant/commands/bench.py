@@ -1,5 +1,9 @@
 """`nightcap bench {chat,serve,sleep,consolidation,nights,forget,yield} [...]`: Nightcap's own benchmarks.
 
+The benchmarks live in the top-level package `bench` (shipped with the product, with their
+development set in `bench/eval/`); this dispatcher names each module by string and imports only
+the one asked for, so no product module imports `bench`.
+
 Each prints a table of figures measured against a baseline in the same run, then one JSON line.
 They are measurements, not tests: nothing here passes or fails on timing.
 """
@@ -11,13 +15,13 @@ import importlib
 from assistant.errors import UsageError
 
 BENCHES = {
-    "chat": ("models.bench_chat", "serving speed and start-up vs raw llama-cpp-python"),
-    "sleep": ("sleep.bench_sleep", "training tokens/s vs a naive peft loop; stage times; peak RSS"),
-    "consolidation": ("sleep.bench_consolidation", "recall and retention after sleep vs baselines"),
-    "serve": ("assistant.bench_serve", "the API's decode speed and time to first token vs raw llama-cpp-python"),
-    "nights": ("sleep.bench_nights", "a month of nights on one home: recall, retention, time, memory, disk"),
-    "forget": ("sleep.bench_forget", "unlearning consolidated facts: the forgotten, the kept, general MC"),
-    "yield": ("sleep.bench_yield", "how long a night takes to give the machine back, from random points of it"),
+    "chat": ("bench.chat", "serving speed and start-up vs raw llama-cpp-python"),
+    "sleep": ("bench.training", "training tokens/s vs a naive peft loop; stage times; peak RSS"),
+    "consolidation": ("bench.consolidation", "recall and retention after sleep vs baselines"),
+    "serve": ("bench.serve", "the API's decode speed and time to first token vs raw llama-cpp-python"),
+    "nights": ("bench.nights", "a month of nights on one home: recall, retention, time, memory, disk"),
+    "forget": ("bench.forget", "unlearning consolidated facts: the forgotten, the kept, general MC"),
+    "yield": ("bench.yielding", "how long a night takes to give the machine back, from random points of it"),
 }
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from assistant.commands._common import parser, print_json
-from sleep import evalset as E
+from bench import data_path
+from bench import evalset as E
 from sleep import probes as P
 
 STATE = "state.json"
@@ -122,13 +123,13 @@ def run(d: Path, model: Path | None, nights: int, per_night: int, n_score: int, 
         score_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Continue the month in `d` up to `nights`; returns the state. `night_fn(app)` runs one
     sleep (default: `sleep.cycle.run_cycle`), `score_fn` scores a model (default:
-    `bench_consolidation.score`): seams for the bench's own tests."""
-    from sleep import bench_consolidation as BC
+    `bench.consolidation.score`): seams for the bench's own tests."""
+    from bench import consolidation as BC
 
     d.mkdir(parents=True, exist_ok=True)
     state = load_state(d)
     home = d / "home"
-    plan = schedule(E.items(P.load_jsonl(Path(state.get("facts") or P.eval_path("facts.jsonl")))), nights, per_night)
+    plan = schedule(E.items(P.load_jsonl(Path(state.get("facts") or data_path("facts.jsonl")))), nights, per_night)
     from assistant.app import Nightcap
 
     if not home.exists():
@@ -210,8 +211,8 @@ def main(argv: list[str]) -> int:
     opts = p.parse_args(argv)
     if opts.nights < 1 or opts.per_night < 1:
         p.error("--nights and --per-night must be at least 1")
-    general = P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))
-    text = P.eval_path("heldout.txt").read_text(encoding="utf-8")
+    general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
+    text = data_path("heldout.txt").read_text(encoding="utf-8")
     state = run(opts.dir, opts.model, opts.nights, opts.per_night, opts.score_probes, general, text,
                 (lambda m: None) if opts.json else (lambda m: print(m, flush=True)))
     if not opts.json:

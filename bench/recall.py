@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sleep.evalset import EvalProbe
+from bench.evalset import EvalProbe
 
 if TYPE_CHECKING:
     from models.scoring import Scorer

@@ -4,7 +4,7 @@ For each row, in a fresh temporary home whose generation 0 is the model under te
 simulated by sending the day's messages through real `Session`s into the vault (one
 conversation per item, chat replies sampled with the row's seed), the real sleep cycle
 (`sleep.cycle.run_cycle`) runs after each day, and the model it leaves serving is scored in
-llama.cpp (`sleep.recall`): multiple choice and generation per probe, reported by probe kind,
+llama.cpp (`bench.recall`): multiple choice and generation per probe, reported by probe kind,
 category and tune/check split with 95% intervals; secret probes apart (leakage); bleed; general
 multiple choice and perplexity on text the quality gates never see.
 
@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from assistant.commands._common import parser, print_json
-from sleep import evalset as E
+from bench import data_path
+from bench import evalset as E
+from bench import recall as R
 from sleep import probes as P
-from sleep import recall as R
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "-replay": {"replay": False},
@@ -57,7 +58,7 @@ TARGETS = {"fact_mc": 0.90, "fact_gen": 0.80, "check_mc": 0.85, "check_gen": 0.7
 
 @dataclasses.dataclass
 class Run:
-    """One row on one seed: the summary of `sleep.recall` and the retention figures."""
+    """One row on one seed: the summary of `bench.recall` and the retention figures."""
 
     seed: int
     recall: dict[str, Any]
@@ -264,9 +265,9 @@ def print_tables(fig: dict[str, Any]) -> None:
 
 def main(argv: list[str]) -> int:
     p = parser("bench consolidation", "Recall of taught facts and retention of general knowledge after sleep.")
-    p.add_argument("--facts", type=Path, default=P.eval_path("facts.jsonl"), help="facts JSONL (teach + probes)")
-    p.add_argument("--general", type=Path, default=P.eval_path("general.jsonl"), help="general-knowledge JSONL")
-    p.add_argument("--text", type=Path, default=P.eval_path("heldout.txt"), help="held-out text for perplexity")
+    p.add_argument("--facts", type=Path, default=data_path("facts.jsonl"), help="facts JSONL (teach + probes)")
+    p.add_argument("--general", type=Path, default=data_path("general.jsonl"), help="general-knowledge JSONL")
+    p.add_argument("--text", type=Path, default=data_path("heldout.txt"), help="held-out text for perplexity")
     p.add_argument("--model", type=Path, help="GGUF to start from (default: the current generation)")
     p.add_argument("--nights", type=int, default=1, help="nights to sleep (the items' own `night` fields when "
                                                           "it matches them, else an even split)")

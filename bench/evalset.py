@@ -1,6 +1,6 @@
 """The consolidation benchmark's facts: items, their fixed tune/check split, and the days they are told.
 
-An item (one line of `sleep/eval/facts.jsonl`) is something the user says in chat and the probes
+An item (one line of `bench/eval/facts.jsonl`) is something the user says in chat and the probes
 that ask about it later. The current set has `night` (the day it is told), `category`, an
 optional `update` told on a later day, and a `kind` per probe; the earlier set has none of
 these and still loads: its items get category "plain", probes kind "direct", and nights split

@@ -125,7 +125,7 @@ def stopped_night(app: Any, night_fn: NightFn, at: float) -> tuple[float, float,
 def fresh_home(root: Path, model: Path) -> Any:
     """A throwaway home serving `model`, with the bench day's exchanges pending."""
     from assistant.app import Nightcap
-    from sleep.bench_sleep import NIGHT_PASSPHRASE, bench_episodes
+    from bench.training import NIGHT_PASSPHRASE, bench_episodes
 
     root.mkdir(parents=True)
     (root / "config.toml").write_text('[vault]\nkeyring = "off"\n', encoding="utf-8")

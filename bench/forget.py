@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
-from sleep import evalset as E
+from bench import data_path
+from bench import evalset as E
+from bench import recall as R
+from bench.consolidation import make_home, teach
 from sleep import probes as P
-from sleep import recall as R
-from sleep.bench_consolidation import make_home, teach
 
 TARGETS = {"forgotten_above_pre": 0.10, "kept_drop": 0.05, "general_ratio": 0.98, "forget_minutes": 3.0}
 
@@ -55,7 +56,7 @@ def mc(gguf: Path, groups: Mapping[str, Sequence[E.EvalProbe]], general: list[P.
 
 def chosen_items(n: int, k: int, relearn: int) -> tuple[list[E.Item], list[E.Item], list[E.Item]]:
     """(forget, keep, relearn) items: plain and chatty development items in file order."""
-    pool = [it for it in E.items(P.load_jsonl(P.eval_path("facts.jsonl")))
+    pool = [it for it in E.items(P.load_jsonl(data_path("facts.jsonl")))
             if it.category in ("plain", "chatty") and not it.update]
     told, rest = pool[:n], pool[n:]
     return told[:k], told[k:], rest[:relearn]
@@ -68,7 +69,7 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
     gone, kept, later = chosen_items(n, k, relearn)
     groups = {"forgotten": [p for it in gone for p in it.probes if p.kind != "secret"],
               "kept": [p for it in kept for p in it.probes if p.kind != "secret"]}
-    general = P.general_probes(P.load_jsonl(P.eval_path("general.jsonl")))
+    general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     tmp = Path(tempfile.mkdtemp(prefix="nightcap-bench-forget-"))
     try:
         app = make_home(tmp / "home", model, seed)
