@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from assistant.errors import ModelError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+    from models.templates import ChatTemplate
 
 
 @dataclass
 class Tokenizer:
     """Encode/decode with the vocabulary of one GGUF file."""
 
-    _llama: Any
+    _llama: "Llama"
     bos_id: int
     eos_id: int
     n_vocab: int
@@ -52,3 +57,10 @@ class Tokenizer:
         """Text of `ids`; `special=True` also renders control tokens. Broken UTF-8 at the
         edges (a multi-byte character split across a cut) is replaced, not raised."""
         return self._llama.detokenize(list(ids), special=special).decode("utf-8", errors="replace")
+
+    def chat_template(self) -> "ChatTemplate":
+        """The chat template of the same GGUF (its own, or the built-in one of its architecture):
+        what serving renders a conversation with, so training renders it the same way."""
+        from models.runtime import template_of
+
+        return template_of(self._llama)

@@ -1,286 +1,358 @@
-"""What one night learns and how: the data and model work behind the cycle's steps.
+"""What one night learns and how: the data and model work behind the cycle's stages.
 
-`Plan` holds the night's state (the torch copy of the model, the tokenizer, the examples) so
-that `sleep.cycle.run_cycle` can stay a plain list of steps. Each method is one step; heavy
-imports (torch, transformers, peft) happen here, only when a night has work to do.
+Each stage is a function that takes what it needs and returns what the next stage needs;
+`sleep.cycle.run_cycle` chains them (in the order of `sleep.cycle.STAGES`) and `sleep.forget`
+reuses them. Two records live across stages: `Learner`, the serving generation as a trainable
+torch model with the tokenizer and chat template that turn text into its tokens, and `Lessons`,
+what the night trains on and what it is judged by. `Writer` is the pre-sleep model in
+llama.cpp, which writes dreams and replay samples. Heavy imports (torch, transformers, peft)
+happen here, only when a night has work to do.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, cast
 
 from assistant.episode import with_system
 from sleep.progress import SleepProgress
 from sleep.report import GateResult, SleepReport
 
 if TYPE_CHECKING:
-    from assistant.app import Nightcap
+    import torch
+    from llama_cpp import Llama
+    from llama_cpp.llama_types import CreateCompletionStreamResponse
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    from assistant.config import SleepConfig
     from assistant.episode import Episode
-    from models.bridge import LoadedModel
+    from assistant.vault import Vault
+    from models.master import Master
     from models.store import Generation
+    from models.templates import ChatTemplate
+    from models.tokenizer import Tokenizer
+    from sleep.dataset import Example
+    from sleep.dreams import Dream, DreamSet
+    from sleep.loss import LossTerm
     from sleep.probes import Probe
-    from sleep.train import TrainResult, TrainState
+    from sleep.train import TrainArgs, TrainResult, TrainState
 
 
-class Plan:
-    """One night's consolidation of `episodes` into generation `gen`."""
+@dataclass(frozen=True)
+class Learner:
+    """The serving generation as a trainable torch model, with llama.cpp's tokenizer and the
+    chat template of the same file: the tokens a night trains on are those serving sees."""
 
-    def __init__(self, app: "Nightcap", gen: "Generation", episodes: list["Episode"],
-                 report: SleepReport, progress: SleepProgress) -> None:
-        from sleep.train import TrainArgs
+    model: "PreTrainedModel"
+    tokenizer: "Tokenizer"
+    template: "ChatTemplate"
 
-        self.app, self.gen, self.episodes = app, gen, episodes
-        self.report, self.progress = report, progress
-        self.cfg = app.config.sleep
-        self.system_prompt = app.config.chat.system_prompt
-        self.args = TrainArgs.from_config(self.cfg)
-        self.model: Any = None
-        self.examples: list[Any] = []
-        self.extra_losses: list[Any] = []
-        self.weights: dict[str, float] = {}
-        self.heldout: list["Probe"] = []
-        self.loaded: "LoadedModel | None" = None
-        self._writer: Any = None
-        self.master: Any = None
-        self.touched: list[str] = []
-        self._check_settings()
 
-    def _check_settings(self) -> None:
-        """Settings only the night's last steps read, checked before it spends time training."""
-        from models.quantize import touched_ggml_type
-        from sleep.train import learning_rate
+@dataclass(frozen=True)
+class Lessons:
+    """What the night trains on (`examples`) and the held-out probes its recall gate asks
+    (made from the same statements, never trained on)."""
 
-        if self.cfg.gates not in ("full", "health"):
-            from assistant.errors import ConfigError
+    examples: list["Example"]
+    heldout: list["Probe"]
 
-            raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {self.cfg.gates!r}; fix config.toml")
-        file_type(self.cfg.file_type, self.gen.manifest.get("file_type"))
-        touched_ggml_type(self.cfg.touched_type)
-        learning_rate(self.args, 0)
 
-    # 2 load ----------------------------------------------------------------------------------
-    def load(self) -> None:
-        from models.bridge import load_torch_model
-        from models.runtime import template_of
-        from models.tokenizer import Tokenizer
-        from sleep.train import slim_for_training
+class Writer:
+    """The pre-sleep model in llama.cpp, writing dreams and replay samples. Opened on first use
+    (a night without dreams or replay never loads it); `close` frees it before training."""
 
-        self.tokenizer = Tokenizer.from_gguf(self.gen.gguf)
-        self.template = template_of(self.tokenizer._llama)
-        loaded = self.loaded = load_torch_model(self.gen.gguf)
-        self.model = loaded.model
-        slim_for_training(self.model, self.args)
+    def __init__(self, gguf: Path, seed: int) -> None:
+        self.gguf, self.seed = gguf, seed
+        self._llama: "Llama | None" = None
 
-    def writer(self) -> Any:
-        """The pre-sleep model in llama.cpp, for dreams and replay samples (opened on first use)."""
-        if self._writer is None:
+    def _model(self) -> "Llama":
+        """The llama.cpp model, loaded the first time a night asks it to write."""
+        if self._llama is None:
             from models.runtime import load_llama
 
-            self._writer = load_llama(self.gen.gguf, n_ctx=1024, seed=self.cfg.seed)
-        return self._writer
+            self._llama = load_llama(self.gguf, n_ctx=1024, seed=self.seed)
+        return self._llama
 
     def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None,
                  sample_seed: int | None = None) -> str:
-        """Greedy completion by the pre-sleep model; with `sample_seed`, a sampled one instead,
+        """Greedy completion of `prompt`; with `sample_seed`, a sampled one instead,
         reproducible from the night's seed and `sample_seed`."""
-        sampling: dict[str, float] = {"temperature": 0.0} if sample_seed is None else {
-            "temperature": 0.8, "top_p": 0.95, "seed": self.cfg.seed * 1000 + sample_seed}
         from assistant.stoppoints import stop_point
 
+        greedy = sample_seed is None
+        seed = None if sample_seed is None else self.seed * 1000 + sample_seed
         pieces = []
         # Streamed, with a stop point after every token: a night yields mid-completion.
-        for chunk in self.writer().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1,
-                                                     stop=stop or [], stream=True, **sampling):
+        chunks = self._model().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1, stop=stop or [],
+                                                 stream=True, temperature=0.0 if greedy else 0.8, top_p=0.95,
+                                                 seed=seed)
+        for chunk in cast("Iterator[CreateCompletionStreamResponse]", chunks):  # stream=True: chunk by chunk
             stop_point()
             pieces.append(str(chunk["choices"][0]["text"]))
         return "".join(pieces)
 
-    def close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    # 3 weigh ---------------------------------------------------------------------------------
-    def weigh(self) -> None:
-        """Importance from the flags set at log time (remember, correction, feedback), scaled by
-        surprise under the pre-sleep model when `sleep.surprise` is on."""
-        from sleep.surprise import user_nll, weigh
-
-        nll = user_nll(self.model, self.episodes, self.tokenizer) if self.cfg.surprise else {}
-        self.importance = weigh(self.episodes, nll, self.cfg.correction_boost)
-        self.weights = self.importance.weights
-
-    # 4 dream ---------------------------------------------------------------------------------
-    def dream(self) -> None:
-        """Examples of the night: each episode as logged, except that a stated fact (not a
-        question) is learned through its augmentations and verified dreams instead of the
-        reply the model happened to give; held-out probes are kept for the recall gate."""
-        import dataclasses
-
-        from sleep.dataset import KIND_DREAM, KIND_EPISODE, build_examples, example_from_messages
-        from sleep.dreams import dream
-        from sleep.probes import Probe
-        from sleep.secrets import holds_secret
-
-        writer = (lambda prompt: self.complete(prompt, 96, ["\n\n", "Statement:"])) if self.cfg.dreams else None
-        dreams = dream(self.episodes, writer, augmentations=self.cfg.augment)
-        self.heldout = []
-        counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
-        examples = []
-        for ep in self.episodes:
-            weight = self.weights.get(ep.id, ep.importance)
-            mine = dreams.dreams.get(ep.id, [])
-            trained = [d for d in mine if not d.heldout]
-            self.heldout += [Probe(d.question, d.answer) for d in mine if d.heldout]
-            if holds_secret(ep):
-                # Secrets never become training text (sleep.secrets): the exchange itself is not
-                # trained on; its dreams were made from its other sentences only.
-                counts["secret_episodes"] += 1
-            elif not trained or _is_question(ep.user_text) or ep.correction is not None:
-                for ex in build_examples([dataclasses.replace(ep, importance=weight)], self.template, self.tokenizer,
-                                         self.system_prompt, self.cfg.max_seq_len):
-                    examples.append(ex)
-                    counts[KIND_EPISODE] += 1
-            for d in trained:
-                messages = with_system(self.system_prompt, [{"role": "user", "content": d.question},
-                                                            {"role": "assistant", "content": d.answer}])
-                learned = example_from_messages(
-                    messages, self.template, self.tokenizer, max_seq_len=self.cfg.max_seq_len,
-                    weight=weight * self.cfg.dream_weight, kind=KIND_DREAM, source=ep.id, lead=d.lead,
-                    lead_weight=self.cfg.lead_weight)
-                if learned is not None:
-                    examples.append(learned)
-                    counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
-        self.examples = examples
-        # Settled here, before the cycle fingerprints the night for its checkpoint.
-        self.args.steps = steps_for(self.cfg, len(self.examples), self.args.batch_size)
-        self.report.examples.update(counts)
-        self.report.examples.update({"heldout_probes": len(self.heldout), "dreams_written": dreams.written,
-                                     "dreams_accepted": dreams.accepted, "ambiguous_dropped": dreams.ambiguous})
-        for reason, n in dreams.rejected.items():
-            self.report.examples[f"dreams_rejected_{reason}"] = n
-
-    # replay ----------------------------------------------------------------------------------
-    def replay(self, keep_rehearsal: Callable[[str], bool] | None = None) -> None:
-        """Foundational replay (KL to the frozen model on self-written samples) and EWC.
-        `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold
-        what it forgets)."""
-        from sleep.replay import KLReplay, rehearsal_texts, replay_examples, replay_texts, sample_count
-
-        try:
-            if not (self.cfg.replay or self.cfg.ewc):
-                return
-            n = sample_count(len(self.episodes), self.cfg.replay_samples)
-            render = lambda q: self.template.render(  # noqa: E731 - a one-line adapter
-                with_system(self.system_prompt, [{"role": "user", "content": q}]), add_generation_prompt=True)
-            pairs = replay_texts(lambda p, k: self.complete(p, k), render if self.cfg.replay_chat else None, n,
-                                 self.cfg.replay_tokens, self.cfg.replay_corpus)
-            samples = replay_examples(pairs, self.tokenizer, self.cfg.max_seq_len)
-            self.report.examples["replay"] = len(samples)
-            if self.cfg.replay and samples:
-                self.extra_losses.append(KLReplay(samples, self.cfg.kl_weight, self.cfg.kl_per_step,
-                                                   top_k=self.cfg.kl_top_k))
-            if self.cfg.ewc and samples:
-                self.extra_losses.append(self._ewc(samples))
-            if self.cfg.rehearse and self.gen.manifest.get("source") in ("sleep", "forget"):
-                # Only a slept model has memories of its user to rehearse.
-                sample = lambda p, k, i: self.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
-                texts = rehearsal_texts(sample, render, self.cfg.rehearse_samples, self.cfg.rehearse_tokens)
-                texts = [(p, t) for p, t in texts if keep_rehearsal is None or keep_rehearsal(t)]
-                memories = replay_examples(texts, self.tokenizer, self.cfg.max_seq_len)
-                self.report.examples["rehearsal"] = len(memories)
-                if memories:
-                    self.extra_losses.append(KLReplay(memories, self.cfg.kl_weight, self.cfg.kl_per_step, "rehearsal",
-                                                       top_k=self.cfg.kl_top_k))
-        finally:
-            self.close_writer()
-
-    def _ewc(self, samples: list[Any]) -> Any:
-        from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
-
-        sha = self.gen.manifest.get("sha256") or self.gen.name
-        fisher = load_sealed(self.app.vault(), sha)
-        if fisher is None:
-            fisher = estimate_fisher(self.model, samples, self.args.lora_targets)
-            seal(self.app.vault(), sha, fisher)
-        return EWCPenalty(fisher, self.cfg.ewc_weight)
-
-    def fingerprint(self) -> str:
-        from sleep.train import fingerprint
-
-        return fingerprint(self.args, self.examples)
-
-    # 5 train ---------------------------------------------------------------------------------
-    def train(self, stop: Callable[[], bool], resume: "TrainState | None") -> "TrainResult":
-        from sleep.train import StepInfo, train_lora
-
-        if not self.examples:
-            from assistant.errors import SleepError
-
-            raise SleepError("no episode had a reply to learn from; nothing to consolidate")
-        if resume is not None:
-            self.report.resumed_from_step = resume.step
-
-        def on_step(info: StepInfo) -> None:
-            self.report.train_tokens += info.tokens
-            for name, value in info.extras.items():
-                self.report.loss_terms.setdefault(name, []).append(round(value, 5))
-            self.progress.step(info.step, info.steps, info.loss)
-
-        result = train_lora(self.model, self.examples, self.args, on_step=on_step, should_stop=stop,
-                            resume=resume, extra_losses=self.extra_losses)
-        self.report.steps, self.report.device = result.steps, result.device
-        self.report.losses = [round(x, 5) for x in result.losses]
-        return result
-
-    # 6 merge ---------------------------------------------------------------------------------
-    def merge(self, result: "TrainResult", dst: Path) -> Path:
-        from models.writeback import write_merged_gguf
-
-        if self.cfg.weight_master:
-            # Into the sealed F16 master, so quantization error never compounds (sleep.weights);
-            # it is kept only if the candidate is promoted (`sleep.cycle`).
-            from sleep.weights import load_master, merge_night
-
-            self.master = merge_night(load_master(self.app.vault(), self.gen.manifest.get("sha256")), result.model)
-            replacements = self.master.replacements()
-        else:
-            from sleep.merge import merged_weights
-
-            replacements = merged_weights(result.model)
-        # The torch copy is no longer needed: free it (the loss terms hold references to its
-        # layers too) before the write-back and llama.cpp's loads.
-        self.model = self.loaded = result.model = None
-        self.extra_losses = []
-        gc.collect()
-        release_freed_memory()
-        self.touched = write_merged_gguf(self.gen.gguf, replacements, dst)
-        return dst
-
-    # 7 quantize ------------------------------------------------------------------------------
-    def quantize(self, merged: Path, dst: Path) -> Path:
-        from models.quantize import keep_touched_at, requantize
-
-        ftype = file_type(self.cfg.file_type, self.gen.manifest.get("file_type"))
-        requantize(merged, dst, ftype, overrides=keep_touched_at(self.cfg.touched_type, ftype, self.touched))
-        merged.unlink(missing_ok=True)
-        return dst
-
-    # 8 gate ----------------------------------------------------------------------------------
-    def gate(self, candidate: Path) -> list[GateResult]:
-        from sleep.gate import health_gate, quality_gates
-
-        results = health_gate(candidate, self.system_prompt)
-        if self.cfg.gates == "health" or not all(r.passed for r in results):
-            return results
-        return results + quality_gates(candidate, self.gen.gguf, self.gen.manifest.get("sha256") or self.gen.name,
-                                       self.heldout, self.cfg, self.system_prompt, self.app.home.root / "cache")
+    def close(self) -> None:
+        """Free the llama.cpp model (it is loaded again if asked to write after this)."""
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
 
 
-def steps_for(cfg: Any, n_examples: int, batch_size: int) -> int:
+def train_args(cfg: "SleepConfig", gen: "Generation") -> "TrainArgs":
+    """The night's training settings from `cfg`, once the settings only the night's last stages
+    read are checked too: a bad one fails before the night spends time training."""
+    from models.quantize import touched_ggml_type
+    from sleep.train import TrainArgs, learning_rate
+
+    args = TrainArgs.from_config(cfg)
+    if cfg.gates not in ("full", "health"):
+        from assistant.errors import ConfigError
+
+        raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {cfg.gates!r}; fix config.toml")
+    file_type(cfg.file_type, gen.manifest.get("file_type"))
+    touched_ggml_type(cfg.touched_type)
+    learning_rate(args, 0)
+    return args
+
+
+def load(gguf: Path, args: "TrainArgs") -> Learner:
+    """The generation in `gguf` as a trainable torch model, with its tokenizer and template."""
+    from models.bridge import load_torch_model
+    from models.tokenizer import Tokenizer
+    from sleep.train import slim_for_training
+
+    tokenizer = Tokenizer.from_gguf(gguf)
+    template = tokenizer.chat_template()
+    model = load_torch_model(gguf).model
+    slim_for_training(model, args)
+    return Learner(model, tokenizer, template)
+
+
+def weigh(learner: Learner, episodes: list["Episode"], cfg: "SleepConfig") -> dict[str, float]:
+    """Each episode's importance (its training weight, by episode id): the flags set at log time
+    (remember, correction, feedback), scaled by surprise under the pre-sleep model when
+    `sleep.surprise` is on."""
+    from sleep.surprise import user_nll, weigh as importance_of
+
+    nll = user_nll(learner.model, episodes, learner.tokenizer) if cfg.surprise else {}
+    return importance_of(episodes, nll, cfg.correction_boost).weights
+
+
+def dream(learner: Learner, episodes: list["Episode"], importance: Mapping[str, float], writer: Writer,
+          cfg: "SleepConfig", system_prompt: str, report: SleepReport) -> Lessons:
+    """The night's examples: each episode as logged, except that a stated fact (not a question)
+    is learned through its augmentations and verified dreams instead of the reply the model
+    happened to give; held-out probes are kept for the recall gate."""
+    from sleep.dataset import KIND_DREAM, KIND_EPISODE
+    from sleep.dreams import dream as dreams_of
+    from sleep.probes import Probe
+    from sleep.secrets import holds_secret
+
+    complete = (lambda prompt: writer.complete(prompt, 96, ["\n\n", "Statement:"])) if cfg.dreams else None
+    dreams = dreams_of(episodes, complete, augmentations=cfg.augment)
+    heldout: list[Probe] = []
+    counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
+    examples: list[Example] = []
+    for ep in episodes:
+        weight = importance.get(ep.id, ep.importance)
+        mine = dreams.dreams.get(ep.id, [])
+        trained = [d for d in mine if not d.heldout]
+        heldout += [Probe(d.question, d.answer) for d in mine if d.heldout]
+        if holds_secret(ep):
+            # Secrets never become training text (sleep.secrets): the exchange itself is not
+            # trained on; its dreams were made from its other sentences only.
+            counts["secret_episodes"] += 1
+        elif not trained or _is_question(ep.user_text) or ep.correction is not None:
+            logged = _episode_examples(learner, ep, weight, cfg, system_prompt)
+            examples += logged
+            counts[KIND_EPISODE] += len(logged)
+        for d in trained:
+            learned = _dream_example(learner, d, ep.id, weight, cfg, system_prompt)
+            if learned is not None:
+                examples.append(learned)
+                counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
+    _report_dreams(report, counts, len(heldout), dreams)
+    return Lessons(examples, heldout)
+
+
+def _episode_examples(learner: Learner, ep: "Episode", weight: float, cfg: "SleepConfig",
+                      system_prompt: str) -> list["Example"]:
+    """The episode as logged (its correction replacing the reply), at the night's weight for it."""
+    from sleep.dataset import build_examples
+
+    return build_examples([replace(ep, importance=weight)], learner.template, learner.tokenizer,
+                          system_prompt, cfg.max_seq_len)
+
+
+def _dream_example(learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig",
+                   system_prompt: str) -> "Example | None":
+    """One dream as a question and its answer, weighted by `sleep.dream_weight` on top of the
+    episode's importance; the answer's lead weighs `sleep.lead_weight`."""
+    from sleep.dataset import KIND_DREAM, example_from_messages
+
+    messages = with_system(system_prompt, [{"role": "user", "content": d.question},
+                                           {"role": "assistant", "content": d.answer}])
+    return example_from_messages(messages, learner.template, learner.tokenizer, max_seq_len=cfg.max_seq_len,
+                                 weight=weight * cfg.dream_weight, kind=KIND_DREAM, source=source, lead=d.lead,
+                                 lead_weight=cfg.lead_weight)
+
+
+def _report_dreams(report: SleepReport, counts: dict[str, int], heldout: int, dreams: "DreamSet") -> None:
+    """How many examples of each kind the night made, and what became of its dreams (no content)."""
+    report.examples.update(counts)
+    report.examples.update({"heldout_probes": heldout, "dreams_written": dreams.written,
+                            "dreams_accepted": dreams.accepted, "ambiguous_dropped": dreams.ambiguous})
+    for reason, n in dreams.rejected.items():
+        report.examples[f"dreams_rejected_{reason}"] = n
+
+
+def replay(learner: Learner, writer: Writer, *, n_episodes: int, gen: "Generation", vault: "Vault",
+           args: "TrainArgs", cfg: "SleepConfig", system_prompt: str, report: SleepReport,
+           keep_rehearsal: Callable[[str], bool] | None = None) -> list["LossTerm"]:
+    """The loss terms that protect what the model knows: foundational replay (KL to the frozen
+    model on self-written samples), EWC, and rehearsal of a slept model's memories of its user.
+    `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold what it
+    forgets)."""
+    from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
+
+    terms: list[LossTerm] = []
+    if not (cfg.replay or cfg.ewc):
+        return terms
+    n = sample_count(n_episodes, cfg.replay_samples)
+    render = _chat_prompt(learner.template, system_prompt)
+    pairs = replay_texts(lambda p, k: writer.complete(p, k), render if cfg.replay_chat else None, n,
+                         cfg.replay_tokens, cfg.replay_corpus)
+    samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
+    report.examples["replay"] = len(samples)
+    if cfg.replay and samples:
+        terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k))
+    if cfg.ewc and samples:
+        terms.append(_ewc(learner.model, samples, gen, vault, args, cfg))
+    if cfg.rehearse and gen.manifest.get("source") in ("sleep", "forget"):
+        # Only a slept model has memories of its user to rehearse.
+        terms += _rehearsal(learner, writer, render, cfg, report, keep_rehearsal)
+    return terms
+
+
+def _chat_prompt(template: "ChatTemplate", system_prompt: str) -> Callable[[str], str]:
+    """Renders a question as serving would prompt the model with it."""
+    return lambda q: template.render(with_system(system_prompt, [{"role": "user", "content": q}]),
+                                     add_generation_prompt=True)
+
+
+def _rehearsal(learner: Learner, writer: Writer, render: Callable[[str], str], cfg: "SleepConfig",
+               report: SleepReport, keep: Callable[[str], bool] | None) -> list["LossTerm"]:
+    """KL to the frozen model on its own sampled answers about its user: what earlier nights
+    taught it comes back in them, and is kept in place."""
+    from sleep.replay import KLReplay, rehearsal_texts, replay_examples
+
+    sample = lambda p, k, i: writer.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
+    texts = rehearsal_texts(sample, render, cfg.rehearse_samples, cfg.rehearse_tokens)
+    texts = [(p, t) for p, t in texts if keep is None or keep(t)]
+    memories = replay_examples(texts, learner.tokenizer, cfg.max_seq_len)
+    report.examples["rehearsal"] = len(memories)
+    if not memories:
+        return []
+    return [KLReplay(memories, cfg.kl_weight, cfg.kl_per_step, "rehearsal", top_k=cfg.kl_top_k)]
+
+
+def _ewc(model: "PreTrainedModel", samples: Sequence["Example"], gen: "Generation", vault: "Vault",
+         args: "TrainArgs", cfg: "SleepConfig") -> "LossTerm":
+    """EWC against the generation's Fisher, estimated once per generation and sealed in the vault."""
+    from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
+
+    sha = gen.manifest.get("sha256") or gen.name
+    fisher = load_sealed(vault, sha)
+    if fisher is None:
+        fisher = estimate_fisher(model, samples, args.lora_targets)
+        seal(vault, sha, fisher)
+    return EWCPenalty(fisher, cfg.ewc_weight)
+
+
+def train(model: "PreTrainedModel", examples: list["Example"], extra_losses: Sequence["LossTerm"],
+          args: "TrainArgs", *, stop: Callable[[], bool], resume: "TrainState | None", report: SleepReport,
+          progress: SleepProgress) -> "TrainResult":
+    """LoRA on the examples plus the extra loss terms, from `resume` when given; the report
+    follows every step (tokens, loss terms) and `progress` shows it."""
+    from sleep.train import StepInfo, train_lora
+
+    if not examples:
+        from assistant.errors import SleepError
+
+        raise SleepError("no episode had a reply to learn from; nothing to consolidate")
+    if resume is not None:
+        report.resumed_from_step = resume.step
+
+    def on_step(info: StepInfo) -> None:
+        report.train_tokens += info.tokens
+        for name, value in info.extras.items():
+            report.loss_terms.setdefault(name, []).append(round(value, 5))
+        progress.step(info.step, info.steps, info.loss)
+
+    result = train_lora(model, examples, args, on_step=on_step, should_stop=stop, resume=resume,
+                        extra_losses=extra_losses)
+    report.steps, report.device = result.steps, result.device
+    report.losses = [round(x, 5) for x in result.losses]
+    return result
+
+
+def merge(model: "PeftModel", gen: "Generation", vault: "Vault",
+          cfg: "SleepConfig") -> tuple[Mapping[str, "torch.Tensor"], "Master | None"]:
+    """The new weights (W' = W + scale·B·A) of every tensor the adapter touched, and the weight
+    master they come from. With `sleep.weight_master` they are merged into the sealed F16
+    master, so quantization error never compounds (sleep.weights); the caller keeps it only if
+    the candidate is promoted (`sleep.cycle.promote`). Without, into the served weights."""
+    if cfg.weight_master:
+        from sleep.weights import load_master, merge_night
+
+        master = merge_night(load_master(vault, gen.manifest.get("sha256")), model)
+        return master.replacements(), master
+    from sleep.merge import merged_weights
+
+    return merged_weights(model), None
+
+
+def write_back(src: Path, replacements: Mapping[str, "torch.Tensor"], dst: Path) -> list[str]:
+    """Write `src` with `replacements` under its own tensor names to `dst`; returns the names of
+    the tensors written. Call it once nothing holds the torch copy of the model: the memory it
+    freed goes back to the OS first, before the write-back and llama.cpp's loads."""
+    from models.writeback import write_merged_gguf
+
+    gc.collect()
+    release_freed_memory()
+    return write_merged_gguf(src, replacements, dst)
+
+
+def quantize(merged: Path, dst: Path, touched: list[str], gen: "Generation", cfg: "SleepConfig") -> Path:
+    """`merged` quantized to the serving generation's file type (`sleep.file_type`) into `dst`,
+    except that the `touched` tensors stay at `sleep.touched_type`: 4-bit rounding would erase
+    most of what one night learns. `merged` is removed."""
+    from models.quantize import keep_touched_at, requantize
+
+    ftype = file_type(cfg.file_type, gen.manifest.get("file_type"))
+    requantize(merged, dst, ftype, overrides=keep_touched_at(cfg.touched_type, ftype, touched))
+    merged.unlink(missing_ok=True)
+    return dst
+
+
+def gate(candidate: Path, gen: "Generation", heldout: list["Probe"], cfg: "SleepConfig", system_prompt: str,
+         cache_dir: Path) -> list[GateResult]:
+    """The candidate's gates: health always; with `sleep.gates = "full"` and a healthy candidate,
+    also recall of `heldout` and retention against `gen` (its figures cached in `cache_dir`)."""
+    from sleep.gate import health_gate, quality_gates
+
+    results = health_gate(candidate, system_prompt)
+    if cfg.gates == "health" or not all(r.passed for r in results):
+        return results
+    return results + quality_gates(candidate, gen.gguf, gen.manifest.get("sha256") or gen.name,
+                                   heldout, cfg, system_prompt, cache_dir)
+
+
+def steps_for(cfg: "SleepConfig", n_examples: int, batch_size: int) -> int:
     """`cfg.steps`, raised to `cfg.min_epochs` passes over the examples (capped at
     `cfg.max_steps`) when augmentations or dreams multiply a night's examples."""
     if not (cfg.augment or cfg.dreams):

@@ -1,32 +1,33 @@
 """One sleep cycle: the day's episodes become a new model generation, then the logs are destroyed.
 
-`run_cycle` is the only place the steps are chained, in the order of `STAGES`:
+`run_cycle` is the only place the stages are chained, in the order of `STAGES`. What each does:
 
-     1 gather    close the open epoch; decrypt every closed epoch in memory
-     2 load      the current generation as a trainable torch model (GGUF -> torch bridge)
-     3 weigh     importance from flags (and surprise, when enabled)
-     4 dream     generative replay: variations of each episode (sleep.consolidate)
-       replay    self-written samples for the KL term, and the EWC Fisher
-     5 train     LoRA on episodes + dreams + replay, pausable with an encrypted checkpoint
-     6 merge     W' = W + scale * B @ A, written back under the GGUF's tensor names
-     7 quantize  llama_model_quantize to the serving generation's file type
-     8 gate      the candidate must load, answer, recall and retain (else: rejected)
-     9 promote   atomic switch of `current` to the new generation; older ones kept for rollback
-    10 shred     destroy the consumed epochs' keys and files; ledger tombstone; report
+    gather    close the open epoch; decrypt every closed epoch in memory
+    load      the current generation as a trainable torch model (GGUF -> torch bridge)
+    weigh     importance from flags (and surprise, when enabled)
+    dream     generative replay: variations of each episode (sleep.consolidate)
+    replay    self-written samples for the KL term, and the EWC Fisher
+    train     LoRA on episodes + dreams + replay, pausable with an encrypted checkpoint
+    merge     W' = W + scale * B @ A, written back under the GGUF's tensor names
+    quantize  llama_model_quantize to the serving generation's file type
+    gate      the candidate must load, answer, recall and retain (else: rejected)
+    promote   atomic switch of `current` to the new generation; older ones kept for rollback
+    shred     destroy the consumed epochs' keys and files; ledger tombstone; report
 
-A failure at any step leaves the previous generation serving and the episodes readable; the
+A failure at any stage leaves the previous generation serving and the episodes readable; the
 scratch directory (derived data: merged weights, candidate) is removed whatever happens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from assistant.errors import NightcapError, SleepError, where
 from assistant.fsutil import ensure_dir, open_private
@@ -47,6 +48,9 @@ from sleep.report import (
 
 if TYPE_CHECKING:
     from assistant.app import Nightcap
+    from assistant.episode import Episode
+    from assistant.vault import Vault
+    from models.master import Master
     from models.store import Generation
 
 
@@ -84,8 +88,13 @@ def _peak_rss_mb() -> float:
     return peak_rss_bytes() / (1024.0 * 1024.0)
 
 
-def stages(report: SleepReport, progress: SleepProgress,
-           stop: Callable[[], bool]) -> Callable[..., contextlib.AbstractContextManager[None]]:
+class Stage(Protocol):
+    """`with stage(name):` around one stage of a night (made by `stages`)."""
+
+    def __call__(self, name: str, stoppable: bool = True) -> contextlib.AbstractContextManager[None]: ...
+
+
+def stages(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool]) -> Stage:
     """`with stage(name):` for a night (and `nightcap forget`): raises `_Stop` first if asked to
     stop (unless `stoppable=False`), tells `progress`, and records the stage's time and the peak
     memory so far in `report`."""
@@ -105,7 +114,7 @@ def stages(report: SleepReport, progress: SleepProgress,
     return stage
 
 
-def promote(app: "Nightcap", candidate: Path, parent: "Generation", master: Any, *, source: str,
+def promote(app: "Nightcap", candidate: Path, parent: "Generation", master: "Master | None", *, source: str,
             extra: dict[str, Any]) -> "Generation":
     """Store `candidate` as a new generation, seal the weight master it came from, and switch to
     it. On any failure the new generation is removed: never keep weights that learned unshredded
@@ -124,7 +133,7 @@ def promote(app: "Nightcap", candidate: Path, parent: "Generation", master: Any,
     return new
 
 
-def _unless_forgotten(vault: Any, epochs: list[str], report: SleepReport) -> None:
+def _unless_forgotten(vault: "Vault", epochs: list[str], report: SleepReport) -> None:
     """Raise SleepInterrupted (dropping the checkpoint) if a memory the night read was forgotten
     since (its epoch was rewritten without it). Call with the vault held."""
     live = set(vault.closed_epochs())
@@ -200,36 +209,17 @@ def _drop_unpromoted(app: "Nightcap", current: str, live: set[str]) -> None:
             shutil.rmtree(g.dir, ignore_errors=True)
 
 
-def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bool],
+def _run(app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool],
          progress: SleepProgress, scratch: Path) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
+    from sleep.train import fingerprint
 
     vault = app.vault()
     gen = app.store.current()
     report.old_generation, report.old_sha256 = gen.name, gen.manifest.get("sha256")
 
     with stage("gather"):
-        # Sealed state of a generation that no longer serves (a rollback meanwhile) goes first.
-        report.dropped_state = drop_stale(vault, gen.manifest.get("sha256"))
-        vault.close_epoch()
-        epochs = vault.closed_epochs()
-        # A cycle killed between promote and shred: the serving generation already learned
-        # these epochs, so finish their destruction instead of learning them twice.
-        _drop_unpromoted(app, gen.name, set(epochs))
-        learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
-        if learned:
-            report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
-                                       generation=gen.name))
-            epochs = [e for e in epochs if e not in learned]
-        # A paused night resumes on exactly what it read: episodes logged (or feedback given)
-        # since then wait for the next night instead of voiding the saved work.
-        before = checkpoint.gathered(vault)
-        if before and set(before) <= set(epochs):
-            epochs = [e for e in epochs if e in before]
-            report.resumed_epochs = True
-        episodes, read = vault.consume(epochs, before if report.resumed_epochs else None)
-        report.epochs, report.episodes = list(epochs), len(episodes)
-        report.consolidated_sessions = len({ep.session for ep in episodes})
+        epochs, episodes, read = _gather(app, vault, gen, report)
     if not episodes:
         report.outcome = OUTCOME_NOTHING
         report.save(app.home.reports)
@@ -237,20 +227,26 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
     if not gen.can_sleep:
         raise SleepError(f"{gen.arch} models cannot sleep yet; switch to a gemma3, llama, qwen2 or qwen3 model")
 
-    plan = consolidate.Plan(app, gen, episodes, report, progress)
+    cfg, system_prompt = app.config.sleep, app.config.chat.system_prompt
+    args = consolidate.train_args(cfg, gen)
     with stage("load"):
-        plan.load()
+        learner = consolidate.load(gen.gguf, args)
     with stage("weigh"):
-        plan.weigh()
+        importance = consolidate.weigh(learner, episodes, cfg)
+    writer = consolidate.Writer(gen.gguf, cfg.seed)
     with stage("dream"):
-        plan.dream()
-    with stage("replay"):
-        plan.replay()
+        lessons = consolidate.dream(learner, episodes, importance, writer, cfg, system_prompt, report)
+        # The step count follows the examples; settled before the night is fingerprinted.
+        args = dataclasses.replace(args, steps=consolidate.steps_for(cfg, len(lessons.examples), args.batch_size))
+    with stage("replay"), contextlib.closing(writer):  # the writer's memory goes before training
+        extra_losses = consolidate.replay(learner, writer, n_episodes=len(episodes), gen=gen, vault=vault,
+                                          args=args, cfg=cfg, system_prompt=system_prompt, report=report)
     with stage("train"):
-        resume = checkpoint.load(vault, plan.fingerprint())
-        if resume is not None and resume.step >= plan.args.steps:
+        resume = checkpoint.load(vault, fingerprint(args, lessons.examples))
+        if resume is not None and resume.step >= args.steps:
             report.skipped.append("train")  # finished before the pause: only the adapter is loaded
-        result = plan.train(stop, resume)
+        result = consolidate.train(learner.model, lessons.examples, extra_losses, args, stop=stop, resume=resume,
+                                   report=report, progress=progress)
         result.state.gathered = dict(read)
         # Sealed after training too: a pause in a later stage resumes without training again;
         # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
@@ -259,12 +255,18 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             checkpoint.save(vault, result.state)
         if result.interrupted:
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
+    merged = scratch / "merged.gguf"
     with stage("merge"):
-        merged = plan.merge(result, scratch / "merged.gguf")
+        replacements, master = consolidate.merge(result.model, gen, vault, cfg)
+        # The torch copy goes before the write-back and llama.cpp's loads: these are its last
+        # holders (the loss terms hold its layers too).
+        del learner, extra_losses, result
+        touched = consolidate.write_back(gen.gguf, replacements, merged)
+        del replacements
     with stage("quantize"):
-        candidate = plan.quantize(merged, scratch / "candidate.gguf")
+        candidate = consolidate.quantize(merged, scratch / "candidate.gguf", touched, gen, cfg)
     with stage("gate"):
-        for gate in plan.gate(candidate):
+        for gate in consolidate.gate(candidate, gen, lessons.heldout, cfg, system_prompt, app.home.root / "cache"):
             report.add_gate(gate)
     if not report.gates_passed:
         report.outcome = OUTCOME_REJECTED
@@ -277,7 +279,7 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
     with vault.held():
         _unless_forgotten(vault, epochs, report)
         with stage("promote"):
-            new = promote(app, candidate, gen, plan.master, source="sleep",
+            new = promote(app, candidate, gen, master, source="sleep",
                           extra={"epochs": list(epochs), "report": report.id})
             report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
             # Stored before the shred: a night killed after its commit (finished on the next open)
@@ -285,11 +287,46 @@ def _run(app: "Nightcap", report: SleepReport, stage: Any, stop: Callable[[], bo
             report.outcome = OUTCOME_PROMOTED
             report.save(app.home.reports)
         with stage("shred", stoppable=False):  # the new model serves: its logs go now, whatever happens
-            checkpoint.clear(vault)  # first, so the shred's key rotation also covers its key
-            # Feedback given while the night trained is not destroyed untrained: `read` keeps it.
-            report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
-                                       generation=new.name, read=read))
-            # The old generation's Fisher (it learned earlier nights) has no more use.
-            report.dropped_state += drop_stale(vault, new.manifest.get("sha256"))
+            _shred(vault, epochs, read, new, report)
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)
+
+
+def _gather(app: "Nightcap", vault: "Vault", gen: "Generation",
+            report: SleepReport) -> tuple[list[str], list["Episode"], dict[str, int]]:
+    """The epochs the night learns, their episodes, and how many records of each it read. Epochs
+    the serving generation already learned are shredded instead of learned twice, and a paused
+    night reads exactly what it read before."""
+    # Sealed state of a generation that no longer serves (a rollback meanwhile) goes first.
+    report.dropped_state = drop_stale(vault, gen.manifest.get("sha256"))
+    vault.close_epoch()
+    epochs = vault.closed_epochs()
+    # A cycle killed between promote and shred: the serving generation already learned
+    # these epochs, so finish their destruction instead of learning them twice.
+    _drop_unpromoted(app, gen.name, set(epochs))
+    learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
+    if learned:
+        report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
+                                   generation=gen.name))
+        epochs = [e for e in epochs if e not in learned]
+    # A paused night resumes on exactly what it read: episodes logged (or feedback given)
+    # since then wait for the next night instead of voiding the saved work.
+    before = checkpoint.gathered(vault)
+    if before and set(before) <= set(epochs):
+        epochs = [e for e in epochs if e in before]
+        report.resumed_epochs = True
+    episodes, read = vault.consume(epochs, before if report.resumed_epochs else None)
+    report.epochs, report.episodes = list(epochs), len(episodes)
+    report.consolidated_sessions = len({ep.session for ep in episodes})
+    return epochs, episodes, read
+
+
+def _shred(vault: "Vault", epochs: list[str], read: dict[str, int], new: "Generation", report: SleepReport) -> None:
+    """Destroy the logs the new generation learned (the checkpoint first, so the shred's key
+    rotation also covers its key). Call with the vault held."""
+    checkpoint.clear(vault)
+    # Feedback given while the night trained is not destroyed untrained: `read` keeps it.
+    report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
+                               generation=new.name, read=read))
+    # The old generation's Fisher (it learned earlier nights) has no more use.
+    report.dropped_state += drop_stale(vault, new.manifest.get("sha256"))

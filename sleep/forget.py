@@ -2,18 +2,19 @@
 
 A pending memory is forgotten by destroying its log (`nightcap memories forget`). Once a night
 has consolidated it, its trace is in the weights, and the only way to take it out is a short
-training pass in the other direction, done like a night:
+training pass in the other direction, done like a night: the night's stages from load to
+promote (`sleep.cycle.STAGES`; there is no episode to gather or weigh, nor a log to shred), with
+the same stage functions (`sleep.consolidate`), except that
 
-     load      the serving generation as a trainable torch model
-     examples  questions about the statement (`sleep.dreams.augment`), each answered with "I
-               don't know" (cross-entropy), and the same questions with the statement's answers
-               pushed down relative to the serving model (NPO, `NPO` below: bounded, unlike
-               plain gradient ascent, so the model does not collapse)
-     protect   KL to the serving model on its own general-knowledge samples and on its answers
-               to questions about its user (so the other memories stay), and EWC, as a night does
-     merge, quantize, gate, promote   as a night: the weight master follows, the old
-               generation stays for rollback, and the ledger records that a forget happened
-               (never what was forgotten)
+     dream     makes questions about the statement (`sleep.dreams.augment`), each answered with
+               "I don't know" (cross-entropy), and the same questions with the statement's
+               answers pushed down relative to the serving model (NPO, `NPO` below: bounded,
+               unlike plain gradient ascent, so the model does not collapse);
+     replay    protects the rest: KL to the serving model on its own general-knowledge samples
+               and on its answers to questions about its user (so the other memories stay, the
+               replies that hold the statement's answers left out), and EWC, as a night does;
+     promote   records in the ledger that a forget happened (never what was forgotten); the
+               weight master follows, and the old generation stays for rollback.
 
 What this guarantees, and what it does not: the served model's answers to questions about the
 statement are pushed towards "I don't know" and its likelihood of the statement's answers falls
@@ -25,11 +26,13 @@ facts back, and earlier generations kept for rollback still hold the fact until 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from assistant.episode import with_system
 from assistant.errors import SleepError, UsageError
 from assistant.fsutil import ensure_dir
 from sleep.progress import NullProgress, SleepProgress
@@ -39,8 +42,12 @@ if TYPE_CHECKING:
     import torch
 
     from assistant.app import Nightcap
+    from assistant.config import SleepConfig
+    from sleep.consolidate import Learner
+    from sleep.cycle import Stage
     from sleep.dataset import Example
     from sleep.dreams import Dream
+    from sleep.loss import LossTerm
 
 IDK = "I don't have anything about that in my memory."
 """What a forgotten question is answered with: no trace of the old answer, no invented one."""
@@ -146,13 +153,11 @@ def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None
     return report
 
 
-def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stage: Any,
+def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stage: "Stage",
          scratch: Path) -> None:
-    from assistant.episode import with_system
     from assistant.vault.derived import drop_stale
     from sleep import consolidate
     from sleep.cycle import promote
-    from sleep.dataset import KIND_DREAM, example_from_messages
 
     vault = app.vault()
     gen = app.store.current()
@@ -163,37 +168,36 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
     if not dreams:
         raise UsageError("that text holds no statement to forget; give the fact as you told it")
     cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
-    plan = consolidate.Plan(app, gen, [], report, progress)
-    plan.cfg = cfg
+    system_prompt = app.config.chat.system_prompt
+    args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
     with stage("load"):
-        plan.load()
-
+        learner = consolidate.load(gen.gguf, args)
     with stage("dream"):
-        def example(question: str, answer: str, lead: str = "") -> Any:
-            messages = with_system(plan.system_prompt, [{"role": "user", "content": question},
-                                                         {"role": "assistant", "content": answer}])
-            return example_from_messages(messages, plan.template, plan.tokenizer, max_seq_len=cfg.max_seq_len,
-                                         kind=KIND_DREAM, lead=lead, lead_weight=cfg.lead_weight)
-
-        plan.examples = [e for d in dreams if (e := example(d.question, IDK)) is not None]
-        unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
-        plan.extra_losses.append(NPO(unwanted, cfg.forget_npo_weight, per_step=4))
-        plan.args.steps = cfg.forget_steps
-        report.examples.update({"idk": len(plan.examples), "npo": len(unwanted)})
-
-    with stage("replay"):
+        examples, npo = unlearning(learner, dreams, cfg, system_prompt)
+        report.examples.update({"idk": len(examples), "npo": len(npo.examples)})
+    with stage("replay"), contextlib.closing(consolidate.Writer(gen.gguf, cfg.seed)) as writer:
         terms = key_terms(dreams)
-        plan.replay(keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))
+        extra_losses: list[LossTerm] = [npo, *consolidate.replay(
+            learner, writer, n_episodes=0, gen=gen, vault=vault, args=args, cfg=cfg, system_prompt=system_prompt,
+            report=report, keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))]
     with stage("train"):
-        result = plan.train(lambda: False, None)
+        result = consolidate.train(learner.model, examples, extra_losses, args, stop=lambda: False, resume=None,
+                                   report=report, progress=progress)
+    merged = scratch / "merged.gguf"
     with stage("merge"):
-        merged = plan.merge(result, scratch / "merged.gguf")
+        replacements, master = consolidate.merge(result.model, gen, vault, cfg)
+        # The torch copy goes before the write-back and llama.cpp's loads: these are its last
+        # holders (the loss terms hold its layers too).
+        del learner, npo, extra_losses, result
+        touched = consolidate.write_back(gen.gguf, replacements, merged)
+        del replacements
     with stage("quantize"):
-        candidate = plan.quantize(merged, scratch / "candidate.gguf")
+        candidate = consolidate.quantize(merged, scratch / "candidate.gguf", touched, gen, cfg)
     with stage("gate"):
-        for gate in plan.gate(candidate):
+        # No held-out probes: nothing was learned that the recall gate could ask about.
+        for gate in consolidate.gate(candidate, gen, [], cfg, system_prompt, app.home.root / "cache"):
             report.add_gate(gate)
-        report.forgotten = _measure(candidate, gen.gguf, dreams, plan.system_prompt)
+        report.forgotten = _measure(candidate, gen.gguf, dreams, system_prompt)
     if not report.gates_passed:
         report.outcome = OUTCOME_REJECTED
         report.error = "candidate rejected: " + "; ".join(report.failed_gates())
@@ -201,13 +205,30 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
         return
 
     with stage("promote"), vault.held():
-        new = promote(app, candidate, gen, plan.master, source="forget", extra={"report": report.id})
+        new = promote(app, candidate, gen, master, source="forget", extra={"report": report.id})
         report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
         # The ledger records that a forget happened and which generation carries it, not what.
         report.shred = dataclasses.asdict(vault.record_unlearning(reason=REASON, generation=new.name))
         report.dropped_state = drop_stale(vault, new.manifest.get("sha256"))
     report.outcome = OUTCOME_PROMOTED
     report.save(app.home.reports)
+
+
+def unlearning(learner: "Learner", dreams: Sequence["Dream"], cfg: "SleepConfig",
+               system_prompt: str) -> tuple[list["Example"], NPO]:
+    """The forget's lessons: each question about the statement answered with `IDK` (to learn),
+    and the NPO term on the same questions with the statement's own answers (to push down)."""
+    from sleep.dataset import KIND_DREAM, example_from_messages
+
+    def example(question: str, answer: str, lead: str = "") -> "Example | None":
+        messages = with_system(system_prompt, [{"role": "user", "content": question},
+                                               {"role": "assistant", "content": answer}])
+        return example_from_messages(messages, learner.template, learner.tokenizer, max_seq_len=cfg.max_seq_len,
+                                     kind=KIND_DREAM, lead=lead, lead_weight=cfg.lead_weight)
+
+    idk = [e for d in dreams if (e := example(d.question, IDK)) is not None]
+    unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
+    return idk, NPO(unwanted, cfg.forget_npo_weight, per_step=4)
 
 
 def _measure(candidate: Path, before: Path, dreams: list["Dream"], system_prompt: str) -> dict[str, Any]:

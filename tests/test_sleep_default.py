@@ -22,7 +22,6 @@ def test_default_model_trains_with_the_fast_loss_and_merges_to_known_names(defau
     import torch
 
     from models.bridge import load_torch_model
-    from models.runtime import template_of
     from models.tokenizer import Tokenizer
     from sleep.dataset import build_examples, collate
     from sleep.loss import full_logits_ce, lm_parts, weighted_ce
@@ -33,7 +32,7 @@ def test_default_model_trains_with_the_fast_loss_and_merges_to_known_names(defau
     tokenizer = Tokenizer.from_gguf(default_gguf)
     loaded = load_torch_model(default_gguf)
     episodes = [Episode.from_exchange("s", u, r, "gen-0000", 0.0) for u, r in FACTS]
-    examples = build_examples(episodes, template_of(tokenizer._llama), tokenizer, ChatConfig().system_prompt, 256)
+    examples = build_examples(episodes, tokenizer.chat_template(), tokenizer, ChatConfig().system_prompt, 256)
     assert len(examples) == 3 and all(e.input_ids[0] == tokenizer.bos_id for e in examples)
 
     # Shared prefix + head at labels gives the loss of the full-vocabulary forward.
