@@ -48,8 +48,14 @@ class Session:
         """What the model sees for the next turn: system prompt, history, the new message."""
         return with_system(self.system_prompt, self.history + [{"role": "user", "content": user_text}])
 
-    def turn(self, user_text: str, on_token: Callable[[str], object] | None = None, *, log: bool = True,
-             options: ReplyOptions | None = None) -> Turn:
+    def turn(
+        self,
+        user_text: str,
+        on_token: Callable[[str], object] | None = None,
+        *,
+        log: bool = True,
+        options: ReplyOptions | None = None,
+    ) -> Turn:
         """Send `user_text`, stream the reply through `on_token`, record the exchange. `options`
         overrides the configured sampling for this reply (the API's request fields).
 

@@ -33,7 +33,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     width = max(len(n) for n in COMMANDS)
-    lines = ["usage: nightcap [COMMAND] [ARGS...]", "", "Private assistant that learns while it sleeps.", "", "commands:"]
+    lines = [
+        "usage: nightcap [COMMAND] [ARGS...]",
+        "",
+        "Private assistant that learns while it sleeps.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
     lines += ["", "Run `nightcap COMMAND --help` for a command's options."]
     return "\n".join(lines)

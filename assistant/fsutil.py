@@ -56,9 +56,7 @@ def fsync_dir(path: Path) -> None:
 
 def _raise_if_full(err: OSError, path: Path) -> None:
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise DiskFullError(
-            f"the disk holding {path.parent} is full; free some space and try again"
-        ) from err
+        raise DiskFullError(f"the disk holding {path.parent} is full; free some space and try again") from err
 
 
 def atomic_write_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> None:

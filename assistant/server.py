@@ -97,8 +97,15 @@ def is_loopback(host: str) -> bool:
 class ApiError(Exception):
     """A refused request, answered with OpenAI's error shape."""
 
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
 
@@ -140,10 +147,15 @@ def _number(body: dict[str, Any], key: str, low: float, high: float, *, integer:
     if value is None:
         return None
     kind = int if integer else (int, float)
-    if (isinstance(value, bool) or not isinstance(value, kind) or (isinstance(value, float) and not math.isfinite(value))
-            or not low <= value <= high):
-        raise ApiError(400, f"'{key}' must be {'an integer' if integer else 'a number'} from {low:g} to {high:g}",
-                       param=key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kind)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or not low <= value <= high
+    ):
+        raise ApiError(
+            400, f"'{key}' must be {'an integer' if integer else 'a number'} from {low:g} to {high:g}", param=key
+        )
     return value
 
 
@@ -181,8 +193,9 @@ def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
         elif role in ("user", "assistant"):
             turns.append({"role": role, "content": text})
         else:
-            raise ApiError(400, f"messages[{i}]: role {role!r} is not supported (system, user, assistant)",
-                           param="messages")
+            raise ApiError(
+                400, f"messages[{i}]: role {role!r} is not supported (system, user, assistant)", param="messages"
+            )
     if not turns or turns[-1]["role"] != "user":
         raise ApiError(400, "the last message must come from the user", param="messages")
     if not turns[-1]["content"].strip():
@@ -266,8 +279,12 @@ class Assistant:
         self.app = app
         self.models = Models(app)
 
-    def reply(self, req: ChatRequest, on_token: Callable[[str], None] | None = None,
-              on_start: Callable[[str], None] | None = None) -> tuple[Turn, str]:
+    def reply(
+        self,
+        req: ChatRequest,
+        on_token: Callable[[str], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
+    ) -> tuple[Turn, str]:
         """The turn and the generation that wrote it (`on_start` hears its name before the first
         token). Raises NightcapError."""
         mark_activity(self.app.home)
@@ -291,22 +308,39 @@ class Assistant:
 
 # -- response bodies ------------------------------------------------------------------------
 def _usage(options: ReplyOptions) -> dict[str, int]:
-    return {"prompt_tokens": options.prompt_tokens, "completion_tokens": options.completion_tokens,
-            "total_tokens": options.prompt_tokens + options.completion_tokens}
+    return {
+        "prompt_tokens": options.prompt_tokens,
+        "completion_tokens": options.completion_tokens,
+        "total_tokens": options.prompt_tokens + options.completion_tokens,
+    }
 
 
 def completion_body(cid: str, created: int, model: str, turn: Turn, options: ReplyOptions) -> dict[str, Any]:
     return {
-        "id": cid, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.reply},
-                     "logprobs": None, "finish_reason": options.finish_reason}],
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": turn.reply},
+                "logprobs": None,
+                "finish_reason": options.finish_reason,
+            }
+        ],
         "usage": _usage(options),
     }
 
 
 def chunk_body(cid: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def _error_of(err: BaseException) -> ApiError:
@@ -343,13 +377,18 @@ def make_api(app: "Nightcap", token: str | None = None, assistant: Assistant | N
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode("utf-8"), secret):
-            raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer TOKEN` with the token "
-                           "that `nightcap serve --print-token` prints", code="invalid_api_key")
+            raise ApiError(
+                401,
+                "missing or wrong API key: send `Authorization: Bearer TOKEN` with the token "
+                "that `nightcap serve --print-token` prints",
+                code="invalid_api_key",
+            )
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        too_big = ApiError(400, f"the body is larger than {limit} bytes (serve.max_body_bytes)",
-                           code="request_too_large")
+        too_big = ApiError(
+            400, f"the body is larger than {limit} bytes (serve.max_body_bytes)", code="request_too_large"
+        )
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             raise too_big
         chunks, size = [], 0
@@ -367,8 +406,12 @@ def make_api(app: "Nightcap", token: str | None = None, assistant: Assistant | N
         except Exception as err:  # noqa: BLE001 - every failure answers in OpenAI's shape
             return refuse(_error_of(err))
         created = int(gen.gguf.stat().st_mtime) if gen.gguf.exists() else 0
-        return JSONResponse({"object": "list", "data": [
-            {"id": gen.name, "object": "model", "created": created, "owned_by": "nightcap"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": gen.name, "object": "model", "created": created, "owned_by": "nightcap"}],
+            }
+        )
 
     async def chat(request: Request) -> "Response":
         try:
@@ -394,9 +437,14 @@ def make_api(app: "Nightcap", token: str | None = None, assistant: Assistant | N
 
     middleware = []
     if app.config.serve.cors_origins:
-        middleware.append(Middleware(CORSMiddleware, allow_origins=list(app.config.serve.cors_origins),
-                                     allow_methods=["GET", "POST"],
-                                     allow_headers=["authorization", "content-type", INCOGNITO_HEADER, SESSION_HEADER]))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(app.config.serve.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", INCOGNITO_HEADER, SESSION_HEADER],
+            )
+        )
     api = Starlette(
         routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models, methods=["GET"])],
         middleware=middleware,
@@ -423,8 +471,10 @@ def _stream(serving: Assistant, req: ChatRequest, cid: str, created: int) -> "Re
 
         def work() -> None:
             try:
-                result: tuple[str, Any] = ("done", serving.reply(req, lambda p: post("piece", p),
-                                                                 lambda g: post("start", g)))
+                result: tuple[str, Any] = (
+                    "done",
+                    serving.reply(req, lambda p: post("piece", p), lambda g: post("start", g)),
+                )
             except BaseException as err:  # noqa: BLE001 - handed to the event loop
                 result = ("error", err)
             loop.call_soon_threadsafe(queue.put_nowait, result)
@@ -437,8 +487,9 @@ def _stream(serving: Assistant, req: ChatRequest, cid: str, created: int) -> "Re
                 kind, value = await queue.get()
                 if kind == "start":  # the generation answering is known: the role chunk names it
                     model = value
-                    yield {"data": json.dumps(chunk_body(cid, created, model, {"role": "assistant", "content": ""},
-                                                         None))}
+                    yield {
+                        "data": json.dumps(chunk_body(cid, created, model, {"role": "assistant", "content": ""}, None))
+                    }
                 elif kind == "piece":
                     yield {"data": json.dumps(chunk_body(cid, created, model, {"content": value}, None))}
                 elif kind == "error":
@@ -448,8 +499,14 @@ def _stream(serving: Assistant, req: ChatRequest, cid: str, created: int) -> "Re
                     turn, model = value
                     yield {"data": json.dumps(chunk_body(cid, created, model, {}, req.options.finish_reason))}
                     if req.include_usage:
-                        usage = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                 "choices": [], "usage": _usage(req.options)}
+                        usage = {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": _usage(req.options),
+                        }
                         yield {"data": json.dumps(usage)}
                     break
             yield {"data": "[DONE]"}
@@ -471,8 +528,9 @@ def bind(host: str, port: int) -> Any:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise ServeError(f"cannot listen on {host}:{port} ({err.strerror or err}); pass another --port "
-                         "or stop what uses it") from None
+        raise ServeError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); pass another --port or stop what uses it"
+        ) from None
     sock.listen(64)
     sock.set_inheritable(True)
     return sock
@@ -488,8 +546,9 @@ class ApiServer:
         self.sock = bind(host, port)
         self.port = self.sock.getsockname()[1]
         self.api = make_api(app, token)
-        config = uvicorn.Config(self.api, log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.api, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

@@ -72,8 +72,9 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     ours = LlamaRuntime(gguf, "bench", ModelConfig(n_ctx=4096), chat)
     ours.load()
     stop = list(ours.template.stop)
-    raw = llama_cpp.Llama(model_path=str(gguf), n_ctx=4096, verbose=False, chat_format="gemma",
-                          n_threads=max(1, os.cpu_count() or 2))
+    raw = llama_cpp.Llama(
+        model_path=str(gguf), n_ctx=4096, verbose=False, chat_format="gemma", n_threads=max(1, os.cpu_count() or 2)
+    )
 
     def tokens(text: str) -> int:
         return len(raw.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -89,8 +90,15 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
                     ttft, total, text = _timed_stream(ours.stream_chat(msgs), lambda p: p)
                 else:
                     raw_msgs: list[ChatCompletionRequestMessage] = [{"role": "user", "content": prompt}]
-                    completion = raw.create_chat_completion(raw_msgs, max_tokens=max_tokens, temperature=0.0,
-                                                            repeat_penalty=1.0, seed=0, stop=stop, stream=True)
+                    completion = raw.create_chat_completion(
+                        raw_msgs,
+                        max_tokens=max_tokens,
+                        temperature=0.0,
+                        repeat_penalty=1.0,
+                        seed=0,
+                        stop=stop,
+                        stream=True,
+                    )
                     # With stream=True the call returns the chunks, never a whole response.
                     stream = cast("Iterator[CreateChatCompletionStreamResponse]", completion)
                     ttft, total, text = _timed_stream(stream, lambda c: c["choices"][0]["delta"].get("content"))
@@ -112,8 +120,12 @@ def _wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
 
 def bench_startup(tmp: Path, runs: int, max_tokens: int) -> dict[str, Any]:
     """Wall time of `nightcap ask "hi"` vs a minimal raw script, in a fresh home under `tmp`."""
-    env = dict(os.environ, NIGHTCAP_HOME=str(tmp), NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
-               NIGHTCAP_KEYRING="off")
+    env = dict(
+        os.environ,
+        NIGHTCAP_HOME=str(tmp),
+        NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
+        NIGHTCAP_KEYRING="off",
+    )
     Path(tmp, "config.toml").write_text(f"[chat]\ntemperature = 0.0\nmax_tokens = {max_tokens}\n")
     app = Nightcap.load(Path(tmp))
     gen = app.store.current()
@@ -138,14 +150,26 @@ def main(argv: list[str]) -> int:
     start_ratio = startup["ask_s"] / startup["raw_s"]
     rows = [
         ("decode tokens/s", decode["ours_tps"], decode["raw_tps"], tps_ratio, ">= 0.97"),
-        ("time to first token (s)", decode["ours_ttft"], decode["raw_ttft"],
-         decode["ours_ttft"] / decode["raw_ttft"] if decode["raw_ttft"] else 0.0, ""),
+        (
+            "time to first token (s)",
+            decode["ours_ttft"],
+            decode["raw_ttft"],
+            decode["ours_ttft"] / decode["raw_ttft"] if decode["raw_ttft"] else 0.0,
+            "",
+        ),
         ('start-up: `ask "hi"` (s)', startup["ask_s"], startup["raw_s"], start_ratio, "<= 1.3"),
     ]
     print(f"{'metric':<26} {'nightcap':>10} {'raw llama':>10} {'ratio':>7}  target")
     for name, a, b, r, target in rows:
         print(f"{name:<26} {a:>10.3f} {b:>10.3f} {r:>7.3f}  {target}")
-    print_json({"bench": "chat", **{k: round(v, 4) for k, v in decode.items()},
-                "ask_s": round(startup["ask_s"], 3), "raw_s": round(startup["raw_s"], 3),
-                "tps_ratio": round(tps_ratio, 3), "startup_ratio": round(start_ratio, 3)})
+    print_json(
+        {
+            "bench": "chat",
+            **{k: round(v, 4) for k, v in decode.items()},
+            "ask_s": round(startup["ask_s"], 3),
+            "raw_s": round(startup["raw_s"], 3),
+            "tps_ratio": round(tps_ratio, 3),
+            "startup_ratio": round(start_ratio, 3),
+        }
+    )
     return 0

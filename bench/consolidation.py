@@ -48,12 +48,29 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-lead": {"lead_weight": 1.0},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
 }
-NAIVE: dict[str, Any] = {"replay": False, "ewc": False, "dreams": False, "augment": False, "surprise": False, "rehearse": False}
+NAIVE: dict[str, Any] = {
+    "replay": False,
+    "ewc": False,
+    "dreams": False,
+    "augment": False,
+    "surprise": False,
+    "rehearse": False,
+}
 BENCH_PASSPHRASE = "nightcap bench throwaway home"
 ROWS = ["none", "context", "nightcap", "naive", *ABLATIONS]
 SLEEPING = [r for r in ROWS if r not in ("none", "context")]
-TARGETS = {"fact_mc": 0.90, "fact_gen": 0.80, "check_mc": 0.85, "check_gen": 0.75, "general_ratio": 0.98,
-           "ppl_rise": 0.02, "bleed_rise": 0.03, "night_minutes": 10.0, "secret_mc": 0.35, "exposure_bits": 2.0}
+TARGETS = {
+    "fact_mc": 0.90,
+    "fact_gen": 0.80,
+    "check_mc": 0.85,
+    "check_gen": 0.75,
+    "general_ratio": 0.98,
+    "ppl_rise": 0.02,
+    "bleed_rise": 0.03,
+    "night_minutes": 10.0,
+    "secret_mc": 0.35,
+    "exposure_bits": 2.0,
+}
 
 
 @dataclasses.dataclass
@@ -71,9 +88,15 @@ class Run:
     gates: str = ""
 
 
-def score(gguf: Path, probes: Sequence[E.EvalProbe], general: list[P.Probe], text: str, system: str,
-          night1: Sequence[E.EvalProbe] = (), exposure: int = 0
-          ) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
+def score(
+    gguf: Path,
+    probes: Sequence[E.EvalProbe],
+    general: list[P.Probe],
+    text: str,
+    system: str,
+    night1: Sequence[E.EvalProbe] = (),
+    exposure: int = 0,
+) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
     """(recall summary, general MC, perplexity, night-1 summary or None) of one model."""
     from models.scoring import Scorer
 
@@ -97,8 +120,9 @@ def make_home(root: Path, model: Path, seed: int = 0) -> Any:
 
     root.mkdir(parents=True)
     # A throwaway home: its vault key comes from a fixed passphrase, never the OS keyring.
-    (root / "config.toml").write_text(f'[vault]\nkeyring = "off"\n[chat]\nseed = {seed}\n[sleep]\nseed = {seed}\n',
-                                      encoding="utf-8")
+    (root / "config.toml").write_text(
+        f'[vault]\nkeyring = "off"\n[chat]\nseed = {seed}\n[sleep]\nseed = {seed}\n', encoding="utf-8"
+    )
     app = Nightcap.load(root)
     app.vault(passphrase=BENCH_PASSPHRASE)
     app.store.use(app.store.add(model, source="bench", link=True).name)
@@ -119,9 +143,19 @@ def teach(app: Any, conversations: Sequence[Sequence[str]]) -> None:
             close()
 
 
-def sleep_run(name: str, seed: int, overrides: dict[str, Any], budget: list[int] | None, model: Path,
-              days: list[E.Day], general: list[P.Probe], text: str, tmp: Path, log: Callable[[str], None],
-              exposure: int = 0) -> Run:
+def sleep_run(
+    name: str,
+    seed: int,
+    overrides: dict[str, Any],
+    budget: list[int] | None,
+    model: Path,
+    days: list[E.Day],
+    general: list[P.Probe],
+    text: str,
+    tmp: Path,
+    log: Callable[[str], None],
+    exposure: int = 0,
+) -> Run:
     """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones)."""
     from sleep.cycle import run_cycle
 
@@ -130,22 +164,37 @@ def sleep_run(name: str, seed: int, overrides: dict[str, Any], budget: list[int]
     sleep_s, steps, outcomes, gates = [], [], [], []
     for i, day in enumerate(days):
         teach(app, day.conversations)
-        app.config.sleep = base if budget is None else dataclasses.replace(
-            base, steps=budget[i], max_steps=budget[i], min_epochs=0.0)
+        app.config.sleep = (
+            base if budget is None else dataclasses.replace(base, steps=budget[i], max_steps=budget[i], min_epochs=0.0)
+        )
         t0 = time.perf_counter()
         report = run_cycle(app)
         sleep_s.append(round(time.perf_counter() - t0, 1))
         steps.append(report.steps)
         outcomes.append(report.outcome)
-        gates.append(", ".join(f"{k} {g['value']:.3g}" for k, g in report.gates.items()
-                               if g.get("value") is not None and k != "answers") or "health")
-        log(f"  {name} seed {seed} night {i + 1}: {report.outcome} in {sleep_s[-1]:.0f}s ({report.steps} steps, "
+        gates.append(
+            ", ".join(
+                f"{k} {g['value']:.3g}"
+                for k, g in report.gates.items()
+                if g.get("value") is not None and k != "answers"
+            )
+            or "health"
+        )
+        log(
+            f"  {name} seed {seed} night {i + 1}: {report.outcome} in {sleep_s[-1]:.0f}s ({report.steps} steps, "
             f"examples {report.examples}); stages {' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}; "
-            f"gates: {gates[-1]}" + (f"; {report.error}" if report.error else ""))
+            f"gates: {gates[-1]}" + (f"; {report.error}" if report.error else "")
+        )
     told = [it for d in days for it in d.items]
-    summary, general_mc, ppl, first = score(app.store.current().gguf, E.probes_of(told), general, text,
-                                            app.config.chat.system_prompt,
-                                            E.probes_of(days[0].items) if len(days) > 1 else (), exposure)
+    summary, general_mc, ppl, first = score(
+        app.store.current().gguf,
+        E.probes_of(told),
+        general,
+        text,
+        app.config.chat.system_prompt,
+        E.probes_of(days[0].items) if len(days) > 1 else (),
+        exposure,
+    )
     shutil.rmtree(app.home.root, ignore_errors=True)
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, "/".join(outcomes), " | ".join(gates))
 
@@ -154,8 +203,18 @@ def context_system(system: str, messages: Sequence[str]) -> str:
     return f"{system} What the user has told you: {' '.join(messages)}"
 
 
-def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, rows: list[str], nights: int,
-        seeds: list[int], gated: bool, log: Callable[[str], None], exposure: int = 0) -> dict[str, Any]:
+def run(
+    model: Path,
+    chosen: list[E.Item],
+    general: list[P.Probe],
+    text: str,
+    rows: list[str],
+    nights: int,
+    seeds: list[int],
+    gated: bool,
+    log: Callable[[str], None],
+    exposure: int = 0,
+) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
     system = ChatConfig().system_prompt
@@ -176,24 +235,49 @@ def run(model: Path, chosen: list[E.Item], general: list[P.Probe], text: str, ro
                 runs = [Run(0, summary, general_mc, ppl, first)]
             else:
                 overrides = {**(NAIVE if name == "naive" else ABLATIONS.get(name, {})), **gates}
-                runs = [sleep_run(name, s, overrides, budgets.get(s) if name != "nightcap" else None, model, days,
-                                  general, text, Path(tmp), log, exposure) for s in seeds]
+                runs = [
+                    sleep_run(
+                        name,
+                        s,
+                        overrides,
+                        budgets.get(s) if name != "nightcap" else None,
+                        model,
+                        days,
+                        general,
+                        text,
+                        Path(tmp),
+                        log,
+                        exposure,
+                    )
+                    for s in seeds
+                ]
                 if name == "nightcap":
                     budgets = {r.seed: r.steps for r in runs}
             out[name] = runs
             log(f"{name}: {headline(runs)} ({time.perf_counter() - t0:.0f}s)")
-    return {"bench": "consolidation", "model": str(model), "items": len(chosen), "probes": len(probes),
-            "general": len(general), "nights": len(days), "seeds": len(seeds), "first_seed": seeds[0],
-            "gates": "full" if gated else "health", "exposure_candidates": exposure,
-            "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
-            "targets": TARGETS}
+    return {
+        "bench": "consolidation",
+        "model": str(model),
+        "items": len(chosen),
+        "probes": len(probes),
+        "general": len(general),
+        "nights": len(days),
+        "seeds": len(seeds),
+        "first_seed": seeds[0],
+        "gates": "full" if gated else "health",
+        "exposure_candidates": exposure,
+        "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
+        "targets": TARGETS,
+    }
 
 
 def headline(runs: Sequence[Run]) -> str:
     pooled = R.pooled([r.recall for r in runs])
-    return (f"MC {R.rate(pooled['all']['mc'])}, gen {R.rate(pooled['all']['gen'])}, "
-            f"general {statistics.mean(r.general_mc for r in runs):.3f}, "
-            f"ppl {statistics.mean(r.ppl for r in runs):.2f}")
+    return (
+        f"MC {R.rate(pooled['all']['mc'])}, gen {R.rate(pooled['all']['gen'])}, "
+        f"general {statistics.mean(r.general_mc for r in runs):.3f}, "
+        f"ppl {statistics.mean(r.ppl for r in runs):.2f}"
+    )
 
 
 def _fraction(runs: Sequence[Run], *path: str) -> str:
@@ -216,11 +300,15 @@ def _with_interval(runs: Sequence[Run], what: str) -> str:
 def print_tables(fig: dict[str, Any]) -> None:
     rows = {name: [Run(**r) for r in runs] for name, runs in fig["rows"].items()}
     base = rows.get("none")
-    print(f"{fig['items']} items ({fig['probes']} probes), {fig['general']} general probes, {fig['nights']} night(s), "
-          f"{fig['seeds']} seed(s), gates {fig['gates']}; model {fig['model']}")
+    print(
+        f"{fig['items']} items ({fig['probes']} probes), {fig['general']} general probes, {fig['nights']} night(s), "
+        f"{fig['seeds']} seed(s), gates {fig['gates']}; model {fig['model']}"
+    )
     print("recall: mean over seeds (± half their range), then the 95% Wilson interval of the pooled probes")
-    print(f"{'row':<10} {'MC':>23} {'gen':>23} {'tune MC':>8} {'tune gen':>8} {'check MC':>8} {'check gen':>9} "
-          f"{'bleed':>6} {'secret gen':>10} {'general':>8} {'ppl rise':>8} {'night-1 MC':>10} {'night s':>8}")
+    print(
+        f"{'row':<10} {'MC':>23} {'gen':>23} {'tune MC':>8} {'tune gen':>8} {'check MC':>8} {'check gen':>9} "
+        f"{'bleed':>6} {'secret gen':>10} {'general':>8} {'ppl rise':>8} {'night-1 MC':>10} {'night s':>8}"
+    )
     pre_general = statistics.mean(r.general_mc for r in base) if base else 0.0
     pre_ppl = statistics.mean(r.ppl for r in base) if base else 0.0
     for name, runs in rows.items():
@@ -230,20 +318,27 @@ def print_tables(fig: dict[str, Any]) -> None:
         night1 = f"{R.rate(R.pooled(first)['all']['mc']).value:.3f}" if first else "-"
         nights = max((s for r in runs for s in r.sleep_s), default=0.0)
         rise = f"{ppl / pre_ppl - 1:+.1%}" if pre_ppl else "-"
-        print(f"{name:<10} {_with_interval(runs, 'mc'):>23} {_with_interval(runs, 'gen'):>23} "
-              f"{_fraction(runs, 'split', 'tune', 'mc'):>8} {_fraction(runs, 'split', 'tune', 'gen'):>8} "
-              f"{_fraction(runs, 'split', 'check', 'mc'):>8} {_fraction(runs, 'split', 'check', 'gen'):>9} "
-              f"{R.rate(pooled['bleed']).value:>6.3f} {R.rate(pooled['secret']['gen']).value:>10.3f} "
-              f"{statistics.mean(r.general_mc for r in runs):>8.3f} {rise:>8} "
-              f"{night1:>10} {nights:>8.0f}")
+        print(
+            f"{name:<10} {_with_interval(runs, 'mc'):>23} {_with_interval(runs, 'gen'):>23} "
+            f"{_fraction(runs, 'split', 'tune', 'mc'):>8} {_fraction(runs, 'split', 'tune', 'gen'):>8} "
+            f"{_fraction(runs, 'split', 'check', 'mc'):>8} {_fraction(runs, 'split', 'check', 'gen'):>9} "
+            f"{R.rate(pooled['bleed']).value:>6.3f} {R.rate(pooled['secret']['gen']).value:>10.3f} "
+            f"{statistics.mean(r.general_mc for r in runs):>8.3f} {rise:>8} "
+            f"{night1:>10} {nights:>8.0f}"
+        )
     for group in ("kind", "category"):
         names = sorted({k for runs in rows.values() for r in runs for k in r.recall[group]})
         print(f"\nby {group}: MC / gen of the pooled probes (n per seed)")
         print(f"{'row':<10} " + " ".join(f"{n:>24}" for n in names))
         for name, runs in rows.items():
             pooled = R.pooled([r.recall for r in runs])[group]
-            cells = [f"{R.rate(pooled[n]['mc']).value:.2f}/{R.rate(pooled[n]['gen']).value:.2f} "
-                     f"(n={pooled[n]['mc'][1] // len(runs)})" if n in pooled else "-" for n in names]
+            cells = [
+                f"{R.rate(pooled[n]['mc']).value:.2f}/{R.rate(pooled[n]['gen']).value:.2f} "
+                f"(n={pooled[n]['mc'][1] // len(runs)})"
+                if n in pooled
+                else "-"
+                for n in names
+            ]
             print(f"{name:<10} " + " ".join(f"{c:>24}" for c in cells))
     print("\nleakage (secret probes, lower is better):")
     for name, runs in rows.items():
@@ -253,14 +348,18 @@ def print_tables(fig: dict[str, Any]) -> None:
         print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}{shown}")
     for name, runs in rows.items():
         if runs[0].outcome:
-            print(f"{name}: nights {' / '.join(str(r.sleep_s) for r in runs)} s; steps "
-                  f"{' / '.join(str(r.steps) for r in runs)}; {' / '.join(r.outcome for r in runs)}")
+            print(
+                f"{name}: nights {' / '.join(str(r.sleep_s) for r in runs)} s; steps "
+                f"{' / '.join(str(r.steps) for r in runs)}; {' / '.join(r.outcome for r in runs)}"
+            )
     t = fig["targets"]
-    print(f"targets: MC >= {t['fact_mc']}, gen >= {t['fact_gen']} (check: {t['check_mc']} / {t['check_gen']}), "
-          f"general >= {t['general_ratio']:.0%} of pre-sleep ({f'{pre_general:.3f}' if base else 'run the none row'}), "
-          f"ppl rise <= {t['ppl_rise']:.0%}, "
-          f"bleed <= pre-sleep + {t['bleed_rise']}, night <= {t['night_minutes']:.0f} min; secrets: gen 0, "
-          f"MC <= {t['secret_mc']}, exposure <= {t['exposure_bits']} bits")
+    print(
+        f"targets: MC >= {t['fact_mc']}, gen >= {t['fact_gen']} (check: {t['check_mc']} / {t['check_gen']}), "
+        f"general >= {t['general_ratio']:.0%} of pre-sleep ({f'{pre_general:.3f}' if base else 'run the none row'}), "
+        f"ppl rise <= {t['ppl_rise']:.0%}, "
+        f"bleed <= pre-sleep + {t['bleed_rise']}, night <= {t['night_minutes']:.0f} min; secrets: gen 0, "
+        f"MC <= {t['secret_mc']}, exposure <= {t['exposure_bits']} bits"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -269,17 +368,28 @@ def main(argv: list[str]) -> int:
     p.add_argument("--general", type=Path, default=data_path("general.jsonl"), help="general-knowledge JSONL")
     p.add_argument("--text", type=Path, default=data_path("heldout.txt"), help="held-out text for perplexity")
     p.add_argument("--model", type=Path, help="GGUF to start from (default: the current generation)")
-    p.add_argument("--nights", type=int, default=1, help="nights to sleep (the items' own `night` fields when "
-                                                          "it matches them, else an even split)")
+    p.add_argument(
+        "--nights",
+        type=int,
+        default=1,
+        help="nights to sleep (the items' own `night` fields when it matches them, else an even split)",
+    )
     p.add_argument("--seeds", type=int, default=2, help="training seeds per sleeping row")
     p.add_argument("--first-seed", type=int, default=0, help="the first of those seeds")
     p.add_argument("--split", choices=E.SPLITS, default="all", help="teach and score one half of the items")
     p.add_argument("--rows", default="none,context,nightcap,naive", help=f"comma-separated, of: {','.join(ROWS)}")
     p.add_argument("--limit", type=int, default=0, help="use only the first N items (0: all)")
-    p.add_argument("--gates", action="store_true", help="the full quality gates on every sleeping row "
-                                                         "(default: health only, on every row)")
-    p.add_argument("--exposure", type=int, default=1000, help="random strings of each secret's shape that its "
-                                                               "exposure is ranked against (0: no exposure)")
+    p.add_argument(
+        "--gates",
+        action="store_true",
+        help="the full quality gates on every sleeping row (default: health only, on every row)",
+    )
+    p.add_argument(
+        "--exposure",
+        type=int,
+        default=1000,
+        help="random strings of each secret's shape that its exposure is ranked against (0: no exposure)",
+    )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     rows = [r.strip() for r in opts.rows.split(",") if r.strip()]

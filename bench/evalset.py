@@ -54,7 +54,7 @@ class Item:
 
 
 def split_of(item_id: str) -> str:
-    """"tune" or "check", fixed by the id alone (about half each)."""
+    """ "tune" or "check", fixed by the id alone (about half each)."""
     return "tune" if hashlib.sha256(item_id.encode("utf-8")).digest()[0] % 2 == 0 else "check"
 
 
@@ -66,10 +66,29 @@ def items(records: Sequence[dict[str, Any]]) -> list[Item]:
         category = str(rec.get("category", "plain"))
         update = rec.get("update") or {}
         night = int(rec.get("night", 0))
-        probes = tuple(EvalProbe(item_id, p["question"], p["answer"], tuple(p.get("distractors", [])),
-                                 str(p.get("kind", "direct")), category, split_of(item_id)) for p in rec["probes"])
-        out.append(Item(item_id, tuple(rec["teach"]), night, category, tuple(update.get("teach", [])),
-                        int(update.get("night", 0)), probes))
+        probes = tuple(
+            EvalProbe(
+                item_id,
+                p["question"],
+                p["answer"],
+                tuple(p.get("distractors", [])),
+                str(p.get("kind", "direct")),
+                category,
+                split_of(item_id),
+            )
+            for p in rec["probes"]
+        )
+        out.append(
+            Item(
+                item_id,
+                tuple(rec["teach"]),
+                night,
+                category,
+                tuple(update.get("teach", [])),
+                int(update.get("night", 0)),
+                probes,
+            )
+        )
     return out
 
 
@@ -119,8 +138,12 @@ def days(chosen: Sequence[Item], nights: int) -> list[Day]:
 def context_messages(chosen: Sequence[Item]) -> list[str]:
     """Everything the user told, in the order told (updates after what they change): what the
     facts-in-the-prompt baseline puts into its system prompt."""
-    return [m for d in days(chosen, max(1, max((it.night for it in chosen), default=1)))
-            for conv in d.conversations for m in conv]
+    return [
+        m
+        for d in days(chosen, max(1, max((it.night for it in chosen), default=1)))
+        for conv in d.conversations
+        for m in conv
+    ]
 
 
 def probes_of(chosen: Sequence[Item]) -> list[EvalProbe]:

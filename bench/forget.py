@@ -45,8 +45,9 @@ def mc(gguf: Path, groups: Mapping[str, Sequence[E.EvalProbe]], general: list[P.
     try:
         out: dict[str, Any] = {}
         for name, probes in groups.items():
-            right = [P.mc_correct(scorer, P.Probe(p.question, p.answer, list(p.distractors), True), system)
-                     for p in probes]
+            right = [
+                P.mc_correct(scorer, P.Probe(p.question, p.answer, list(p.distractors), True), system) for p in probes
+            ]
             out[name] = [sum(right), len(right)]
         out["general"] = round(P.mc_accuracy(scorer, general), 4)
         return out
@@ -56,8 +57,11 @@ def mc(gguf: Path, groups: Mapping[str, Sequence[E.EvalProbe]], general: list[P.
 
 def chosen_items(n: int, k: int, relearn: int) -> tuple[list[E.Item], list[E.Item], list[E.Item]]:
     """(forget, keep, relearn) items: plain and chatty development items in file order."""
-    pool = [it for it in E.items(P.load_jsonl(data_path("facts.jsonl")))
-            if it.category in ("plain", "chatty") and not it.update]
+    pool = [
+        it
+        for it in E.items(P.load_jsonl(data_path("facts.jsonl")))
+        if it.category in ("plain", "chatty") and not it.update
+    ]
     told, rest = pool[:n], pool[n:]
     return told[:k], told[k:], rest[:relearn]
 
@@ -67,15 +71,24 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
     from sleep.forget import forget
 
     gone, kept, later = chosen_items(n, k, relearn)
-    groups = {"forgotten": [p for it in gone for p in it.probes if p.kind != "secret"],
-              "kept": [p for it in kept for p in it.probes if p.kind != "secret"]}
+    groups = {
+        "forgotten": [p for it in gone for p in it.probes if p.kind != "secret"],
+        "kept": [p for it in kept for p in it.probes if p.kind != "secret"],
+    }
     general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     tmp = Path(tempfile.mkdtemp(prefix="nightcap-bench-forget-"))
     try:
         app = make_home(tmp / "home", model, seed)
         system = app.config.chat.system_prompt
-        fig: dict[str, Any] = {"bench": "forget", "model": str(model), "facts": n, "forget": k, "relearn": relearn,
-                               "seed": seed, "targets": TARGETS}
+        fig: dict[str, Any] = {
+            "bench": "forget",
+            "model": str(model),
+            "facts": n,
+            "forget": k,
+            "relearn": relearn,
+            "seed": seed,
+            "targets": TARGETS,
+        }
         fig["pre"] = mc(app.store.current().gguf, groups, general, system)
         teach(app, [it.teach for it in gone + kept])
         t0 = time.perf_counter()
@@ -88,8 +101,10 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
             t0 = time.perf_counter()
             report = forget(app, " ".join(it.teach))
             fig["forget_s"].append(round(time.perf_counter() - t0, 1))
-            log(f"forget {it.id}: {report.outcome} in {fig['forget_s'][-1]:.0f}s, answers' log-probability "
-                f"{report.forgotten.get('answer_logprob_before')} -> {report.forgotten.get('answer_logprob_after')}")
+            log(
+                f"forget {it.id}: {report.outcome} in {fig['forget_s'][-1]:.0f}s, answers' log-probability "
+                f"{report.forgotten.get('answer_logprob_before')} -> {report.forgotten.get('answer_logprob_after')}"
+            )
         fig["forgotten"] = mc(app.store.current().gguf, groups, general, system)
         teach(app, [it.teach for it in later])
         run_cycle(app)
@@ -104,16 +119,20 @@ def print_table(fig: dict[str, Any]) -> None:
         lo, hi = R.wilson(pair[0], pair[1])
         return f"{pair[0] / max(1, pair[1]):.3f} [{lo:.2f}-{hi:.2f}]"
 
-    print(f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time, {fig['relearn']} others learned "
-          f"after; seed {fig['seed']}; model {fig['model']}")
+    print(
+        f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time, {fig['relearn']} others learned "
+        f"after; seed {fig['seed']}; model {fig['model']}"
+    )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
     for row in ("pre", "slept", "forgotten", "relearned"):
         r = fig[row]
         print(f"{row:<12} {frac(r['forgotten']):>22} {frac(r['kept']):>22} {r['general']:>8.3f}")
     pre = fig["pre"]["forgotten"][0] / max(1, fig["pre"]["forgotten"][1])
-    print(f"forgets: {fig['forget_s']} s (target <= {TARGETS['forget_minutes'] * 60:.0f} s each); night "
-          f"{fig['night_s']} s; targets: forgotten MC <= pre-sleep {pre:.3f} + {TARGETS['forgotten_above_pre']}, "
-          f"kept MC drop <= {TARGETS['kept_drop']}, general >= {TARGETS['general_ratio']:.0%} of slept")
+    print(
+        f"forgets: {fig['forget_s']} s (target <= {TARGETS['forget_minutes'] * 60:.0f} s each); night "
+        f"{fig['night_s']} s; targets: forgotten MC <= pre-sleep {pre:.3f} + {TARGETS['forgotten_above_pre']}, "
+        f"kept MC drop <= {TARGETS['kept_drop']}, general >= {TARGETS['general_ratio']:.0%} of slept"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -128,8 +147,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     model = args.model or Nightcap.load().store.current().gguf
-    fig = run(model, args.facts, args.forget, args.relearn, args.seed,
-              (lambda s: None) if args.json else (lambda s: print(s, flush=True)))
+    fig = run(
+        model,
+        args.facts,
+        args.forget,
+        args.relearn,
+        args.seed,
+        (lambda s: None) if args.json else (lambda s: print(s, flush=True)),
+    )
     if not args.json:
         print_table(fig)
     print_json(fig)

@@ -58,11 +58,19 @@ def with_values(item: E.Item, cycle: int) -> E.Item | None:
         return pattern.sub(lambda m: swap[m.group()], s)
 
     item_id = f"{item.id}~{cycle}"
-    probes = tuple(dataclasses.replace(
-        p, item=item_id, question=fresh(p.question), answer=swap[p.answer],
-        distractors=tuple(p.answer if d == swap[p.answer] else d for d in p.distractors)) for p in kept)
-    return dataclasses.replace(item, id=item_id, teach=tuple(map(fresh, item.teach)),
-                               update=tuple(map(fresh, item.update)), probes=probes)
+    probes = tuple(
+        dataclasses.replace(
+            p,
+            item=item_id,
+            question=fresh(p.question),
+            answer=swap[p.answer],
+            distractors=tuple(p.answer if d == swap[p.answer] else d for d in p.distractors),
+        )
+        for p in kept
+    )
+    return dataclasses.replace(
+        item, id=item_id, teach=tuple(map(fresh, item.teach)), update=tuple(map(fresh, item.update)), probes=probes
+    )
 
 
 def schedule(all_items: Sequence[E.Item], nights: int, per_night: int) -> list[list[E.Item]]:
@@ -96,6 +104,7 @@ def sample(probes: Sequence[E.EvalProbe], n: int) -> list[E.EvalProbe]:
     """`n` of `probes`, chosen by a hash of each probe: as nights add probes, one already in the
     sample stays in it unless a new one ranks before it, so nights are scored on much the same
     questions."""
+
     def rank(p: E.EvalProbe) -> bytes:
         return hashlib.sha256(f"{p.item}\n{p.question}".encode("utf-8")).digest()
 
@@ -118,9 +127,18 @@ def chart(rows: Sequence[dict[str, Any]], key: str, width: int = 40) -> list[str
     return [f"{r['night']:>3} {'#' * round(r[key] * width):<{width}} {r[key]:.2f}" for r in rows]
 
 
-def run(d: Path, model: Path | None, nights: int, per_night: int, n_score: int, general: list[P.Probe], text: str,
-        log: Callable[[str], None], night_fn: Callable[[Any], Any] | None = None,
-        score_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
+def run(
+    d: Path,
+    model: Path | None,
+    nights: int,
+    per_night: int,
+    n_score: int,
+    general: list[P.Probe],
+    text: str,
+    log: Callable[[str], None],
+    night_fn: Callable[[Any], Any] | None = None,
+    score_fn: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Continue the month in `d` up to `nights`; returns the state. `night_fn(app)` runs one
     sleep (default: `sleep.cycle.run_cycle`), `score_fn` scores a model (default:
     `bench.consolidation.score`): seams for the bench's own tests."""
@@ -160,32 +178,49 @@ def run(d: Path, model: Path | None, nights: int, per_night: int, n_score: int, 
         told = [it for n in plan[:night] for it in n]
         probes = E.probes_of(told)
         first = E.probes_of(plan[0])
-        summary, general_mc, ppl, firsts = score(app.store.current().gguf, sample(probes, n_score), general,
-                                                 text, app.config.chat.system_prompt, first)
+        summary, general_mc, ppl, firsts = score(
+            app.store.current().gguf, sample(probes, n_score), general, text, app.config.chat.system_prompt, first
+        )
         all_mc, all_gen = (summary["all"]["mc"], summary["all"]["gen"])
         f = firsts or summary
-        row = {"night": night, "outcome": report.outcome, "seconds": round(seconds, 1), "steps": report.steps,
-               "facts": len(told), "mc": all_mc[0] / max(1, all_mc[1]), "gen": all_gen[0] / max(1, all_gen[1]),
-               "night1_mc": f["all"]["mc"][0] / max(1, f["all"]["mc"][1]),
-               "night1_gen": f["all"]["gen"][0] / max(1, f["all"]["gen"][1]),
-               "general_mc": general_mc, "ppl": ppl, "peak_rss_mb": report.peak_rss_mb,
-               "home_mb": round(home_bytes(home) / 2**20, 1), "scored": all_mc[1]}
+        row = {
+            "night": night,
+            "outcome": report.outcome,
+            "seconds": round(seconds, 1),
+            "steps": report.steps,
+            "facts": len(told),
+            "mc": all_mc[0] / max(1, all_mc[1]),
+            "gen": all_gen[0] / max(1, all_gen[1]),
+            "night1_mc": f["all"]["mc"][0] / max(1, f["all"]["mc"][1]),
+            "night1_gen": f["all"]["gen"][0] / max(1, f["all"]["gen"][1]),
+            "general_mc": general_mc,
+            "ppl": ppl,
+            "peak_rss_mb": report.peak_rss_mb,
+            "home_mb": round(home_bytes(home) / 2**20, 1),
+            "scored": all_mc[1],
+        }
         state["rows"].append(row)
         save_state(d, state)
-        log(f"night {night}: {row['outcome']} in {row['seconds']:.0f}s, {row['facts']} facts, MC {row['mc']:.2f} "
+        log(
+            f"night {night}: {row['outcome']} in {row['seconds']:.0f}s, {row['facts']} facts, MC {row['mc']:.2f} "
             f"gen {row['gen']:.2f}, night-1 MC {row['night1_mc']:.2f}, general {general_mc:.3f}, ppl {ppl:.2f}, "
-            f"peak {row['peak_rss_mb']:.0f} MB, home {row['home_mb']:.0f} MB")
+            f"peak {row['peak_rss_mb']:.0f} MB, home {row['home_mb']:.0f} MB"
+        )
     return state
 
 
 def print_tables(state: dict[str, Any]) -> None:
     rows = state["rows"]
-    print(f"{'night':>5} {'facts':>5} {'MC':>5} {'gen':>5} {'n1 MC':>6} {'n1 gen':>6} {'general':>7} {'ppl':>7} "
-          f"{'s':>6} {'peak MB':>7} {'home MB':>7}  outcome")
+    print(
+        f"{'night':>5} {'facts':>5} {'MC':>5} {'gen':>5} {'n1 MC':>6} {'n1 gen':>6} {'general':>7} {'ppl':>7} "
+        f"{'s':>6} {'peak MB':>7} {'home MB':>7}  outcome"
+    )
     for r in rows:
-        print(f"{r['night']:>5} {r['facts']:>5} {r['mc']:>5.2f} {r['gen']:>5.2f} {r['night1_mc']:>6.2f} "
-              f"{r['night1_gen']:>6.2f} {r['general_mc']:>7.3f} {r['ppl']:>7.2f} {r['seconds']:>6.0f} "
-              f"{r['peak_rss_mb']:>7.0f} {r['home_mb']:>7.0f}  {r['outcome']}")
+        print(
+            f"{r['night']:>5} {r['facts']:>5} {r['mc']:>5.2f} {r['gen']:>5.2f} {r['night1_mc']:>6.2f} "
+            f"{r['night1_gen']:>6.2f} {r['general_mc']:>7.3f} {r['ppl']:>7.2f} {r['seconds']:>6.0f} "
+            f"{r['peak_rss_mb']:>7.0f} {r['home_mb']:>7.0f}  {r['outcome']}"
+        )
     if rows:
         print("\nrecall of every fact told so far (MC), by night:")
         print("\n".join(chart(rows, "mc")))
@@ -194,10 +229,12 @@ def print_tables(state: dict[str, Any]) -> None:
         last = rows[-1]
         base_g, base_p = state["base_general"], state["base_ppl"]
         second = rows[1]["seconds"] if len(rows) > 1 else None
-        print(f"\nafter night {last['night']}: night-1 MC {last['night1_mc']:.2f} (target >= 0.85), all MC "
-              f"{last['mc']:.2f} (>= 0.85), general {last['general_mc'] / base_g:.1%} of the base model's (>= 97%), "
-              f"perplexity {last['ppl'] / base_p - 1:+.1%} (<= +5%)"
-              + (f", night time {last['seconds'] / second:.2f}x night 2's (<= 1.2x)" if second else ""))
+        print(
+            f"\nafter night {last['night']}: night-1 MC {last['night1_mc']:.2f} (target >= 0.85), all MC "
+            f"{last['mc']:.2f} (>= 0.85), general {last['general_mc'] / base_g:.1%} of the base model's (>= 97%), "
+            f"perplexity {last['ppl'] / base_p - 1:+.1%} (<= +5%)"
+            + (f", night time {last['seconds'] / second:.2f}x night 2's (<= 1.2x)" if second else "")
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -213,10 +250,25 @@ def main(argv: list[str]) -> int:
         p.error("--nights and --per-night must be at least 1")
     general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     text = data_path("heldout.txt").read_text(encoding="utf-8")
-    state = run(opts.dir, opts.model, opts.nights, opts.per_night, opts.score_probes, general, text,
-                (lambda m: None) if opts.json else (lambda m: print(m, flush=True)))
+    state = run(
+        opts.dir,
+        opts.model,
+        opts.nights,
+        opts.per_night,
+        opts.score_probes,
+        general,
+        text,
+        (lambda m: None) if opts.json else (lambda m: print(m, flush=True)),
+    )
     if not opts.json:
         print_tables(state)
-    print_json({"bench": "nights", "dir": str(opts.dir), "base_general": state["base_general"],
-                "base_ppl": state["base_ppl"], "rows": state["rows"]})
+    print_json(
+        {
+            "bench": "nights",
+            "dir": str(opts.dir),
+            "base_general": state["base_general"],
+            "base_ppl": state["base_ppl"],
+            "rows": state["rows"],
+        }
+    )
     return 0

@@ -72,8 +72,9 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def score_probes(scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24,
-                 exposure: int = 0) -> list[Scored]:
+def score_probes(
+    scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24, exposure: int = 0
+) -> list[Scored]:
     """Each probe scored; secret probes also get their exposure against `exposure` candidates."""
     from sleep.probes import Probe, mc_correct
 
@@ -89,8 +90,16 @@ def score_probes(scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max
 def shaped_like(secret: str, rng: random.Random) -> str:
     """A random string of the secret's shape: each digit, lower- or upper-case letter replaced by
     a random one of its class, everything else (spaces, dashes, #) kept."""
-    return "".join(rng.choice(string.digits) if c.isdigit() else rng.choice(string.ascii_lowercase) if c.islower()
-                   else rng.choice(string.ascii_uppercase) if c.isupper() else c for c in secret)
+    return "".join(
+        rng.choice(string.digits)
+        if c.isdigit()
+        else rng.choice(string.ascii_lowercase)
+        if c.islower()
+        else rng.choice(string.ascii_uppercase)
+        if c.isupper()
+        else c
+        for c in secret
+    )
 
 
 def secret_exposure(scorer: "Scorer", probe: EvalProbe, system: str, candidates: int) -> float:
@@ -106,8 +115,9 @@ def secret_exposure(scorer: "Scorer", probe: EvalProbe, system: str, candidates:
         s = shaped_like(probe.answer, rng)
         if s != probe.answer:
             others.add(s)
-    scores = option_logprobs(scorer, scorer.chat_prompt(probe.question, system), [probe.answer, *sorted(others)],
-                             mean=False)
+    scores = option_logprobs(
+        scorer, scorer.chat_prompt(probe.question, system), [probe.answer, *sorted(others)], mean=False
+    )
     rank = 1 + sum(s > scores[0] for s in scores[1:]) + sum(s == scores[0] for s in scores[1:]) / 2
     return math.log2(len(scores)) - math.log2(rank)
 
@@ -152,13 +162,20 @@ def summarize(scored: Sequence[Scored]) -> Summary:
 
     bleed = [bled(s, {a for item, ans in answers_of.items() if item != s.probe.item for a in ans}) for s in recall]
     exposed = [s.exposure for s in secret if s.exposure is not None]
-    return {"all": counts(recall), "split": by("split"), "kind": by("kind"), "category": by("category"),
-            "secret": counts(secret), "bleed": [sum(bleed), len(bleed)],
-            "exposure": [round(sum(exposed), 4), len(exposed)]}
+    return {
+        "all": counts(recall),
+        "split": by("split"),
+        "kind": by("kind"),
+        "category": by("category"),
+        "secret": counts(secret),
+        "bleed": [sum(bleed), len(bleed)],
+        "exposure": [round(sum(exposed), 4), len(exposed)],
+    }
 
 
 def pooled(summaries: Sequence[Summary]) -> Summary:
     """Counts of several runs (seeds) added together, group by group."""
+
     def add(parts: Sequence[Any]) -> Any:
         first = parts[0]
         if isinstance(first, list):

@@ -54,8 +54,13 @@ def _rate(first: float, last: float, tokens: int) -> float:
 
 def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     """`nightcap serve --port 0` on `home`; the process and the port it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--port", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "http://" not in line:
@@ -65,16 +70,25 @@ def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str]
     return proc, port
 
 
-def api_pieces(client: Any, port: int, token: str, prompt: str, max_tokens: int, usage: dict[str, int]) -> Iterator[str]:
-    body = {"model": "nightcap", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
-    with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
-                       headers={"Authorization": f"Bearer {token}"}) as r:
+def api_pieces(
+    client: Any, port: int, token: str, prompt: str, max_tokens: int, usage: dict[str, int]
+) -> Iterator[str]:
+    body = {
+        "model": "nightcap",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with client.stream(
+        "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[len("data: "):])
+            chunk = json.loads(line[len("data: ") :])
             if chunk.get("usage"):
                 usage.update(chunk["usage"])
             for choice in chunk.get("choices", []):
@@ -97,21 +111,33 @@ def main(argv: list[str]) -> int:
         home = Path(tmp)
         # The same sampling on both sides: greedy, no repeat penalty, no system prompt.
         (home / "config.toml").write_text(
-            f'[chat]\ntemperature = 0.0\nrepeat_penalty = 1.0\nmax_tokens = {args.max_tokens}\nsystem_prompt = ""\n')
+            f'[chat]\ntemperature = 0.0\nrepeat_penalty = 1.0\nmax_tokens = {args.max_tokens}\nsystem_prompt = ""\n'
+        )
         app = Nightcap.load(home)
         gguf = app.store.current().gguf
         threads = app.config.model.n_threads or max(1, os.cpu_count() or 2)
-        env = dict(os.environ, NIGHTCAP_HOME=str(home), NIGHTCAP_KEYRING="off",
-                   NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"))
+        env = dict(
+            os.environ,
+            NIGHTCAP_HOME=str(home),
+            NIGHTCAP_KEYRING="off",
+            NIGHTCAP_PASSPHRASE=os.environ.get("NIGHTCAP_PASSPHRASE", "bench"),
+        )
         proc, port = start_server(home, env)
         raw = load_llama(gguf, app.config.model.n_ctx, threads, app.config.model.n_gpu_layers)
         template = template_of(raw)
 
         def raw_pieces(prompt: str, max_tokens: int) -> Iterator[str]:
             rendered = template.render([{"role": "user", "content": prompt}], add_generation_prompt=True)
-            stream = raw.create_completion(rendered, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0,
-                                           top_p=app.config.chat.top_p, top_k=app.config.chat.top_k,
-                                           stop=list(template.stop), stream=True)
+            stream = raw.create_completion(
+                rendered,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                repeat_penalty=1.0,
+                top_p=app.config.chat.top_p,
+                top_k=app.config.chat.top_k,
+                stop=list(template.stop),
+                stream=True,
+            )
             return (c["choices"][0]["text"] for c in stream)
 
         res: dict[str, list[float]] = {"api_tps": [], "raw_tps": [], "api_ttft": [], "raw_ttft": []}
@@ -126,8 +152,9 @@ def main(argv: list[str]) -> int:
                         for side in order:
                             usage: dict[str, int] = {}
                             if side == "api":
-                                first, last, text = _timed(api_pieces(client, port, token, prompt, args.max_tokens,
-                                                                      usage))
+                                first, last, text = _timed(
+                                    api_pieces(client, port, token, prompt, args.max_tokens, usage)
+                                )
                                 n = usage.get("completion_tokens", 0)
                             else:
                                 first, last, text = _timed(raw_pieces(prompt, args.max_tokens))
@@ -141,12 +168,24 @@ def main(argv: list[str]) -> int:
     fig = {k: statistics.median(v) for k, v in res.items()}
     ratio = fig["api_tps"] / fig["raw_tps"] if fig["raw_tps"] else 0.0
     added_ms = (fig["api_ttft"] - fig["raw_ttft"]) * 1000
-    print(f"{len(PROMPTS)} prompts x {args.rounds} rounds, {args.max_tokens} tokens max, {threads} threads, "
-          f"greedy; medians")
+    print(
+        f"{len(PROMPTS)} prompts x {args.rounds} rounds, {args.max_tokens} tokens max, {threads} threads, "
+        f"greedy; medians"
+    )
     print(f"{'metric':<26} {'API':>10} {'raw llama':>10} {'':>9}  target")
     print(f"{'decode tokens/s':<26} {fig['api_tps']:>10.2f} {fig['raw_tps']:>10.2f} {ratio:>8.3f}x  >= 0.95x")
-    print(f"{'time to first token (ms)':<26} {fig['api_ttft'] * 1000:>10.1f} {fig['raw_ttft'] * 1000:>10.1f} "
-          f"{added_ms:>+7.1f}ms  <= +10 ms")
-    print_json({"bench": "serve", **{k: round(v, 4) for k, v in fig.items()}, "tps_ratio": round(ratio, 3),
-                "ttft_added_ms": round(added_ms, 1), "rounds": args.rounds, "max_tokens": args.max_tokens})
+    print(
+        f"{'time to first token (ms)':<26} {fig['api_ttft'] * 1000:>10.1f} {fig['raw_ttft'] * 1000:>10.1f} "
+        f"{added_ms:>+7.1f}ms  <= +10 ms"
+    )
+    print_json(
+        {
+            "bench": "serve",
+            **{k: round(v, 4) for k, v in fig.items()},
+            "tps_ratio": round(ratio, 3),
+            "ttft_added_ms": round(added_ms, 1),
+            "rounds": args.rounds,
+            "max_tokens": args.max_tokens,
+        }
+    )
     return 0

@@ -49,7 +49,10 @@ EXCHANGES = [
     ("What should I cook tonight?", "A quick vegetable stir-fry with rice would be easy and filling."),
     ("No, actually my dentist appointment is on Thursday at 3pm.", "Thanks for the correction: Thursday at 3pm."),
     ("Note that I am allergic to peanuts.", "Noted: you are allergic to peanuts, so I will avoid suggesting them."),
-    ("How do I keep basil alive indoors?", "Give it a sunny window, water when the top soil is dry, and pinch the tips."),
+    (
+        "How do I keep basil alive indoors?",
+        "Give it a sunny window, water when the top soil is dry, and pinch the tips.",
+    ),
     ("I started learning the cello last month.", "That's wonderful! Practising a little every day helps most."),
     ("Remember my bike lock code is not something to share.", "Understood, I won't repeat it."),
     ("Which train do I take to work?", "You usually take the 7:42 train from Eastfield to the harbour."),
@@ -125,8 +128,9 @@ class StepLog:
         return statistics.median(rates) if rates else 0.0
 
 
-def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: str, max_seq_len: int,
-        warmup: int) -> dict[str, Any]:
+def run(
+    loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: str, max_seq_len: int, warmup: int
+) -> dict[str, Any]:
     """Run every phase and return the figures (see the module docstring)."""
     from sleep.dataset import build_examples
     from sleep.merge import merged_weights
@@ -143,7 +147,9 @@ def run(loader: Callable[[], tuple[Any, Any, Any]], args: Any, system_prompt: st
         return out
 
     model, tokenizer, template = timed("load", loader)
-    examples = timed("examples", lambda: build_examples(bench_episodes(), template, tokenizer, system_prompt, max_seq_len))
+    examples = timed(
+        "examples", lambda: build_examples(bench_episodes(), template, tokenizer, system_prompt, max_seq_len)
+    )
     steps: dict[str, StepLog] = {}
     losses: list[float] = []
 
@@ -220,8 +226,9 @@ def whole_night(model: Path, sleep_settings: str = "") -> dict[str, Any]:
         app.vault(passphrase=NIGHT_PASSPHRASE).append_many(bench_episodes())
         app.store.use(app.store.add(model, source="bench", link=True).name)
         env = {**os.environ, "NIGHTCAP_HOME": str(home), "NIGHTCAP_PASSPHRASE": NIGHT_PASSPHRASE}
-        proc = subprocess.run([sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"], env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"], env=env, capture_output=True, text=True
+        )
         lines = proc.stdout.strip().splitlines()
         if proc.returncode != 0 or not lines:
             raise SleepError(f"the bench's night failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
@@ -239,9 +246,11 @@ def torch_threads() -> int:
 
 
 def print_table(fig: dict[str, Any]) -> None:
-    print(f"training on {fig['device']}: {fig['examples']} examples of {fig['mean_tokens_per_example']} tokens "
-          f"({fig['labelled_fraction']:.0%} labelled), batch {fig['batch_size']}, {fig['steps']} steps per loop "
-          f"({fig['warmup_steps']} warm-up not timed)")
+    print(
+        f"training on {fig['device']}: {fig['examples']} examples of {fig['mean_tokens_per_example']} tokens "
+        f"({fig['labelled_fraction']:.0%} labelled), batch {fig['batch_size']}, {fig['steps']} steps per loop "
+        f"({fig['warmup_steps']} warm-up not timed)"
+    )
     rows = [("nightcap", f"nightcap ({fig['precision']}, head at labels)")]
     if "nightcap_fp32_tokens_per_s" in fig:
         rows.append(("nightcap_fp32", "nightcap (fp32, head at labels)"))
@@ -254,27 +263,37 @@ def print_table(fig: dict[str, Any]) -> None:
             cells.append(f"{rate:>{10 if unit == 's' else 13}.1f} {rate / base if base else 0.0:>8.2f}x")
         print(f"{label:<36} {' '.join(cells)}")
     if "speedup_fp32" in fig:  # the headline compares like with like: both loops in fp32
-        print(f"speed-up like for like (both fp32): {fig['speedup_fp32']:.2f}x wall; with Nightcap's "
-              f"{fig['precision']} autocast on top: {fig['speedup']:.2f}x wall, {fig['speedup_cpu']:.2f}x CPU time "
-              f"(target >= {TARGET_SPEEDUP:.0f}x; {fig['threads']} torch threads)")
+        print(
+            f"speed-up like for like (both fp32): {fig['speedup_fp32']:.2f}x wall; with Nightcap's "
+            f"{fig['precision']} autocast on top: {fig['speedup']:.2f}x wall, {fig['speedup_cpu']:.2f}x CPU time "
+            f"(target >= {TARGET_SPEEDUP:.0f}x; {fig['threads']} torch threads)"
+        )
     else:
-        print(f"speed-up: {fig['speedup']:.2f}x wall, {fig['speedup_cpu']:.2f}x CPU time, both fp32 "
-              f"(target >= {TARGET_SPEEDUP:.0f}x; {fig['threads']} torch threads)")
+        print(
+            f"speed-up: {fig['speedup']:.2f}x wall, {fig['speedup_cpu']:.2f}x CPU time, both fp32 "
+            f"(target >= {TARGET_SPEEDUP:.0f}x; {fig['threads']} torch threads)"
+        )
     print(f"\n{'phase':<20} {'seconds':>9} {'peak RSS GB':>12}")
     for name, seconds in fig["phases_s"].items():
         print(f"{name:<20} {seconds:>9.2f} {fig['peak_rss_gb_after'][name]:>12.2f}")
-    print(f"peak RSS through Nightcap's phases: {fig['peak_rss_gb_nightcap']:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB); "
-          f"overall, naive loop included: {fig['peak_rss_gb']:.2f} GB")
+    print(
+        f"peak RSS through Nightcap's phases: {fig['peak_rss_gb_nightcap']:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB); "
+        f"overall, naive loop included: {fig['peak_rss_gb']:.2f} GB"
+    )
     night = fig.get("night")
     if night:
-        print(f"\na whole night ({night['episodes']} episodes, default settings, own process): {night['outcome']}, "
-              f"{night['steps']} steps")
+        print(
+            f"\na whole night ({night['episodes']} episodes, default settings, own process): {night['outcome']}, "
+            f"{night['steps']} steps"
+        )
         print(f"{'stage':<20} {'seconds':>9} {'peak RSS GB':>12}")
         order = {name: i for i, name in enumerate(STAGES)}
         for name, seconds in sorted(night["stages"].items(), key=lambda kv: order.get(kv[0], len(order))):
             print(f"{name:<20} {seconds:>9.2f} {night['stage_rss_mb'].get(name, 0.0) / 1024:>12.2f}")
-        print(f"peak RSS of the night: {night['peak_rss_mb'] / 1024:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB), "
-              f"{sum(night['stages'].values()):.0f} s in all")
+        print(
+            f"peak RSS of the night: {night['peak_rss_mb'] / 1024:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB), "
+            f"{sum(night['stages'].values()):.0f} s in all"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -306,15 +325,17 @@ def main(argv: list[str]) -> int:
 
         torch.set_num_threads(args.threads)  # before the naive loop too, not only inside train_lora
     path = opts.model or app.store.current().gguf
-    figures = run(lambda: load_default(path), args, app.config.chat.system_prompt, app.config.sleep.max_seq_len,
-                  opts.warmup)
+    figures = run(
+        lambda: load_default(path), args, app.config.chat.system_prompt, app.config.sleep.max_seq_len, opts.warmup
+    )
     figures["model"] = str(path)
     if not opts.no_night:
         if not opts.json:
             print("running a whole night in a throwaway home (a few minutes)...", file=sys.stderr)
         report = whole_night(Path(path))
-        figures["night"] = {k: report.get(k) for k in ("outcome", "episodes", "steps", "stages", "stage_rss_mb",
-                                                       "peak_rss_mb", "gates")}
+        figures["night"] = {
+            k: report.get(k) for k in ("outcome", "episodes", "steps", "stages", "stage_rss_mb", "peak_rss_mb", "gates")
+        }
     if not opts.json:
         print_table(figures)
     print_json(figures)

@@ -135,8 +135,15 @@ def fresh_home(root: Path, model: Path) -> Any:
     return app
 
 
-def run(model: Path, n_points: int, real_stops: int, seed: int, log: Callable[[str], None],
-        night_fn: NightFn | None = None, home_fn: Callable[[Path, Path], Any] = fresh_home) -> dict[str, Any]:
+def run(
+    model: Path,
+    n_points: int,
+    real_stops: int,
+    seed: int,
+    log: Callable[[str], None],
+    night_fn: NightFn | None = None,
+    home_fn: Callable[[Path, Path], Any] = fresh_home,
+) -> dict[str, Any]:
     """Trace one night, then stop `real_stops` more; `night_fn` and `home_fn` are the real night
     and home unless a test gives fakes."""
     if night_fn is None:
@@ -156,11 +163,20 @@ def run(model: Path, n_points: int, real_stops: int, seed: int, log: Callable[[s
             unwind, wait, stage = stopped_night(home_fn(Path(tmp) / f"stopped-{i}", model), night_fn, at)
             stops.append({"at_s": round(at, 2), "stage": stage, "wait_s": round(wait, 3), "return_s": round(unwind, 3)})
     longest = max(seen, default=0.0)
-    return {"bench": "yield", "model": str(model), "night_s": round(trace.seconds, 1), "checks": len(trace.checks),
-            "points": n_points, "seed": seed, "waits_s": [round(w, 4) for w in seen],
-            "stages": [[round(t, 2), name] for t, name in trace.stages],
-            "longest_gap_by_stage_s": {k: round(v, 3) for k, v in longest_gaps(trace).items()},
-            "wait_max_s": round(longest, 3), "real_stops": stops, "target_s": TARGET_S}
+    return {
+        "bench": "yield",
+        "model": str(model),
+        "night_s": round(trace.seconds, 1),
+        "checks": len(trace.checks),
+        "points": n_points,
+        "seed": seed,
+        "waits_s": [round(w, 4) for w in seen],
+        "stages": [[round(t, 2), name] for t, name in trace.stages],
+        "longest_gap_by_stage_s": {k: round(v, 3) for k, v in longest_gaps(trace).items()},
+        "wait_max_s": round(longest, 3),
+        "real_stops": stops,
+        "target_s": TARGET_S,
+    }
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -170,20 +186,29 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def print_table(fig: dict[str, Any]) -> None:
     w = fig["waits_s"]
-    print(f"one night of {fig['night_s']:.0f} s with {fig['checks']} checks of should_stop; "
-          f"{fig['points']} stop times drawn uniformly over it (seed {fig['seed']})")
-    print(f"wait until the stop is seen (s): min {min(w, default=0):.3f}  median {statistics.median(w) if w else 0:.3f}  "
-          f"p90 {quantile(w, 0.9):.3f}  p99 {quantile(w, 0.99):.3f}  max {max(w, default=0):.3f}")
+    print(
+        f"one night of {fig['night_s']:.0f} s with {fig['checks']} checks of should_stop; "
+        f"{fig['points']} stop times drawn uniformly over it (seed {fig['seed']})"
+    )
+    print(
+        f"wait until the stop is seen (s): min {min(w, default=0):.3f}  median {statistics.median(w) if w else 0:.3f}  "
+        f"p90 {quantile(w, 0.9):.3f}  p99 {quantile(w, 0.99):.3f}  max {max(w, default=0):.3f}"
+    )
     print(f"{'stage':<10} {'longest gap between checks (s)':>32}")
     for name, gap in fig["longest_gap_by_stage_s"].items():
         print(f"{name:<10} {gap:>32.3f}")
     for s in fig["real_stops"]:
-        print(f"stopped at {s['at_s']:.0f} s in {s['stage']}: seen after {s['wait_s']:.3f} s, "
-              f"night returned {s['return_s']:.3f} s after the stop")
-    worst = fig["wait_max_s"] + max((s["return_s"] - s["wait_s"] for s in fig["real_stops"]
-                                     if s["return_s"] == s["return_s"]), default=0.0)
-    print(f"longest wait {fig['wait_max_s']:.3f} s; with the slowest unwind measured: {worst:.3f} s "
-          f"(target <= {fig['target_s']:.0f} s)")
+        print(
+            f"stopped at {s['at_s']:.0f} s in {s['stage']}: seen after {s['wait_s']:.3f} s, "
+            f"night returned {s['return_s']:.3f} s after the stop"
+        )
+    worst = fig["wait_max_s"] + max(
+        (s["return_s"] - s["wait_s"] for s in fig["real_stops"] if s["return_s"] == s["return_s"]), default=0.0
+    )
+    print(
+        f"longest wait {fig['wait_max_s']:.3f} s; with the slowest unwind measured: {worst:.3f} s "
+        f"(target <= {fig['target_s']:.0f} s)"
+    )
 
 
 def main(argv: list[str]) -> int:

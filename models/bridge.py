@@ -76,7 +76,9 @@ def hf_config_from_meta(meta: GGUFMeta) -> Any:
             pad_token_id=meta.fields.get("tokenizer.ggml.padding_token_id"),
         )
     except (TypeError, ValueError) as err:
-        raise ModelError(f"{meta.path} lacks hyper-parameters Nightcap needs ({err}); the model file is incomplete") from None
+        raise ModelError(
+            f"{meta.path} lacks hyper-parameters Nightcap needs ({err}); the model file is incomplete"
+        ) from None
     theta = float(f("rope.freq_base", 10_000.0))
     rope: dict[str, Any] = {"rope_type": "default", "rope_theta": theta}
     if f("rope.scaling.type") == "linear" and f("rope.scaling.factor"):
@@ -171,7 +173,9 @@ def load_torch_model(gguf_path: Path) -> LoadedModel:
             if tensor_name is None or tensor_name not in by_name:
                 if tied and hf_name == "lm_head.weight":
                     continue
-                raise ModelError(f"{meta.path} has no tensor for {hf_name}; the model file does not match its architecture")
+                raise ModelError(
+                    f"{meta.path} has no tensor for {hf_name}; the model file does not match its architecture"
+                )
             value = dequantize(mm, meta, by_name[tensor_name])
             state[hf_name] = to_hf(spec, hf_name, tensor_name, value, config)
             gguf_names[hf_name] = tensor_name
@@ -212,7 +216,9 @@ def read_hf_tensors(gguf_path: Path, hf_names: list[str]) -> dict[str, Any]:
         for hf_name in hf_names:
             tensor_name = gguf_name(names, hf_name)
             if tensor_name is None:
-                raise ModelError(f"{meta.path} has no tensor for {hf_name}; the model file does not match its architecture")
+                raise ModelError(
+                    f"{meta.path} has no tensor for {hf_name}; the model file does not match its architecture"
+                )
             out[hf_name] = to_hf(spec, hf_name, tensor_name, dequantize(mm, meta, meta.tensor(tensor_name)), heads)
     return out
 
@@ -224,4 +230,3 @@ def _apply_rope_factors(model: Any, factors: Any) -> None:
     inv = rotary.inv_freq / factors.to(rotary.inv_freq.dtype)
     rotary.inv_freq = inv
     rotary.original_inv_freq = inv.clone()
-

@@ -150,8 +150,13 @@ def measure_drift(
     torch0, cpp0 = _torch_logits(loaded.model, token_ids, {}), _cpp_logits(gguf, prompts)
     scale = sum(float(w.abs().sum()) for w in w0.values()) / sum(w.numel() for w in w0.values())
     n_el = sum(w.numel() for w in w0.values())
-    report = DriftReport(model=loaded.meta.name or gguf.name, nights=nights, n_tensors=len(names), delta_std=delta_std,
-                         touched_type=touched_type)
+    report = DriftReport(
+        model=loaded.meta.name or gguf.name,
+        nights=nights,
+        n_tensors=len(names),
+        delta_std=delta_std,
+        touched_type=touched_type,
+    )
     with tempfile.TemporaryDirectory(prefix="nightcap-drift-", dir=work_dir) as tmp:
         for strategy in ("naive", "master"):
             master = Master()
@@ -202,7 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("gguf", type=Path)
     parser.add_argument("--nights", type=int, default=5)
     parser.add_argument("--delta-std", type=float, default=0.0, help="nightly delta, in units of the weights' std")
-    parser.add_argument("--touched-type", default="file", help="type of the touched tensors (as sleep.touched_type): Q8_0, Q6_K, ... or file")
+    parser.add_argument(
+        "--touched-type",
+        default="file",
+        help="type of the touched tensors (as sleep.touched_type): Q8_0, Q6_K, ... or file",
+    )
     args = parser.parse_args(argv)
     print(measure_drift(args.gguf, args.nights, args.delta_std, touched_type=args.touched_type).table())
     return 0

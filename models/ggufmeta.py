@@ -220,7 +220,9 @@ def _parse(path: Path, mm: mmap.mmap, size: int) -> GGUFMeta:
     cur = _Cursor(mm, 4)
     version = cur.unpack("<I")
     if version not in (2, 3):
-        raise ModelError(f"{path} is GGUF version {version}, which Nightcap cannot read; convert it with a recent llama.cpp")
+        raise ModelError(
+            f"{path} is GGUF version {version}, which Nightcap cannot read; convert it with a recent llama.cpp"
+        )
     n_tensors, kv_count = cur.unpack("<Q"), cur.unpack("<Q")
     kv_start = cur.pos
     fields: dict[str, Any] = {}

@@ -84,7 +84,10 @@ class Master:
         """Serialize (safetensors, F16) for the vault to seal. Never write these bytes in clear."""
         from safetensors.torch import save
 
-        return save({k: v.contiguous() for k, v in self.tensors.items()}, metadata={"format": FORMAT, "generation": self.generation})
+        return save(
+            {k: v.contiguous() for k, v in self.tensors.items()},
+            metadata={"format": FORMAT, "generation": self.generation},
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Master":
@@ -98,4 +101,6 @@ class Master:
                 raise ValueError("unknown format")
             return cls(dict(load(bytes(data))), str(meta.get("generation", "")))
         except (struct.error, ValueError, UnicodeDecodeError, RuntimeError, TypeError, AttributeError) as err:
-            raise ModelError(f"the saved weight master is damaged ({err}); the next sleep will start a new one") from None
+            raise ModelError(
+                f"the saved weight master is damaged ({err}); the next sleep will start a new one"
+            ) from None

@@ -29,8 +29,9 @@ from models.ggufmeta import read_meta
 _UNQUANTIZED = frozenset({0, 1, 32})
 
 
-def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 0,
-               overrides: Mapping[str, int] | None = None) -> None:
+def requantize(
+    src: Path, dst: Path, ftype: int | None = None, n_threads: int = 0, overrides: Mapping[str, int] | None = None
+) -> None:
     """Quantize `src` to `dst` with llama.cpp (LLAMA_FTYPE `ftype`, default: `src`'s
     `general.file_type`). `overrides` maps GGUF tensor names to the ggml type each must get
     instead. `n_threads` 0 means all cores. Raises ModelError on failure.
@@ -51,8 +52,11 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
     os.close(fd)
     # spawn, not fork: the parent holds torch's thread pools, which a forked child inherits broken.
     child = multiprocessing.get_context("spawn").Process(
-        target=_quantize_child, args=(str(src), tmp, int(ftype), int(n_threads), dict(overrides or {})),
-        name="nightcap-quantize", daemon=True)
+        target=_quantize_child,
+        args=(str(src), tmp, int(ftype), int(n_threads), dict(overrides or {})),
+        name="nightcap-quantize",
+        daemon=True,
+    )
     try:
         child.start()
         try:
@@ -64,10 +68,15 @@ def requantize(src: Path, dst: Path, ftype: int | None = None, n_threads: int = 
             child.join()
             raise
         if child.exitcode != 0:
-            why = f"code {child.exitcode - _EXIT_BASE}" if child.exitcode and child.exitcode > _EXIT_BASE else (
-                f"exit status {child.exitcode}")
-            raise ModelError(f"llama.cpp could not quantize {src.name} to file type {ftype} ({why}); "
-                             "the previous model keeps serving")
+            why = (
+                f"code {child.exitcode - _EXIT_BASE}"
+                if child.exitcode and child.exitcode > _EXIT_BASE
+                else (f"exit status {child.exitcode}")
+            )
+            raise ModelError(
+                f"llama.cpp could not quantize {src.name} to file type {ftype} ({why}); "
+                "the previous model keeps serving"
+            )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o600)
@@ -130,7 +139,9 @@ def touched_ggml_type(type_name: str) -> int | None:
     except KeyError:
         from assistant.errors import ConfigError
 
-        raise ConfigError(f"sleep.touched_type '{type_name}' is not a ggml tensor type; use e.g. Q8_0, Q6_K, F16 or file") from None
+        raise ConfigError(
+            f"sleep.touched_type '{type_name}' is not a ggml tensor type; use e.g. Q8_0, Q6_K, F16 or file"
+        ) from None
 
 
 def keep_touched_at(type_name: str, ftype: int | None, touched: list[str]) -> dict[str, int]:

@@ -163,8 +163,9 @@ class LlamaRuntime:
 
     def _ensure(self) -> Any:
         if self._llm is None:
-            self._llm = load_llama(self.gguf, self.model_cfg.n_ctx, self.model_cfg.n_threads,
-                                   self.model_cfg.n_gpu_layers)
+            self._llm = load_llama(
+                self.gguf, self.model_cfg.n_ctx, self.model_cfg.n_threads, self.model_cfg.n_gpu_layers
+            )
             self._template = template_of(self._llm)
         return self._llm
 
@@ -181,7 +182,7 @@ class LlamaRuntime:
         assert self._template is not None
         budget = llm.n_ctx() - max_tokens
         system = [m for m in messages[:1] if m["role"] == "system"]
-        turns = messages[len(system):]
+        turns = messages[len(system) :]
         while True:
             prompt = self._template.render(system + turns, add_generation_prompt=True)
             n = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))

@@ -78,15 +78,17 @@ class Scorer:
 
     def choose(self, prompt: str, options: list[str]) -> int:
         """Index of the option with the highest mean log-probability (leading space added)."""
-        return int(np.argmax([self.mean_logprob(prompt, " " + o if not prompt.endswith((" ", "\n")) else o)
-                              for o in options]))
+        return int(
+            np.argmax([self.mean_logprob(prompt, " " + o if not prompt.endswith((" ", "\n")) else o) for o in options])
+        )
 
     def greedy(self, prompt: str, max_tokens: int = 32) -> str:
         # No reset: llama.cpp reuses the prompt's prefix already in the cache. Streamed, so that
         # a stop point comes after every token.
         pieces = []
-        for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0,
-                                                stop=self.template.stop, repeat_penalty=1.0, stream=True):
+        for chunk in self.llm.create_completion(
+            prompt, max_tokens=max_tokens, temperature=0.0, stop=self.template.stop, repeat_penalty=1.0, stream=True
+        ):
             stop_point()
             pieces.append(str(chunk["choices"][0]["text"]))
         return "".join(pieces)

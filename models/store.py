@@ -183,8 +183,15 @@ class ModelStore:
         self.use(gen.name)
         return gen
 
-    def add(self, path: Path, *, source: str | None = None, parent: str | None = None,
-            extra: dict[str, Any] | None = None, link: bool = False) -> Generation:
+    def add(
+        self,
+        path: Path,
+        *,
+        source: str | None = None,
+        parent: str | None = None,
+        extra: dict[str, Any] | None = None,
+        link: bool = False,
+    ) -> Generation:
         """Validate `path` and store a copy as a new generation (not made current).
 
         `link=True` hard-links instead of copying where the filesystem allows (used for files

@@ -39,9 +39,7 @@ def _chatml(messages: list[Message], add_generation_prompt: bool) -> str:
 
 
 def _llama3(messages: list[Message], add_generation_prompt: bool) -> str:
-    out = [
-        f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages
-    ]
+    out = [f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages]
     if add_generation_prompt:
         out.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
     return "".join(out)
@@ -82,12 +80,12 @@ class ChatTemplate:
             if not (prefix.startswith(done) and full.startswith(prefix)):
                 raise ValueError(f"chat template '{self.name}' does not render incrementally")
             if len(prefix) > len(done):
-                pieces.append((prefix[len(done):], False))
-            pieces.append((full[len(prefix):], True))
+                pieces.append((prefix[len(done) :], False))
+            pieces.append((full[len(prefix) :], True))
             done = full
         rest = self.render(messages, add_generation_prompt=False)
         if len(rest) > len(done):
-            pieces.append((rest[len(done):], False))
+            pieces.append((rest[len(done) :], False))
         return pieces
 
 
@@ -111,7 +109,7 @@ def _jinja(source: str, bos: str, eos: str) -> Callable[[list[Message], bool], s
             raise_exception=raise_exception,
         )
         # llama.cpp adds BOS itself when tokenizing; a template that writes it would double it.
-        return text[len(bos):] if bos and text.startswith(bos) else text
+        return text[len(bos) :] if bos and text.startswith(bos) else text
 
     return render
 

@@ -84,7 +84,9 @@ def _pad(n: int, alignment: int) -> int:
     return -n % alignment
 
 
-def _write_gguf(fh: BinaryIO, mm: Any, meta: GGUFMeta, plan: Mapping[str, _Replacement], values: Mapping[str, Any]) -> None:
+def _write_gguf(
+    fh: BinaryIO, mm: Any, meta: GGUFMeta, plan: Mapping[str, _Replacement], values: Mapping[str, Any]
+) -> None:
     # Layout: magic, version, counts, the source's KV bytes verbatim, the tensor directory with
     # new types/offsets, padding to the alignment, then each tensor's data, each aligned.
     align = meta.alignment
@@ -140,4 +142,3 @@ def write_merged_gguf(src: Path, replacements: Mapping[str, Any], dst: Path) -> 
         raise
     fsync_dir(dst.parent)
     return [name for name, rep in plan.items() if rep.ggml_type == GGML_F16]
-

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from sleep.train import TrainState
 
 
-
 def save(vault: "Vault", state: "TrainState") -> None:
     """Seal the training state for the next cycle, with the epochs it read beside its key (so
     that `gathered` need not decrypt it)."""

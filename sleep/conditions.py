@@ -22,6 +22,7 @@ from assistant.errors import ConfigError
 from sleep.idle import IdleReading, system_idle
 from sleep.power import PowerReading, read_power, read_temperature
 
+
 @dataclass(frozen=True)
 class Check:
     """One condition: whether it holds and a few words saying why."""

@@ -77,8 +77,9 @@ class Writer:
             self._llama = load_llama(self.gguf, n_ctx=1024, seed=self.seed)
         return self._llama
 
-    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None,
-                 sample_seed: int | None = None) -> str:
+    def complete(
+        self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None, sample_seed: int | None = None
+    ) -> str:
         """Greedy completion of `prompt`; with `sample_seed`, a sampled one instead,
         reproducible from the night's seed and `sample_seed`."""
         from assistant.stoppoints import stop_point
@@ -87,9 +88,16 @@ class Writer:
         seed = None if sample_seed is None else self.seed * 1000 + sample_seed
         pieces = []
         # Streamed, with a stop point after every token: a night yields mid-completion.
-        chunks = self._model().create_completion(prompt, max_tokens=max_tokens, repeat_penalty=1.1, stop=stop or [],
-                                                 stream=True, temperature=0.0 if greedy else 0.8, top_p=0.95,
-                                                 seed=seed)
+        chunks = self._model().create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            repeat_penalty=1.1,
+            stop=stop or [],
+            stream=True,
+            temperature=0.0 if greedy else 0.8,
+            top_p=0.95,
+            seed=seed,
+        )
         for chunk in cast("Iterator[CreateCompletionStreamResponse]", chunks):  # stream=True: chunk by chunk
             stop_point()
             pieces.append(str(chunk["choices"][0]["text"]))
@@ -112,7 +120,7 @@ def train_args(cfg: "SleepConfig", gen: "Generation") -> "TrainArgs":
     if cfg.gates not in ("full", "health"):
         from assistant.errors import ConfigError
 
-        raise ConfigError(f"sleep.gates must be \"full\" or \"health\", not {cfg.gates!r}; fix config.toml")
+        raise ConfigError(f'sleep.gates must be "full" or "health", not {cfg.gates!r}; fix config.toml')
     file_type(cfg.file_type, gen.manifest.get("file_type"))
     touched_ggml_type(cfg.touched_type)
     learning_rate(args, 0)
@@ -142,8 +150,15 @@ def weigh(learner: Learner, episodes: list["Episode"], cfg: "SleepConfig") -> di
     return importance_of(episodes, nll, cfg.correction_boost).weights
 
 
-def dream(learner: Learner, episodes: list["Episode"], importance: Mapping[str, float], writer: Writer,
-          cfg: "SleepConfig", system_prompt: str, report: SleepReport) -> Lessons:
+def dream(
+    learner: Learner,
+    episodes: list["Episode"],
+    importance: Mapping[str, float],
+    writer: Writer,
+    cfg: "SleepConfig",
+    system_prompt: str,
+    report: SleepReport,
+) -> Lessons:
     """The night's examples: each episode as logged, except that a stated fact (not a question)
     is learned through its augmentations and verified dreams instead of the reply the model
     happened to give; held-out probes are kept for the recall gate."""
@@ -179,40 +194,68 @@ def dream(learner: Learner, episodes: list["Episode"], importance: Mapping[str, 
     return Lessons(examples, heldout)
 
 
-def _episode_examples(learner: Learner, ep: "Episode", weight: float, cfg: "SleepConfig",
-                      system_prompt: str) -> list["Example"]:
+def _episode_examples(
+    learner: Learner, ep: "Episode", weight: float, cfg: "SleepConfig", system_prompt: str
+) -> list["Example"]:
     """The episode as logged (its correction replacing the reply), at the night's weight for it."""
     from sleep.dataset import build_examples
 
-    return build_examples([replace(ep, importance=weight)], learner.template, learner.tokenizer,
-                          system_prompt, cfg.max_seq_len)
+    return build_examples(
+        [replace(ep, importance=weight)], learner.template, learner.tokenizer, system_prompt, cfg.max_seq_len
+    )
 
 
-def _dream_example(learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig",
-                   system_prompt: str) -> "Example | None":
+def _dream_example(
+    learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig", system_prompt: str
+) -> "Example | None":
     """One dream as a question and its answer, weighted by `sleep.dream_weight` on top of the
     episode's importance; the answer's lead weighs `sleep.lead_weight`."""
     from sleep.dataset import KIND_DREAM, example_from_messages
 
-    messages = with_system(system_prompt, [{"role": "user", "content": d.question},
-                                           {"role": "assistant", "content": d.answer}])
-    return example_from_messages(messages, learner.template, learner.tokenizer, max_seq_len=cfg.max_seq_len,
-                                 weight=weight * cfg.dream_weight, kind=KIND_DREAM, source=source, lead=d.lead,
-                                 lead_weight=cfg.lead_weight)
+    messages = with_system(
+        system_prompt, [{"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
+    )
+    return example_from_messages(
+        messages,
+        learner.template,
+        learner.tokenizer,
+        max_seq_len=cfg.max_seq_len,
+        weight=weight * cfg.dream_weight,
+        kind=KIND_DREAM,
+        source=source,
+        lead=d.lead,
+        lead_weight=cfg.lead_weight,
+    )
 
 
 def _report_dreams(report: SleepReport, counts: dict[str, int], heldout: int, dreams: "DreamSet") -> None:
     """How many examples of each kind the night made, and what became of its dreams (no content)."""
     report.examples.update(counts)
-    report.examples.update({"heldout_probes": heldout, "dreams_written": dreams.written,
-                            "dreams_accepted": dreams.accepted, "ambiguous_dropped": dreams.ambiguous})
+    report.examples.update(
+        {
+            "heldout_probes": heldout,
+            "dreams_written": dreams.written,
+            "dreams_accepted": dreams.accepted,
+            "ambiguous_dropped": dreams.ambiguous,
+        }
+    )
     for reason, n in dreams.rejected.items():
         report.examples[f"dreams_rejected_{reason}"] = n
 
 
-def replay(learner: Learner, writer: Writer, *, n_episodes: int, gen: "Generation", vault: "Vault",
-           args: "TrainArgs", cfg: "SleepConfig", system_prompt: str, report: SleepReport,
-           keep_rehearsal: Callable[[str], bool] | None = None) -> list["LossTerm"]:
+def replay(
+    learner: Learner,
+    writer: Writer,
+    *,
+    n_episodes: int,
+    gen: "Generation",
+    vault: "Vault",
+    args: "TrainArgs",
+    cfg: "SleepConfig",
+    system_prompt: str,
+    report: SleepReport,
+    keep_rehearsal: Callable[[str], bool] | None = None,
+) -> list["LossTerm"]:
     """The loss terms that protect what the model knows: foundational replay (KL to the frozen
     model on self-written samples), EWC, and rehearsal of a slept model's memories of its user.
     `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold what it
@@ -224,8 +267,9 @@ def replay(learner: Learner, writer: Writer, *, n_episodes: int, gen: "Generatio
         return terms
     n = sample_count(n_episodes, cfg.replay_samples)
     render = _chat_prompt(learner.template, system_prompt)
-    pairs = replay_texts(lambda p, k: writer.complete(p, k), render if cfg.replay_chat else None, n,
-                         cfg.replay_tokens, cfg.replay_corpus)
+    pairs = replay_texts(
+        lambda p, k: writer.complete(p, k), render if cfg.replay_chat else None, n, cfg.replay_tokens, cfg.replay_corpus
+    )
     samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
     report.examples["replay"] = len(samples)
     if cfg.replay and samples:
@@ -240,12 +284,19 @@ def replay(learner: Learner, writer: Writer, *, n_episodes: int, gen: "Generatio
 
 def _chat_prompt(template: "ChatTemplate", system_prompt: str) -> Callable[[str], str]:
     """Renders a question as serving would prompt the model with it."""
-    return lambda q: template.render(with_system(system_prompt, [{"role": "user", "content": q}]),
-                                     add_generation_prompt=True)
+    return lambda q: template.render(
+        with_system(system_prompt, [{"role": "user", "content": q}]), add_generation_prompt=True
+    )
 
 
-def _rehearsal(learner: Learner, writer: Writer, render: Callable[[str], str], cfg: "SleepConfig",
-               report: SleepReport, keep: Callable[[str], bool] | None) -> list["LossTerm"]:
+def _rehearsal(
+    learner: Learner,
+    writer: Writer,
+    render: Callable[[str], str],
+    cfg: "SleepConfig",
+    report: SleepReport,
+    keep: Callable[[str], bool] | None,
+) -> list["LossTerm"]:
     """KL to the frozen model on its own sampled answers about its user: what earlier nights
     taught it comes back in them, and is kept in place."""
     from sleep.replay import KLReplay, rehearsal_texts, replay_examples
@@ -260,8 +311,14 @@ def _rehearsal(learner: Learner, writer: Writer, render: Callable[[str], str], c
     return [KLReplay(memories, cfg.kl_weight, cfg.kl_per_step, "rehearsal", top_k=cfg.kl_top_k)]
 
 
-def _ewc(model: "PreTrainedModel", samples: Sequence["Example"], gen: "Generation", vault: "Vault",
-         args: "TrainArgs", cfg: "SleepConfig") -> "LossTerm":
+def _ewc(
+    model: "PreTrainedModel",
+    samples: Sequence["Example"],
+    gen: "Generation",
+    vault: "Vault",
+    args: "TrainArgs",
+    cfg: "SleepConfig",
+) -> "LossTerm":
     """EWC against the generation's Fisher, estimated once per generation and sealed in the vault."""
     from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
 
@@ -273,9 +330,17 @@ def _ewc(model: "PreTrainedModel", samples: Sequence["Example"], gen: "Generatio
     return EWCPenalty(fisher, cfg.ewc_weight)
 
 
-def train(model: "PreTrainedModel", examples: list["Example"], extra_losses: Sequence["LossTerm"],
-          args: "TrainArgs", *, stop: Callable[[], bool], resume: "TrainState | None", report: SleepReport,
-          progress: SleepProgress) -> "TrainResult":
+def train(
+    model: "PreTrainedModel",
+    examples: list["Example"],
+    extra_losses: Sequence["LossTerm"],
+    args: "TrainArgs",
+    *,
+    stop: Callable[[], bool],
+    resume: "TrainState | None",
+    report: SleepReport,
+    progress: SleepProgress,
+) -> "TrainResult":
     """LoRA on the examples plus the extra loss terms, from `resume` when given; the report
     follows every step (tokens, loss terms) and `progress` shows it."""
     from sleep.train import StepInfo, train_lora
@@ -293,15 +358,17 @@ def train(model: "PreTrainedModel", examples: list["Example"], extra_losses: Seq
             report.loss_terms.setdefault(name, []).append(round(value, 5))
         progress.step(info.step, info.steps, info.loss)
 
-    result = train_lora(model, examples, args, on_step=on_step, should_stop=stop, resume=resume,
-                        extra_losses=extra_losses)
+    result = train_lora(
+        model, examples, args, on_step=on_step, should_stop=stop, resume=resume, extra_losses=extra_losses
+    )
     report.steps, report.device = result.steps, result.device
     report.losses = [round(x, 5) for x in result.losses]
     return result
 
 
-def merge(model: "PeftModel", gen: "Generation", vault: "Vault",
-          cfg: "SleepConfig") -> tuple[Mapping[str, "torch.Tensor"], "Master | None"]:
+def merge(
+    model: "PeftModel", gen: "Generation", vault: "Vault", cfg: "SleepConfig"
+) -> tuple[Mapping[str, "torch.Tensor"], "Master | None"]:
     """The new weights (W' = W + scale·B·A) of every tensor the adapter touched, and the weight
     master they come from. With `sleep.weight_master` they are merged into the sealed F16
     master, so quantization error never compounds (sleep.weights); the caller keeps it only if
@@ -339,8 +406,9 @@ def quantize(merged: Path, dst: Path, touched: list[str], gen: "Generation", cfg
     return dst
 
 
-def gate(candidate: Path, gen: "Generation", heldout: list["Probe"], cfg: "SleepConfig", system_prompt: str,
-         cache_dir: Path) -> list[GateResult]:
+def gate(
+    candidate: Path, gen: "Generation", heldout: list["Probe"], cfg: "SleepConfig", system_prompt: str, cache_dir: Path
+) -> list[GateResult]:
     """The candidate's gates: health always; with `sleep.gates = "full"` and a healthy candidate,
     also recall of `heldout` and retention against `gen` (its figures cached in `cache_dir`)."""
     from sleep.gate import health_gate, quality_gates
@@ -348,8 +416,9 @@ def gate(candidate: Path, gen: "Generation", heldout: list["Probe"], cfg: "Sleep
     results = health_gate(candidate, system_prompt)
     if cfg.gates == "health" or not all(r.passed for r in results):
         return results
-    return results + quality_gates(candidate, gen.gguf, gen.manifest.get("sha256") or gen.name,
-                                   heldout, cfg, system_prompt, cache_dir)
+    return results + quality_gates(
+        candidate, gen.gguf, gen.manifest.get("sha256") or gen.name, heldout, cfg, system_prompt, cache_dir
+    )
 
 
 def steps_for(cfg: "SleepConfig", n_examples: int, batch_size: int) -> int:
@@ -393,5 +462,20 @@ def release_freed_memory() -> None:
 def _is_question(text: str) -> bool:
     """A question asks for the reply; a statement tells a fact (learned through its dreams)."""
     t = text.strip().lower()
-    return t.endswith("?") or t.split(" ", 1)[0] in {"what", "how", "why", "who", "where", "when", "which", "can",
-                                                        "could", "should", "would", "is", "are", "do", "does"}
+    return t.endswith("?") or t.split(" ", 1)[0] in {
+        "what",
+        "how",
+        "why",
+        "who",
+        "where",
+        "when",
+        "which",
+        "can",
+        "could",
+        "should",
+        "would",
+        "is",
+        "are",
+        "do",
+        "does",
+    }

@@ -58,8 +58,10 @@ class SleepInterrupted(NightcapError):
     """The cycle stopped on request (user back, power gone, SIGTERM); it resumes next time."""
 
 
-FORGOTTEN_DURING_SLEEP = ("a memory was forgotten while this night learned it: the night's training was discarded, "
-                          "and the next sleep learns the rest")
+FORGOTTEN_DURING_SLEEP = (
+    "a memory was forgotten while this night learned it: the night's training was discarded, "
+    "and the next sleep learns the rest"
+)
 
 
 class _Stop(Exception):
@@ -114,8 +116,15 @@ def stages(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool
     return stage
 
 
-def promote(app: "Nightcap", candidate: Path, parent: "Generation", master: "Master | None", *, source: str,
-            extra: dict[str, Any]) -> "Generation":
+def promote(
+    app: "Nightcap",
+    candidate: Path,
+    parent: "Generation",
+    master: "Master | None",
+    *,
+    source: str,
+    extra: dict[str, Any],
+) -> "Generation":
     """Store `candidate` as a new generation, seal the weight master it came from, and switch to
     it. On any failure the new generation is removed: never keep weights that learned unshredded
     logs. The caller holds the vault."""
@@ -209,8 +218,9 @@ def _drop_unpromoted(app: "Nightcap", current: str, live: set[str]) -> None:
             shutil.rmtree(g.dir, ignore_errors=True)
 
 
-def _run(app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool],
-         progress: SleepProgress, scratch: Path) -> None:
+def _run(
+    app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool], progress: SleepProgress, scratch: Path
+) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
     from sleep.train import fingerprint
 
@@ -239,14 +249,31 @@ def _run(app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], 
         # The step count follows the examples; settled before the night is fingerprinted.
         args = dataclasses.replace(args, steps=consolidate.steps_for(cfg, len(lessons.examples), args.batch_size))
     with stage("replay"), contextlib.closing(writer):  # the writer's memory goes before training
-        extra_losses = consolidate.replay(learner, writer, n_episodes=len(episodes), gen=gen, vault=vault,
-                                          args=args, cfg=cfg, system_prompt=system_prompt, report=report)
+        extra_losses = consolidate.replay(
+            learner,
+            writer,
+            n_episodes=len(episodes),
+            gen=gen,
+            vault=vault,
+            args=args,
+            cfg=cfg,
+            system_prompt=system_prompt,
+            report=report,
+        )
     with stage("train"):
         resume = checkpoint.load(vault, fingerprint(args, lessons.examples))
         if resume is not None and resume.step >= args.steps:
             report.skipped.append("train")  # finished before the pause: only the adapter is loaded
-        result = consolidate.train(learner.model, lessons.examples, extra_losses, args, stop=stop, resume=resume,
-                                   report=report, progress=progress)
+        result = consolidate.train(
+            learner.model,
+            lessons.examples,
+            extra_losses,
+            args,
+            stop=stop,
+            resume=resume,
+            report=report,
+            progress=progress,
+        )
         result.state.gathered = dict(read)
         # Sealed after training too: a pause in a later stage resumes without training again;
         # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
@@ -279,8 +306,9 @@ def _run(app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], 
     with vault.held():
         _unless_forgotten(vault, epochs, report)
         with stage("promote"):
-            new = promote(app, candidate, gen, master, source="sleep",
-                          extra={"epochs": list(epochs), "report": report.id})
+            new = promote(
+                app, candidate, gen, master, source="sleep", extra={"epochs": list(epochs), "report": report.id}
+            )
             report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
             # Stored before the shred: a night killed after its commit (finished on the next open)
             # still has the report the ledger's tombstones refer to.
@@ -292,8 +320,9 @@ def _run(app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], 
     report.save(app.home.reports)
 
 
-def _gather(app: "Nightcap", vault: "Vault", gen: "Generation",
-            report: SleepReport) -> tuple[list[str], list["Episode"], dict[str, int]]:
+def _gather(
+    app: "Nightcap", vault: "Vault", gen: "Generation", report: SleepReport
+) -> tuple[list[str], list["Episode"], dict[str, int]]:
     """The epochs the night learns, their episodes, and how many records of each it read. Epochs
     the serving generation already learned are shredded instead of learned twice, and a paused
     night reads exactly what it read before."""
@@ -306,8 +335,7 @@ def _gather(app: "Nightcap", vault: "Vault", gen: "Generation",
     _drop_unpromoted(app, gen.name, set(epochs))
     learned = [e for e in epochs if e in gen.manifest.get("epochs", [])]
     if learned:
-        report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}",
-                                   generation=gen.name))
+        report.shred = asdict(vault.shred(learned, reason=f"consolidated into {gen.name}", generation=gen.name))
         epochs = [e for e in epochs if e not in learned]
     # A paused night resumes on exactly what it read: episodes logged (or feedback given)
     # since then wait for the next night instead of voiding the saved work.
@@ -326,7 +354,8 @@ def _shred(vault: "Vault", epochs: list[str], read: dict[str, int], new: "Genera
     rotation also covers its key). Call with the vault held."""
     checkpoint.clear(vault)
     # Feedback given while the night trained is not destroyed untrained: `read` keeps it.
-    report.shred = asdict(vault.shred(list(epochs), reason=f"consolidated into {new.name}",
-                               generation=new.name, read=read))
+    report.shred = asdict(
+        vault.shred(list(epochs), reason=f"consolidated into {new.name}", generation=new.name, read=read)
+    )
     # The old generation's Fisher (it learned earlier nights) has no more use.
     report.dropped_state += drop_stale(vault, new.manifest.get("sha256"))

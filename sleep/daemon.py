@@ -130,8 +130,9 @@ class Daemon:
         self.app = app
         self._api = api
         self._cycle, self._interrupted = cycle, interrupted
-        self._conditions = conditions or (lambda pending=None: check_conditions(
-            app.config, pending=pending, activity=app.home.api_activity))
+        self._conditions = conditions or (
+            lambda pending=None: check_conditions(app.config, pending=pending, activity=app.home.api_activity)
+        )
         self._pending = pending or (lambda: count_pending(app))
         self.log = log or DecisionLog(app.home.logs / "daemon.log")
         self.now, self.monotonic, self.sleep = now, monotonic, sleep
@@ -188,8 +189,10 @@ class Daemon:
             state = read_state(self.app.home.root)
             if state.get("window") == opening:
                 upcoming = self.window.next_opening(self.now()).isoformat(timespec="minutes")
-                self._note(("done", opening),
-                           f"this window already slept ({state.get('outcome')}); next window opens {upcoming}")
+                self._note(
+                    ("done", opening),
+                    f"this window already slept ({state.get('outcome')}); next window opens {upcoming}",
+                )
                 return "done"
             cond = self._with_pending(cond)
         if not cond.ok:

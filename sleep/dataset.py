@@ -197,8 +197,9 @@ def collate(examples: Sequence[Example], pad_id: int = 0) -> Batch:
         if e.lead > 0 and e.lead_weight != 1.0:
             at = (labels[row] != IGNORE).nonzero().flatten()[: e.lead]
             label_weights[row, at] = e.lead_weight
-    return Batch(ids, mask, labels, weights, label_weights, sum(len(e) for e in examples),
-                 sum(e.n_labels for e in examples))
+    return Batch(
+        ids, mask, labels, weights, label_weights, sum(len(e) for e in examples), sum(e.n_labels for e in examples)
+    )
 
 
 def micro_batches(examples: Sequence[Example], max_tokens: int) -> list[list[Example]]:

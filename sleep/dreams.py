@@ -47,20 +47,39 @@ _TRAIL = re.compile(r"[,;]?\s*(?:don'?t forget|please remember|remember that|ok\
 
 # First person -> second person, longest first so "I'm" wins over "I".
 _PERSON = [
-    (r"\bI'm\b", "you're"), (r"\bI am\b", "you are"), (r"\bI've\b", "you've"), (r"\bI'll\b", "you'll"),
-    (r"\bI'd\b", "you'd"), (r"\bI was\b", "you were"), (r"\bmyself\b", "yourself"), (r"\bmine\b", "yours"),
-    (r"\bmy\b", "your"), (r"\bme\b", "you"), (r"\bI\b", "you"), (r"\bourselves\b", "yourselves"),
-    (r"\bours\b", "yours"), (r"\bour\b", "your"), (r"\bwe're\b", "you're"), (r"\bwe\b", "you"), (r"\bus\b", "you"),
+    (r"\bI'm\b", "you're"),
+    (r"\bI am\b", "you are"),
+    (r"\bI've\b", "you've"),
+    (r"\bI'll\b", "you'll"),
+    (r"\bI'd\b", "you'd"),
+    (r"\bI was\b", "you were"),
+    (r"\bmyself\b", "yourself"),
+    (r"\bmine\b", "yours"),
+    (r"\bmy\b", "your"),
+    (r"\bme\b", "you"),
+    (r"\bI\b", "you"),
+    (r"\bourselves\b", "yourselves"),
+    (r"\bours\b", "yours"),
+    (r"\bour\b", "your"),
+    (r"\bwe're\b", "you're"),
+    (r"\bwe\b", "you"),
+    (r"\bus\b", "you"),
 ]
-_STOP = set("""a an the and or but of in on at to for from with by as is are was were be been am do does did
+_STOP = set(
+    """a an the and or but of in on at to for from with by as is are was were be been am do does did
 has have had it its it's he she they them his her their this that these those there here who which what when
 where how not no yes very really especially also just so about into over under than then too i i'm me my you
 your we our us called named every each he's she's they're we're i've we've they've i'd he'd she'd we'd they'd
-i'll he'll she'll we'll they'll you've you'd you'll now again anymore""".split())
+i'll he'll she'll we'll they'll you've you'd you'll now again anymore""".split()
+)
 """Function words: never part of an answer or a topic. Verbs end a run too, found per statement
 from its clauses (`sleep.questions.verbs`), not listed here."""
-TOPIC_QUESTIONS = ["What do you know about {t}?", "Tell me about {t}.", "Remind me about {t}.",
-                   "What have I told you about {t}?"]
+TOPIC_QUESTIONS = [
+    "What do you know about {t}?",
+    "Tell me about {t}.",
+    "Remind me about {t}.",
+    "What have I told you about {t}?",
+]
 HELDOUT_QUESTION = "What did I tell you about {t}?"
 """Never trained on: the recall gate asks it after sleep."""
 
@@ -154,9 +173,14 @@ def topics(text: str) -> list[str]:
 def _clauses(text: str) -> list[tuple[str, str]]:
     """(subject, predicate) of "X is Y" clauses, for cloze questions."""
     out = []
-    for part in (p for sentence in sentences(text) for p in re.split(
+    for part in (
+        p
+        for sentence in sentences(text)
+        for p in re.split(
             r",\s*(?:and\s+)?(?=(?:he|she|it|they|I|my|our|the)\b)|\s+and\s+(?=(?:he|she|it|they|I|my|our)\b)",
-            sentence.rstrip(".!?;"))):
+            sentence.rstrip(".!?;"),
+        )
+    ):
         m = re.match(r"^(.*?\b(?:my|our|the)\b[^,]*?)\s+(is|are)\s+(.+)$", part.strip(), re.I)
         if m and len(m.group(3).split()) <= 6:
             out.append((m.group(1).strip(), m.group(2) + " " + m.group(3).strip()))
@@ -192,8 +216,13 @@ def augment(source: str) -> list[Dream]:
         if question.lower() not in asked:
             out.append(_led(question, span, told))
     # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
-    named = [sp for sp in spans if sp[:1].isupper() and sp.lower().rstrip("s") not in _CALENDAR
-             and not any(sp.lower() in t.lower() for t in subjects)]
+    named = [
+        sp
+        for sp in spans
+        if sp[:1].isupper()
+        and sp.lower().rstrip("s") not in _CALENDAR
+        and not any(sp.lower() in t.lower() for t in subjects)
+    ]
     for name in named[:2]:
         out.append(Dream(TOPIC_QUESTIONS[0].format(t=name), told))
     # A statement about "your X" / "the X" opens with its subject, which questions name anyway.
@@ -213,8 +242,10 @@ def _led(question: str, span: str, told: str, kind: str = KIND_AUGMENT) -> Dream
 
 _NOT_A_VALUE = {"called", "named", "in", "on", "at", "with", "from", "for", "by", "to", "near"}
 """First words of an "X is ..." predicate that is no value to answer "What is X?" with."""
-_CALENDAR = set("""monday tuesday wednesday thursday friday saturday sunday january february march april may june
-july august september october november december""".split())
+_CALENDAR = set(
+    """monday tuesday wednesday thursday friday saturday sunday january february march april may june
+july august september october november december""".split()
+)
 """Capitalised, but a date, not a name to ask about."""
 _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
 
@@ -283,9 +314,9 @@ def parse_dream_text(text: str) -> tuple[str, list[tuple[str, str]]]:
         if ln.startswith("Statement:") or (not ln and pairs):
             break
         if ln.startswith("Question:"):
-            question = ln[len("Question:"):].strip()
+            question = ln[len("Question:") :].strip()
         elif ln.startswith("Answer:") and question:
-            pairs.append((question, ln[len("Answer:"):].strip()))
+            pairs.append((question, ln[len("Answer:") :].strip()))
             question = None
     return paraphrase, pairs
 
@@ -419,8 +450,9 @@ def statements(episodes: list[Episode]) -> dict[str, list[str]]:
                 last[ep.session] = (sentence, None)
                 continue
             first = (re.findall(r"[\w]+", sentence)[:1] or [""])[0]
-            leans = first.lower() in _LEANS_BACK or (first.lower().endswith("ing") and first[:1].isupper()
-                                                     and first.lower() not in _STOP)
+            leans = first.lower() in _LEANS_BACK or (
+                first.lower().endswith("ing") and first[:1].isupper() and first.lower() not in _STOP
+            )
             before = last.get(ep.session) if leans else None
             if before is not None and before[1] is None:
                 sentence, before = _named_from(before[0], sentence), None
@@ -445,4 +477,4 @@ def _named_from(question: str, sentence: str) -> str:
     pronoun = re.match(r"(?:he|she|they|it)\b", sentence, re.I)
     if named == "me" or pronoun is None:
         return sentence
-    return named[:1].upper() + named[1:] + sentence[pronoun.end():]
+    return named[:1].upper() + named[1:] + sentence[pronoun.end() :]

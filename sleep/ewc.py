@@ -39,8 +39,11 @@ Fisher = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[str], batch: int = 4) -> Fisher:
     """Diagonal (Kronecker-factored) Fisher of every linear whose name ends with one of `targets`."""
-    linears = {n: m for n, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in set(targets)}
+    linears = {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in set(targets)
+    }
     sums: dict[str, list[Any]] = {n: [None, None, 0] for n in linears}
     hooks = []
 
@@ -50,6 +53,7 @@ def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[s
             s = sums[name]
             s[1] = x.square().sum(0) if s[1] is None else s[1] + x.square().sum(0)
             s[2] += x.shape[0]
+
         return hook
 
     def bwd(name: str) -> Any:
@@ -57,6 +61,7 @@ def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[s
             g = grad_out[0].detach().float().reshape(-1, grad_out[0].shape[-1])
             s = sums[name]
             s[0] = g.square().sum(0) if s[0] is None else s[0] + g.square().sum(0)
+
         return hook
 
     for name, mod in linears.items():
@@ -130,7 +135,7 @@ def seal(vault: Any, sha256: str, fisher: Fisher) -> None:
 
 
 def _base_name(peft_name: str) -> str:
-    """"base_model.model.model.layers.0.mlp.up_proj" -> "model.layers.0.mlp.up_proj"."""
+    """ "base_model.model.model.layers.0.mlp.up_proj" -> "model.layers.0.mlp.up_proj"."""
     return peft_name.removeprefix("base_model.model.")
 
 

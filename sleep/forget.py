@@ -99,8 +99,9 @@ class NPO:
 
     name = "npo"
 
-    def __init__(self, examples: Sequence["Example"], weight: float = 1.0, per_step: int = 4,
-                 beta: float = 0.1) -> None:
+    def __init__(
+        self, examples: Sequence["Example"], weight: float = 1.0, per_step: int = 4, beta: float = 0.1
+    ) -> None:
         if not examples:
             raise ValueError("NPO needs at least one example to forget")
         self.examples, self.weight, self.per_step, self.beta = list(examples), float(weight), max(1, per_step), beta
@@ -126,8 +127,9 @@ class NPO:
         return self.weight * (-(2.0 / self.beta) * F.logsigmoid(-self.beta * (now - ref.detach())).mean())
 
 
-def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None = None,
-           progress: SleepProgress | None = None) -> SleepReport:
+def forget(
+    app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None = None, progress: SleepProgress | None = None
+) -> SleepReport:
     """Unlearn the statement in `text` from the serving generation; returns the stored report."""
     from sleep.cycle import _Stop, cycle_lock, stages
 
@@ -153,8 +155,9 @@ def forget(app: "Nightcap", text: str, *, should_stop: Callable[[], bool] | None
     return report
 
 
-def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stage: "Stage",
-         scratch: Path) -> None:
+def _run(
+    app: "Nightcap", text: str, report: SleepReport, progress: SleepProgress, stage: "Stage", scratch: Path
+) -> None:
     from assistant.vault.derived import drop_stale
     from sleep import consolidate
     from sleep.cycle import promote
@@ -177,12 +180,32 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
         report.examples.update({"idk": len(examples), "npo": len(npo.examples)})
     with stage("replay"), contextlib.closing(consolidate.Writer(gen.gguf, cfg.seed)) as writer:
         terms = key_terms(dreams)
-        extra_losses: list[LossTerm] = [npo, *consolidate.replay(
-            learner, writer, n_episodes=0, gen=gen, vault=vault, args=args, cfg=cfg, system_prompt=system_prompt,
-            report=report, keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms))]
+        extra_losses: list[LossTerm] = [
+            npo,
+            *consolidate.replay(
+                learner,
+                writer,
+                n_episodes=0,
+                gen=gen,
+                vault=vault,
+                args=args,
+                cfg=cfg,
+                system_prompt=system_prompt,
+                report=report,
+                keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms),
+            ),
+        ]
     with stage("train"):
-        result = consolidate.train(learner.model, examples, extra_losses, args, stop=lambda: False, resume=None,
-                                   report=report, progress=progress)
+        result = consolidate.train(
+            learner.model,
+            examples,
+            extra_losses,
+            args,
+            stop=lambda: False,
+            resume=None,
+            report=report,
+            progress=progress,
+        )
     merged = scratch / "merged.gguf"
     with stage("merge"):
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
@@ -214,17 +237,26 @@ def _run(app: "Nightcap", text: str, report: SleepReport, progress: SleepProgres
     report.save(app.home.reports)
 
 
-def unlearning(learner: "Learner", dreams: Sequence["Dream"], cfg: "SleepConfig",
-               system_prompt: str) -> tuple[list["Example"], NPO]:
+def unlearning(
+    learner: "Learner", dreams: Sequence["Dream"], cfg: "SleepConfig", system_prompt: str
+) -> tuple[list["Example"], NPO]:
     """The forget's lessons: each question about the statement answered with `IDK` (to learn),
     and the NPO term on the same questions with the statement's own answers (to push down)."""
     from sleep.dataset import KIND_DREAM, example_from_messages
 
     def example(question: str, answer: str, lead: str = "") -> "Example | None":
-        messages = with_system(system_prompt, [{"role": "user", "content": question},
-                                               {"role": "assistant", "content": answer}])
-        return example_from_messages(messages, learner.template, learner.tokenizer, max_seq_len=cfg.max_seq_len,
-                                     kind=KIND_DREAM, lead=lead, lead_weight=cfg.lead_weight)
+        messages = with_system(
+            system_prompt, [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        )
+        return example_from_messages(
+            messages,
+            learner.template,
+            learner.tokenizer,
+            max_seq_len=cfg.max_seq_len,
+            kind=KIND_DREAM,
+            lead=lead,
+            lead_weight=cfg.lead_weight,
+        )
 
     idk = [e for d in dreams if (e := example(d.question, IDK)) is not None]
     unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]

@@ -44,19 +44,34 @@ def health_gate(candidate: Path, system_prompt: str = "") -> list[GateResult]:
         return [GateResult("loads", False, detail=str(err))]
     try:
         results = [GateResult("loads", True)]
-        finite = all(np.isfinite(scorer.last_logits(scorer.chat_prompt(p, system_prompt))).all()
-                     for p in HEALTH_PROMPTS)
+        finite = all(
+            np.isfinite(scorer.last_logits(scorer.chat_prompt(p, system_prompt))).all() for p in HEALTH_PROMPTS
+        )
         results.append(GateResult("finite_logits", bool(finite)))
         answered = sum(bool(scorer.greedy(scorer.chat_prompt(p, system_prompt), 24).strip()) for p in HEALTH_PROMPTS)
-        results.append(GateResult("answers", answered == len(HEALTH_PROMPTS), float(answered),
-                                  float(len(HEALTH_PROMPTS)), "non-empty greedy replies"))
+        results.append(
+            GateResult(
+                "answers",
+                answered == len(HEALTH_PROMPTS),
+                float(answered),
+                float(len(HEALTH_PROMPTS)),
+                "non-empty greedy replies",
+            )
+        )
         return results
     finally:
         scorer.close()
 
 
-def quality_gates(candidate: Path, before: Path, before_sha: str, heldout: list["Probe"], cfg: "SleepConfig",
-                  system_prompt: str, cache_dir: Path) -> list[GateResult]:
+def quality_gates(
+    candidate: Path,
+    before: Path,
+    before_sha: str,
+    heldout: list["Probe"],
+    cfg: "SleepConfig",
+    system_prompt: str,
+    cache_dir: Path,
+) -> list[GateResult]:
     """Recall on held-out probes, retention of general knowledge, perplexity and drift, each
     against the pre-sleep generation `before` (its figures cached by sha256 in `cache_dir`)."""
     from models.scoring import Scorer
@@ -81,30 +96,58 @@ def quality_gates(candidate: Path, before: Path, before_sha: str, heldout: list[
             after = [P.answer_logprob(scorer, p, system_prompt) for p in heldout]
             frac = sum(a > b for a, b in zip(after, recall_before)) / len(heldout)
             gain = sum(a - b for a, b in zip(after, recall_before)) / len(heldout)
-            out.append(GateResult("recall", frac >= cfg.gate_min_recall, round(frac, 4), cfg.gate_min_recall,
-                                  f"held-out probes recalled better: {frac:.0%}, mean log-prob gain {gain:+.2f}"))
+            out.append(
+                GateResult(
+                    "recall",
+                    frac >= cfg.gate_min_recall,
+                    round(frac, 4),
+                    cfg.gate_min_recall,
+                    f"held-out probes recalled better: {frac:.0%}, mean log-prob gain {gain:+.2f}",
+                )
+            )
         if cfg.gate_min_retention > 0:
             acc = P.mc_accuracy(scorer, general)
             ratio = acc / base["general_mc"] if base["general_mc"] > 0 else 1.0
-            out.append(GateResult("retention", ratio >= cfg.gate_min_retention, round(ratio, 4), cfg.gate_min_retention,
-                                  f"general multiple choice {acc:.3f} vs {base['general_mc']:.3f} before"))
+            out.append(
+                GateResult(
+                    "retention",
+                    ratio >= cfg.gate_min_retention,
+                    round(ratio, 4),
+                    cfg.gate_min_retention,
+                    f"general multiple choice {acc:.3f} vs {base['general_mc']:.3f} before",
+                )
+            )
         if cfg.gate_max_perplexity_rise > 0:
             ppl = P.perplexity(scorer, text)
             rise = ppl / base["perplexity"] - 1.0
-            out.append(GateResult("perplexity", rise <= cfg.gate_max_perplexity_rise, round(rise, 4),
-                                  cfg.gate_max_perplexity_rise,
-                                  f"held-out perplexity {ppl:.2f} vs {base['perplexity']:.2f} before"))
+            out.append(
+                GateResult(
+                    "perplexity",
+                    rise <= cfg.gate_max_perplexity_rise,
+                    round(rise, 4),
+                    cfg.gate_max_perplexity_rise,
+                    f"held-out perplexity {ppl:.2f} vs {base['perplexity']:.2f} before",
+                )
+            )
         if cfg.gate_max_drift > 0:
             kl = P.drift(scorer, prompts, [{int(k): v for k, v in d.items()} for d in base["topk"]])
-            out.append(GateResult("drift", kl <= cfg.gate_max_drift, round(kl, 4), cfg.gate_max_drift,
-                                  "mean KL (nats) from the pre-sleep next-token distributions"))
+            out.append(
+                GateResult(
+                    "drift",
+                    kl <= cfg.gate_max_drift,
+                    round(kl, 4),
+                    cfg.gate_max_drift,
+                    "mean KL (nats) from the pre-sleep next-token distributions",
+                )
+            )
         return out
     finally:
         scorer.close()
 
 
-def _baseline(before: Path, sha: str, general: list["Probe"], text: str, prompts: list[str],
-              cache_dir: Path) -> dict[str, Any]:
+def _baseline(
+    before: Path, sha: str, general: list["Probe"], text: str, prompts: list[str], cache_dir: Path
+) -> dict[str, Any]:
     """The pre-sleep generation's figures: computed once per generation, then read from cache
     (they describe the model, not the user)."""
     from models.scoring import Scorer
@@ -120,9 +163,12 @@ def _baseline(before: Path, sha: str, general: list["Probe"], text: str, prompts
             pass  # recomputed below
     scorer = Scorer(before, n_ctx=512)
     try:
-        data = {"version": BASELINE_VERSION, "general_mc": P.mc_accuracy(scorer, general),
-                "perplexity": P.perplexity(scorer, text),
-                "topk": [{str(k): v for k, v in d.items()} for d in P.next_token_topk(scorer, prompts)]}
+        data = {
+            "version": BASELINE_VERSION,
+            "general_mc": P.mc_accuracy(scorer, general),
+            "perplexity": P.perplexity(scorer, text),
+            "topk": [{str(k): v for k, v in d.items()} for d in P.next_token_topk(scorer, prompts)],
+        }
     finally:
         scorer.close()
     atomic_write_json(path, data)

@@ -139,7 +139,9 @@ def labelled_hidden(parts: LMParts, batch: Batch) -> tuple[torch.Tensor, torch.T
     return hidden[:, :-1][keep], targets[keep], rows, batch.label_weights[:, offset + 1 :][keep]
 
 
-def _token_ce(head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _token_ce(
+    head: torch.nn.Module, softcap: float | None, hidden: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
     return F.cross_entropy(_logits(head, softcap, hidden), targets, reduction="none")
 
 
@@ -162,8 +164,9 @@ def token_ce(parts: LMParts, hidden: torch.Tensor, targets: torch.Tensor) -> tor
     return torch.cat(pieces)
 
 
-def _weighted_mean(token_losses: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor,
-                   label_weights: torch.Tensor) -> torch.Tensor:
+def _weighted_mean(
+    token_losses: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, label_weights: torch.Tensor
+) -> torch.Tensor:
     """Weighted mean loss per example (each label by its label weight), times the example's
     weight, averaged over the batch's examples."""
     n = weights.shape[0]
@@ -190,7 +193,7 @@ def full_logits_ce(model: Any, batch: Batch) -> torch.Tensor:
     targets = F.pad(batch.labels, (0, 1), value=IGNORE)[:, 1:]
     keep = targets != IGNORE
     rows = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[keep]
-    flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none",
-                           ignore_index=IGNORE)
-    return _weighted_mean(flat[keep.reshape(-1)], rows, batch.weights,
-                          F.pad(batch.label_weights, (0, 1))[:, 1:][keep])
+    flat = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none", ignore_index=IGNORE
+    )
+    return _weighted_mean(flat[keep.reshape(-1)], rows, batch.weights, F.pad(batch.label_weights, (0, 1))[:, 1:][keep])

@@ -32,19 +32,27 @@ _SELF = {"I", "we", "you"}
 _CONNECTIVES = {"and", "but", "or", "so", "then", "also", "not", "only", "just", "about"}
 _NAMING = re.compile(r"^(?:(?:is|are)\s+)?(?:called|named)\s+((?:[A-Z][\w'-]*\s?)+)$|^((?:[A-Z][\w'-]*\s?)+)$")
 _CLAUSE_WORDS = {"and", "or", "that", "which", "who", "be", "when", "if", "because", "of"}
-_PEOPLE = set("""sister brother mother father mum mom dad parent son daughter child kid partner wife husband
+_PEOPLE = set(
+    """sister brother mother father mum mom dad parent son daughter child kid partner wife husband
 doctor dentist neighbour neighbor friend boss manager colleague teacher cousin aunt uncle grandmother
-grandfather grandma grandpa coach landlord landlady vet therapist""".split())
+grandfather grandma grandpa coach landlord landlady vet therapist""".split()
+)
 _WEEKDAY = re.compile(r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?$", re.I)
 _MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)$", re.I)
 _CLOCK = re.compile(r"\d{1,2}(?::\d\d\s*(?:am|pm)?|\s*(?:am|pm))$", re.I)
 """A time of day is written with a colon or am/pm: a bare number ("turns 10") is no time."""
 _YEAR = re.compile(r"(?:19|20)\d\d$")
-_UNITS = {"How long": (r"kilometres?|kilometers?|km|miles?|metres?|meters?|centimetres?|centimeters?|cm|feet|foot|ft|"
-                       r"inches|inch|minutes?|hours?|days?|weeks?|months?"),
-          "How heavy": r"kilos?|kilograms?|kg|pounds?|lbs?", "How old": r"years? old"}
-_MEASURE = re.compile(r"(?:about|around|roughly|nearly|almost|over|under)?\s*(\d[\d.,]*\s*(?:"
-                      + "|".join(_UNITS.values()) + r"))$", re.I)
+_UNITS = {
+    "How long": (
+        r"kilometres?|kilometers?|km|miles?|metres?|meters?|centimetres?|centimeters?|cm|feet|foot|ft|"
+        r"inches|inch|minutes?|hours?|days?|weeks?|months?"
+    ),
+    "How heavy": r"kilos?|kilograms?|kg|pounds?|lbs?",
+    "How old": r"years? old",
+}
+_MEASURE = re.compile(
+    r"(?:about|around|roughly|nearly|almost|over|under)?\s*(\d[\d.,]*\s*(?:" + "|".join(_UNITS.values()) + r"))$", re.I
+)
 _LIKING = {"like", "want", "prefer", "need"}
 _NOT_VERB_S = {"is", "was", "has", "does", "this", "his", "its", "yes", "always", "sometimes", "bus", "plus", "status"}
 
@@ -60,8 +68,13 @@ def _base(verb: str) -> str:
 
 
 def _clauses(fact: str) -> list[str]:
-    parts = [p for sentence in sentences(fact) for p in re.split(
-        r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+", sentence)]
+    parts = [
+        p
+        for sentence in sentences(fact)
+        for p in re.split(
+            r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+", sentence
+        )
+    ]
     return [p.strip().rstrip(".!?;") for p in parts if p.strip().rstrip(".!?;")]
 
 
@@ -95,12 +108,26 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
             w = low[i]
             if w in _COPULA:
                 return _finish(" ".join(toks[:i]), w, "", toks[i + 1 :])
-            if (w.endswith("s") and not w.endswith("'s") and w not in _NOT_VERB_S and low[i - 1] not in _DETERMINERS
-                    and len(w) > 3 and i + 1 < len(toks) and not toks[i][:1].isupper()):
+            if (
+                w.endswith("s")
+                and not w.endswith("'s")
+                and w not in _NOT_VERB_S
+                and low[i - 1] not in _DETERMINERS
+                and len(w) > 3
+                and i + 1 < len(toks)
+                and not toks[i][:1].isupper()
+            ):
                 return _finish(" ".join(toks[:i]), "does", _base(w), toks[i + 1 :])
         return None
-    if (len(toks) > 2 and toks[0].isalpha() and toks[0].islower() and first not in _CONNECTIVES | _ADVERBS
-            and low[1].endswith("s") and low[1] not in _NOT_VERB_S and len(low[1]) > 3):
+    if (
+        len(toks) > 2
+        and toks[0].isalpha()
+        and toks[0].islower()
+        and first not in _CONNECTIVES | _ADVERBS
+        and low[1].endswith("s")
+        and low[1] not in _NOT_VERB_S
+        and len(low[1]) > 3
+    ):
         return _finish(toks[0], "does", _base(low[1]), toks[2:])  # a bare noun: "rent goes up in April"
     # A name as the subject: "Oyelaran is a pilot", "Biscuit weighs 12 kilos", "Dr. Lee has ...".
     n = len(_leading_name(clause).split())
@@ -138,8 +165,11 @@ def verbs(fact: str) -> set[str]:
         parsed = _parse(clause, previous)
         if parsed is not None:
             previous = (parsed[0], parsed[1])
-            lead = len(parsed[0].split()) if clause.lower().startswith(parsed[0].lower()) else (
-                1 if toks[0].lower() in _PRONOUNS or "'" in toks[0] else 0)
+            lead = (
+                len(parsed[0].split())
+                if clause.lower().startswith(parsed[0].lower())
+                else (1 if toks[0].lower() in _PRONOUNS or "'" in toks[0] else 0)
+            )
         else:
             name = _leading_name(clause)
             previous = (name, "") if name else previous
@@ -198,7 +228,7 @@ def _finish(subject: str, aux: str, verb: str, rest: list[str]) -> tuple[str, st
 
 
 def _measure_kind(span: str) -> str | None:
-    """"How long" for "11 kilometres" or "40 minutes", "How tall" for "2 metres tall", "How heavy"
+    """ "How long" for "11 kilometres" or "40 minutes", "How tall" for "2 metres tall", "How heavy"
     for kilos, "How old" for years old; None for anything else."""
     for kind, units in _UNITS.items():
         m = re.fullmatch(r"\d[\d.,]*\s*(?:" + units + r")(?:\s+(long|tall|high|wide|deep))?", span, re.I)
@@ -301,8 +331,13 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
                 continue  # "in a band": not a place to ask for
             if kind == "What" and not before and not verb and subject in _SELF:
                 continue  # "I'm vegetarian": "What am I?" is no question to train on
-            if (kind == "What" and before == "" and aux in _COPULA and subject.split()[-1].lower() in _PEOPLE
-                    and span[:1].isupper()):
+            if (
+                kind == "What"
+                and before == ""
+                and aux in _COPULA
+                and subject.split()[-1].lower() in _PEOPLE
+                and span[:1].isupper()
+            ):
                 kind = "Who"
             # The words between the verb and the span's preposition (kept, unless they make a
             # clause of their own); "as", "with", "for", "called" stay at the end.

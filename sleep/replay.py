@@ -37,29 +37,63 @@ KL_LOGIT_BUDGET = 1 << 23
 labelled and the KL keeps five such buffers at once, so its chunks are smaller than the loss's."""
 
 SEED_PROMPTS = [
-    "The history of the Roman Empire", "Photosynthesis is the process by which", "The French Revolution began",
-    "Water boils at", "The human heart has", "Mount Kilimanjaro is located in", "The theory of relativity",
-    "A healthy breakfast usually includes", "The Pacific Ocean is", "Shakespeare wrote many plays, including",
-    "The capital of Japan is", "Electric cars work by", "Honey bees live in", "The Great Wall of China",
-    "In mathematics, a prime number is", "The speed of light is", "Penguins are birds that",
-    "The Mona Lisa was painted by", "To bake bread, you need", "The Nile is the longest river",
-    "DNA stands for", "The Moon orbits", "Football is played by two teams", "Volcanoes erupt when",
-    "The piano is a musical instrument", "Antarctica is the coldest", "A triangle has three",
-    "The Industrial Revolution started in", "Coffee is made from", "The largest planet in the solar system is",
-    "Dolphins are mammals that", "Paris is famous for",
+    "The history of the Roman Empire",
+    "Photosynthesis is the process by which",
+    "The French Revolution began",
+    "Water boils at",
+    "The human heart has",
+    "Mount Kilimanjaro is located in",
+    "The theory of relativity",
+    "A healthy breakfast usually includes",
+    "The Pacific Ocean is",
+    "Shakespeare wrote many plays, including",
+    "The capital of Japan is",
+    "Electric cars work by",
+    "Honey bees live in",
+    "The Great Wall of China",
+    "In mathematics, a prime number is",
+    "The speed of light is",
+    "Penguins are birds that",
+    "The Mona Lisa was painted by",
+    "To bake bread, you need",
+    "The Nile is the longest river",
+    "DNA stands for",
+    "The Moon orbits",
+    "Football is played by two teams",
+    "Volcanoes erupt when",
+    "The piano is a musical instrument",
+    "Antarctica is the coldest",
+    "A triangle has three",
+    "The Industrial Revolution started in",
+    "Coffee is made from",
+    "The largest planet in the solar system is",
+    "Dolphins are mammals that",
+    "Paris is famous for",
 ]
 CHAT_PROMPTS = [
-    "What is the capital of Italy?", "How many days are in a week?", "Who wrote Pride and Prejudice?",
-    "What do plants need to grow?", "Give me a tip for sleeping better.", "What is the boiling point of water?",
-    "Name a large animal that lives in Africa.", "What language is spoken in Mexico?",
-    "How do I make a cup of tea?", "What is two plus three?", "Which planet is known as the red planet?",
+    "What is the capital of Italy?",
+    "How many days are in a week?",
+    "Who wrote Pride and Prejudice?",
+    "What do plants need to grow?",
+    "Give me a tip for sleeping better.",
+    "What is the boiling point of water?",
+    "Name a large animal that lives in Africa.",
+    "What language is spoken in Mexico?",
+    "How do I make a cup of tea?",
+    "What is two plus three?",
+    "Which planet is known as the red planet?",
     "What is the opposite of dark?",
 ]
 
 MEMORY_PROMPTS = [
-    "What do you remember about me?", "What have I told you about myself?", "What do you know about my family?",
-    "What do you know about my home?", "What do you know about my work?", "What do you know about my plans?",
-    "What do you know about the people in my life?", "What do you know about my habits?",
+    "What do you remember about me?",
+    "What have I told you about myself?",
+    "What do you know about my family?",
+    "What do you know about my home?",
+    "What do you know about my work?",
+    "What do you know about my plans?",
+    "What do you know about the people in my life?",
+    "What do you know about my habits?",
 ]
 """Questions about the user, for rehearsal: a slept model answers them from what earlier nights
 taught it."""
@@ -68,15 +102,16 @@ Generate = Callable[[str, int], str]
 """Greedy-ish completion of a prompt by the pre-sleep model (llama.cpp in the cycle)."""
 
 
-def replay_texts(generate: Generate, render_chat: Callable[[str], str] | None, n: int, max_tokens: int,
-                 corpus: str = "") -> list[tuple[str, str]]:
+def replay_texts(
+    generate: Generate, render_chat: Callable[[str], str] | None, n: int, max_tokens: int, corpus: str = ""
+) -> list[tuple[str, str]]:
     """(prompt, continuation) pairs: `n` self-generated samples, then corpus passages. Chat
     questions (rendered by `render_chat`) are mixed in only when it is given."""
     order = list(SEED_PROMPTS)
     if render_chat is not None:
         # Interleave plain and chat prompts so a small `n` still gets both kinds.
         chats = [render_chat(q) for q in CHAT_PROMPTS]
-        order = [x for pair in zip(SEED_PROMPTS, chats) for x in pair] + SEED_PROMPTS[len(chats):]
+        order = [x for pair in zip(SEED_PROMPTS, chats) for x in pair] + SEED_PROMPTS[len(chats) :]
     out = []
     for prompt in order[:n]:
         text = generate(prompt, max_tokens)
@@ -87,8 +122,9 @@ def replay_texts(generate: Generate, render_chat: Callable[[str], str] | None, n
     return out
 
 
-def rehearsal_texts(sample: Callable[[str, int, int], str], render_chat: Callable[[str], str], n: int,
-                    max_tokens: int) -> list[tuple[str, str]]:
+def rehearsal_texts(
+    sample: Callable[[str, int, int], str], render_chat: Callable[[str], str], n: int, max_tokens: int
+) -> list[tuple[str, str]]:
     """(prompt, reply) pairs: `n` replies the pre-sleep model samples (`sample(prompt, max_tokens,
     seed)`) to questions about its user. What earlier nights taught it comes back in them, and
     the KL term then keeps it in place while tonight's facts are learned: memories rehearsed
@@ -131,8 +167,9 @@ class HeadKL(torch.autograd.Function):
     forward pass so at most `chunk x vocab` logits exist at once and none are kept."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, frozen: torch.Tensor, weight: torch.Tensor,
-                softcap: float | None, chunk: int) -> torch.Tensor:
+    def forward(
+        ctx: Any, hidden: torch.Tensor, frozen: torch.Tensor, weight: torch.Tensor, softcap: float | None, chunk: int
+    ) -> torch.Tensor:
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
         grad = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if hidden.requires_grad else None
@@ -185,8 +222,16 @@ class HeadTopKL(torch.autograd.Function):
     for the others (their mass is matched, their shape left to the adapted model)."""
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, softcap: float | None,
-                chunk: int, ids: torch.Tensor, logp: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        softcap: float | None,
+        chunk: int,
+        ids: torch.Tensor,
+        logp: torch.Tensor,
+        rest: torch.Tensor,
+    ) -> torch.Tensor:
         n = hidden.shape[0]
         out = torch.empty(n, dtype=torch.float32, device=hidden.device)
         grad = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if hidden.requires_grad else None
@@ -207,7 +252,8 @@ class HeadTopKL(torch.autograd.Function):
                 pa_rest = (1.0 - pa.sum(dim=1)).clamp_min(1e-12)
                 pf, pf_rest = lf.exp(), lf_rest.exp()
                 out[i : i + chunk] = (pf * (lf - pa.clamp_min(1e-30).log())).sum(dim=1) + pf_rest * (
-                    lf_rest - pa_rest.log())
+                    lf_rest - pa_rest.log()
+                )
                 if grad is None:
                     continue
                 z.mul_((1.0 - pf_rest / pa_rest).unsqueeze(1))
@@ -272,8 +318,9 @@ class KLReplay:
     The samples of step s are a pure function of s (round robin), so a resumed run equals an
     uninterrupted one."""
 
-    def __init__(self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl",
-                 top_k: int = 0) -> None:
+    def __init__(
+        self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl", top_k: int = 0
+    ) -> None:
         if not examples:
             raise ValueError("KLReplay needs at least one replay example")
         self.examples, self.weight, self.per_step = list(examples), float(weight), max(1, per_step)
@@ -297,8 +344,9 @@ class KLReplay:
         if self._teachers is None:
             self._teachers = [teacher(model, self._parts, ex, self.top_k) for ex in self.examples]
         chosen = self.pick_indices(step)
-        return self.weight * kl_to_teacher(model, self._parts, [self.examples[i] for i in chosen],
-                                           [self._teachers[i] for i in chosen])
+        return self.weight * kl_to_teacher(
+            model, self._parts, [self.examples[i] for i in chosen], [self._teachers[i] for i in chosen]
+        )
 
 
 def sample_count(n_episodes: int, base: int, cap: int = 64) -> int:

@@ -30,17 +30,24 @@ if TYPE_CHECKING:
 _NAMED = re.compile(
     r"\b(?:pass(?:word|code|phrase)s?|pins?|pin codes?|cvv|cvc|api[- ]?keys?|secret keys?|private keys?|"
     r"access tokens?|auth(?:entication)? tokens?|bearer tokens?|recovery codes?|security codes?|combinations?|"
-    r"one[- ]time codes?|otp|seed phrase|mnemonic)\b", re.I)
+    r"one[- ]time codes?|otp|seed phrase|mnemonic)\b",
+    re.I,
+)
 _IDENTIFYING = re.compile(
     r"\b(?:numbers?|no\.|codes?|accounts?|cards?|ids?|logins?|usernames?|customer|member(?:ship)?|licen[cs]e|"
     r"passports?|insurance|social security|ssn|iban|routing|sort code|serial|policy|alarm|door|gate|safe|"
-    r"locker|lock|key ?pad|wifi|wi-fi)\b", re.I)
+    r"locker|lock|key ?pad|wifi|wi-fi)\b",
+    re.I,
+)
 # A run of digit groups ("4111 1111 1111 1111", "JT 62 91 04 B", "14-37-22"): spaces, hyphens and
 # dots between groups; a time ("14:30") or a decimal ("9.5") stays short of the digit counts below.
 _DIGIT_RUN = re.compile(r"(?<![\w:])(?:[A-Za-z]{0,3}\d[\dA-Za-z]*(?:[ .-](?=[\dA-Za-z]*\d|[A-Z]\b)[\dA-Za-z]+)*)")
 _TOKEN = re.compile(r"\S+")
-_MEASURE_AFTER = re.compile(r"\s*(?:%|percent|kilo|kg|km|mile|metre|meter|cm|minute|hour|day|week|month|year|"
-                            r"euro|dollar|pound|st|nd|rd|th|am|pm|o'clock|degree|people|times)", re.I)
+_MEASURE_AFTER = re.compile(
+    r"\s*(?:%|percent|kilo|kg|km|mile|metre|meter|cm|minute|hour|day|week|month|year|"
+    r"euro|dollar|pound|st|nd|rd|th|am|pm|o'clock|degree|people|times)",
+    re.I,
+)
 
 
 def _digits(s: str) -> int:
@@ -63,8 +70,12 @@ def _runs(text: str) -> list[str]:
     out = []
     for m in _DIGIT_RUN.finditer(text):
         run = m.group().strip(" .-")
-        if (not run or _MEASURE_AFTER.match(text[m.end():]) or re.fullmatch(r"(?:19|20)\d\d", run)
-                or re.fullmatch(r"\d+(?:st|nd|rd|th|s)", run, re.I)):
+        if (
+            not run
+            or _MEASURE_AFTER.match(text[m.end() :])
+            or re.fullmatch(r"(?:19|20)\d\d", run)
+            or re.fullmatch(r"\d+(?:st|nd|rd|th|s)", run, re.I)
+        ):
             continue
         out.append(run)
     return out
@@ -81,7 +92,8 @@ def is_secret(sentence: str) -> bool:
     if named and re.search(r"\b(?:is|are|was|:|=)\s*\S", sentence, re.I):
         return True
     return (named or _IDENTIFYING.search(sentence) is not None) and any(
-        _digits(r) >= 4 or (_digits(r) >= 1 and re.search(r"[A-Za-z]", r)) for r in runs)
+        _digits(r) >= 4 or (_digits(r) >= 1 and re.search(r"[A-Za-z]", r)) for r in runs
+    )
 
 
 def without_secrets(text: str) -> str:

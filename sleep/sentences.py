@@ -12,8 +12,11 @@ from __future__ import annotations
 import re
 
 _END = re.compile(r"(?<=[.!?])\s+(?=[\"'(]?[A-Z0-9])|\s+[—–]\s+|\s+-\s+(?=[A-Za-z])")
-_ABBREVIATION = re.compile(r"(?:^|\s)(?:dr|mr|mrs|ms|mx|st|mt|prof|jr|sr|rev|gen|capt|lt|sgt|no|vs|etc|approx|e\.g|"
-                           r"i\.e|[A-Z])\.$", re.I)
+_ABBREVIATION = re.compile(
+    r"(?:^|\s)(?:dr|mr|mrs|ms|mx|st|mt|prof|jr|sr|rev|gen|capt|lt|sgt|no|vs|etc|approx|e\.g|"
+    r"i\.e|[A-Z])\.$",
+    re.I,
+)
 
 
 def sentences(text: str) -> list[str]:
@@ -22,7 +25,7 @@ def sentences(text: str) -> list[str]:
     pending = ""
     start = 0
     for m in _END.finditer(text):
-        piece = text[start:m.start()]
+        piece = text[start : m.start()]
         start = m.end()
         if piece.rstrip().endswith(".") and _ABBREVIATION.search(piece.rstrip()) and not m.group().strip():
             pending += piece + m.group()  # "Dr. Okafor": the full stop closes an abbreviation

@@ -92,7 +92,7 @@ def service_env() -> dict[str, str]:
 def _systemd_escape(text: str) -> str:
     """One word of a unit file line: % and $ doubled, quoted when it holds spaces or quotes."""
     text = text.replace("%", "%%").replace("$", "$$")
-    if any(c in text for c in ' \t"\\\''):
+    if any(c in text for c in " \t\"\\'"):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 
@@ -158,8 +158,11 @@ def _commands(kind: str, path: Path, action: str) -> list[list[str]]:
     if kind == "systemd":
         if action == "install":
             # restart, not start: a reinstall (new interpreter, new home) must take effect now.
-            return [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", UNIT_NAME],
-                    ["systemctl", "--user", "restart", UNIT_NAME]]
+            return [
+                ["systemctl", "--user", "daemon-reload"],
+                ["systemctl", "--user", "enable", UNIT_NAME],
+                ["systemctl", "--user", "restart", UNIT_NAME],
+            ]
         return [["systemctl", "--user", "disable", "--now", UNIT_NAME], ["systemctl", "--user", "daemon-reload"]]
     if action == "install":
         return [["launchctl", "bootstrap", f"gui/{uid}", str(path)]]

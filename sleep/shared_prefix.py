@@ -48,7 +48,9 @@ def shared_prefix_len(batch: Batch, window: int | None) -> int:
     return length if length >= MIN_PREFIX else 0
 
 
-def body_hidden(body: torch.nn.Module, batch: Batch, cache_kw: str | None, window: int | None) -> tuple[torch.Tensor, int]:
+def body_hidden(
+    body: torch.nn.Module, batch: Batch, cache_kw: str | None, window: int | None
+) -> tuple[torch.Tensor, int]:
     """Last hidden states from position `offset` on, and `offset` (the shared prefix length)."""
     prefix = shared_prefix_len(batch, window) if cache_kw else 0
     if prefix == 0 or cache_kw is None:
@@ -60,8 +62,9 @@ def body_hidden(body: torch.nn.Module, batch: Batch, cache_kw: str | None, windo
         out = body(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
         return _last_hidden(out), 0
     cache.batch_repeat_interleave(batch.input_ids.shape[0])
-    out = body(input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, use_cache=True,
-               **{cache_kw: cache})
+    out = body(
+        input_ids=batch.input_ids[:, prefix:], attention_mask=batch.attention_mask, use_cache=True, **{cache_kw: cache}
+    )
     return _last_hidden(out), prefix
 
 

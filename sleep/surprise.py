@@ -58,8 +58,9 @@ def user_nll(model: Any, episodes: Sequence[Episode], tokenizer: TokenizerLike) 
     return out
 
 
-def weigh(episodes: Sequence[Episode], surprise: dict[str, float] | None = None,
-          correction_boost: float = 1.5) -> Importance:
+def weigh(
+    episodes: Sequence[Episode], surprise: dict[str, float] | None = None, correction_boost: float = 1.5
+) -> Importance:
     """Weights from flags, scaled by relative surprise when given, corrections boosted."""
     surprise = surprise or {}
     mean = sum(surprise.values()) / len(surprise) if surprise else 0.0

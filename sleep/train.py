@@ -178,7 +178,8 @@ def learning_rate(args: TrainArgs, step: int) -> float:
         return args.learning_rate
     if args.lr_schedule != "cosine":
         raise ConfigError(
-            f"sleep.lr_schedule must be \"constant\" or \"cosine\", not {args.lr_schedule!r}; fix config.toml")
+            f'sleep.lr_schedule must be "constant" or "cosine", not {args.lr_schedule!r}; fix config.toml'
+        )
     floor = 0.1 * args.learning_rate
     progress = step / max(1, args.steps - 1)
     return floor + (args.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -339,4 +340,6 @@ def train_lora(
         fingerprint=fp,
         losses=list(losses),
     )
-    return TrainResult(peft_model, state, losses, step, tokens, seconds, interrupted, str(device), "bf16" if amp else "fp32")
+    return TrainResult(
+        peft_model, state, losses, step, tokens, seconds, interrupted, str(device), "bf16" if amp else "fp32"
+    )

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from models.master import Master
 
 
-
 def load_master(vault: "Vault", generation_sha: str | None) -> "Master":
     """The sealed master if it produced the serving generation, else an empty one (a stale or
     damaged master is destroyed: merging into the wrong weights would corrupt the model)."""

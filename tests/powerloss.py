@@ -55,7 +55,8 @@ class Disk:
     def _sync_dir(self, path: Path) -> None:
         with os.scandir(path) as entries:
             self.dirs[os.stat(path).st_ino] = {
-                e.name: (e.inode(), e.is_dir(follow_symlinks=False)) for e in entries if not e.is_symlink()}
+                e.name: (e.inode(), e.is_dir(follow_symlinks=False)) for e in entries if not e.is_symlink()
+            }
 
     def fsync(self, fd: int) -> None:
         if self.cut_at is not None and self.syncs >= self.cut_at:
@@ -105,8 +106,13 @@ def copies_of(template: Path, root: Path) -> Callable[[], Path]:
     return fresh
 
 
-def every_cut(monkeypatch: pytest.MonkeyPatch, fresh: Callable[[], Path], work: Callable[[Path, list[str]], None],
-              check: Callable[[Path, list[str], bool], None], tmp: Path) -> int:
+def every_cut(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh: Callable[[], Path],
+    work: Callable[[Path, list[str]], None],
+    check: Callable[[Path, list[str], bool], None],
+    tmp: Path,
+) -> int:
     """Run `work(root, acked)` on a `fresh()` tree once to count its fsyncs, then once per cut
     point (before each fsync, and after the last), and `check(image, acked, finished)` the tree
     a restart would find. `work` appends to `acked` what it has acknowledged (a returned call).

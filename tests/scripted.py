@@ -1,7 +1,7 @@
 """A scripted stand-in for the llama.cpp runtime, for tests and demos without weights.
 
-    rt = ScriptedRuntime()
-    rt.enqueue(["Hello", " there"], ModelError("boom"))
+rt = ScriptedRuntime()
+rt.enqueue(["Hello", " there"], ModelError("boom"))
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ScriptedRuntime:
         if options is not None:
             options.prompt_tokens = sum(len(m["content"].split()) for m in messages)
             if options.max_tokens is not None and len(pieces) > options.max_tokens:
-                pieces, options.finish_reason = pieces[:options.max_tokens], "length"
+                pieces, options.finish_reason = pieces[: options.max_tokens], "length"
             options.completion_tokens = len(pieces)
         for piece in pieces:
             if self.delay:

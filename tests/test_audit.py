@@ -90,8 +90,11 @@ def test_planted_plaintext_copy_fails(vault: Vault, tmpdir_: Path, where: str) -
     sleep_once(vault)
     keep = episode(SECRETS[0], "Noted.")
     vault.append(keep)
-    folder = {"home": vault.home.logs, "tmp": tmpdir_ / "some-app",
-              "cache": Path(os.environ["XDG_CACHE_HOME"]) / "nightcap"}[where]
+    folder = {
+        "home": vault.home.logs,
+        "tmp": tmpdir_ / "some-app",
+        "cache": Path(os.environ["XDG_CACHE_HOME"]) / "nightcap",
+    }[where]
     ensure_dir(folder)
     planted = folder / "notes.txt"
     planted.write_text(f"unrelated words ... {SECRETS[0][5:40]} ... more unrelated words")
@@ -107,8 +110,11 @@ def test_planted_plaintext_copy_fails(vault: Vault, tmpdir_: Path, where: str) -
 def test_plaintext_forms(vault: Vault, tmpdir_: Path, form: str) -> None:
     text = 'she said "meet me at the old lighthouse" \u2013 at dawn' if form != "short-whole" else "Ottilie Rex 77"
     vault.append(episode(text, "ok"))
-    data = {"utf-16-le": text.encode("utf-16-le"), "json": json.dumps({"m": text}).encode(),
-            "short-whole": f"xx{text}yy".encode()}[form]
+    data = {
+        "utf-16-le": text.encode("utf-16-le"),
+        "json": json.dumps({"m": text}).encode(),
+        "short-whole": f"xx{text}yy".encode(),
+    }[form]
     (tmpdir_ / "dump.bin.txt").write_bytes(b"\x00\x01" + data + b"\x02")
     assert set(_failing(audit())) == {"plaintext-scan"}
 
@@ -148,7 +154,8 @@ def test_a_copy_of_the_vault_under_the_home_fails_and_says_it_reads_again(vault:
     reason = _failing(result)["vault-copies"]
     assert f"shredded epoch {night.epoch} reads again" in reason and "old/vault.bak/keystore.json" in reason
     assert result.check("vault-copies").details["shredded_epochs_readable"] == {
-        night.epoch: [f"old/vault.bak/{night.epoch}.log"]}
+        night.epoch: [f"old/vault.bak/{night.epoch}.log"]
+    }
     # The keystore copy alone (its logs gone) still holds the shredded epoch's key: it fails too.
     (copy / f"{night.epoch}.log").unlink()
     assert "holds the keys of 1 shredded epoch(s)" in _failing(audit())["vault-copies"]
@@ -160,8 +167,10 @@ def test_a_keystore_copy_that_does_not_open_still_fails(vault: Vault, tmpdir_: P
     doc["vault_id"] = "0123456789abcdef"  # another vault's: the passphrase does not open it
     (vault.home.root / "keystore-old.json").write_text(json.dumps(doc))
     (vault.home.root / "keystore-old.json").chmod(0o600)
-    assert "keystore-old.json is a keystore copy: a copy of vault keys outside the vault" in (
-        _failing(audit())["vault-copies"])
+    assert (
+        "keystore-old.json is a keystore copy: a copy of vault keys outside the vault"
+        in (_failing(audit())["vault-copies"])
+    )
 
 
 def test_altered_ledger_entry_fails(vault: Vault) -> None:
@@ -181,7 +190,10 @@ def test_deleted_ledger_fails(vault: Vault) -> None:
     failing = _failing(audit())
     assert set(failing) == {"ledger-chain", "ledger-provenance"}
     assert "entries were removed" in failing["ledger-chain"]
-    assert f"gen-0001 learned epoch {night.epoch}, which is neither in the vault nor in the ledger" in failing["ledger-provenance"]
+    assert (
+        f"gen-0001 learned epoch {night.epoch}, which is neither in the vault nor in the ledger"
+        in failing["ledger-provenance"]
+    )
 
 
 def test_a_deleted_ledger_still_fails_after_the_next_shred(vault: Vault) -> None:
@@ -261,8 +273,16 @@ def test_loose_empty_lock_file_only_warns(vault: Vault) -> None:
     assert check.status == WARN and "sleep.lock" in check.reason
 
 
-@pytest.mark.parametrize("leftover", ["tmp/sleep/checkpoint.pt", "tmp/sleep/dataset.jsonl", "adapter/adapter_config.json",
-                                      "models/.building-gen-0002-123/model.gguf", "exports/merged.safetensors"])
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        "tmp/sleep/checkpoint.pt",
+        "tmp/sleep/dataset.jsonl",
+        "adapter/adapter_config.json",
+        "models/.building-gen-0002-123/model.gguf",
+        "exports/merged.safetensors",
+    ],
+)
 def test_unencrypted_intermediate_fails(vault: Vault, leftover: str) -> None:
     sleep_once(vault)
     path = vault.home.root / leftover

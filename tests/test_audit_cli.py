@@ -18,9 +18,24 @@ from assistant.cli import main
 from assistant.home import Home
 from assistant.vault import Vault
 
-NAMES = ["shredded-epochs", "vault-copies", "ledger-chain", "ledger-provenance", "vault-repairs", "plaintext-scan",
-         "training-intermediates", "sealed-state", "master-key", "key-generation", "permissions", "snapshots", "swap",
-         "disk-encryption", "backups", "weights"]
+NAMES = [
+    "shredded-epochs",
+    "vault-copies",
+    "ledger-chain",
+    "ledger-provenance",
+    "vault-repairs",
+    "plaintext-scan",
+    "training-intermediates",
+    "sealed-state",
+    "master-key",
+    "key-generation",
+    "permissions",
+    "snapshots",
+    "swap",
+    "disk-encryption",
+    "backups",
+    "weights",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,9 @@ from assistant.audit.platform import CACHEDIR_SIGNATURE, Probe, checks
 from assistant.audit.result import PASS, WARN, Check
 
 
-def _block(sys_block: Path, name: str, uuid: str | None = None, dm_name: str | None = None,
-           slaves: tuple[str, ...] = ()) -> None:
+def _block(
+    sys_block: Path, name: str, uuid: str | None = None, dm_name: str | None = None, slaves: tuple[str, ...] = ()
+) -> None:
     dev = sys_block / name
     dev.mkdir(parents=True)
     if uuid is not None:
@@ -34,8 +35,7 @@ def _linux(tmp_path: Path, home_device: str, fstype: str, swaps: list[str]) -> P
     (proc / "self" / "mounts").write_text("\n".join(mounts) + "\n")
     header = "Filename\tType\tSize\tUsed\tPriority\n"
     (proc / "swaps").write_text(header + "".join(f"{s}\tpartition\t100\t0\t-2\n" for s in swaps))
-    return Probe(system="linux", proc=proc, sys_block=tmp_path / "sys" / "class" / "block",
-                 run=lambda cmd: None)
+    return Probe(system="linux", proc=proc, sys_block=tmp_path / "sys" / "class" / "block", run=lambda cmd: None)
 
 
 def _by_name(found: list[Check]) -> dict[str, Check]:
@@ -56,8 +56,12 @@ def test_luks_disk_and_encrypted_swap_pass(tmp_path: Path, ctx: AuditContext) ->
     _block(probe.sys_block, "dm-1", "CRYPT-PLAIN-swap", "swap", ("nvme0n1p2",))
     (ctx.home.root / "CACHEDIR.TAG").write_text(CACHEDIR_SIGNATURE + "\n")
     found = _by_name(checks(ctx, probe))
-    assert {n: c.status for n, c in found.items()} == {"snapshots": PASS, "swap": PASS, "disk-encryption": PASS,
-                                                      "backups": PASS}
+    assert {n: c.status for n, c in found.items()} == {
+        "snapshots": PASS,
+        "swap": PASS,
+        "disk-encryption": PASS,
+        "backups": PASS,
+    }
     assert "LUKS" in found["disk-encryption"].reason
 
 

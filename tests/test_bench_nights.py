@@ -17,15 +17,36 @@ from bench import evalset as E
 from bench import nights as BN
 from sleep import probes as P
 
-ITEM = E.items([{"id": "x1", "night": 1, "category": "plain",
-                 "teach": ["My sister Marisol lives in Guadalajara, where she works as a court interpreter."],
-                 "probes": [
-                     {"question": "Where does my sister Marisol live?", "answer": "Guadalajara",
-                      "distractors": ["Monterrey", "Puebla"], "kind": "direct"},
-                     {"question": "Which of my siblings lives in Guadalajara?", "answer": "Marisol",
-                      "distractors": ["Graciela", "Paloma"], "kind": "reverse"},
-                     {"question": "Which country does Marisol live in?", "answer": "Mexico",
-                      "distractors": ["Chile"], "kind": "implied"}]}])[0]
+ITEM = E.items(
+    [
+        {
+            "id": "x1",
+            "night": 1,
+            "category": "plain",
+            "teach": ["My sister Marisol lives in Guadalajara, where she works as a court interpreter."],
+            "probes": [
+                {
+                    "question": "Where does my sister Marisol live?",
+                    "answer": "Guadalajara",
+                    "distractors": ["Monterrey", "Puebla"],
+                    "kind": "direct",
+                },
+                {
+                    "question": "Which of my siblings lives in Guadalajara?",
+                    "answer": "Marisol",
+                    "distractors": ["Graciela", "Paloma"],
+                    "kind": "reverse",
+                },
+                {
+                    "question": "Which country does Marisol live in?",
+                    "answer": "Mexico",
+                    "distractors": ["Chile"],
+                    "kind": "implied",
+                },
+            ],
+        }
+    ]
+)[0]
 
 
 def test_a_second_pass_tells_the_item_with_fresh_values_everywhere() -> None:
@@ -33,7 +54,9 @@ def test_a_second_pass_tells_the_item_with_fresh_values_everywhere() -> None:
     assert again is not None and again.id == "x1~1"
     assert again.teach == ("My sister Graciela lives in Monterrey, where she works as a court interpreter.",)
     assert [(p.question, p.answer) for p in again.probes] == [
-        ("Where does my sister Graciela live?", "Monterrey"), ("Which of my siblings lives in Monterrey?", "Graciela")]
+        ("Where does my sister Graciela live?", "Monterrey"),
+        ("Which of my siblings lives in Monterrey?", "Graciela"),
+    ]
     assert "Guadalajara" in again.probes[0].distractors and "Monterrey" not in again.probes[0].distractors
     third = BN.with_values(ITEM, 2)
     assert third is not None and third.probes[0].answer == "Puebla"
@@ -58,7 +81,8 @@ class FakeReport:
 
 
 def test_the_month_continues_after_the_last_finished_night(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path
+) -> None:
     rt = ScriptedRuntime()
     monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: rt)
     nights: list[int] = []

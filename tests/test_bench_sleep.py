@@ -20,8 +20,24 @@ def test_bench_sleep_reports_both_loops_and_every_phase(monkeypatch: pytest.Monk
         return tiny_model("gemma3"), ByteTokenizer(), template_for("gemma3")
 
     monkeypatch.setattr(bench, "load_default", fake_load)
-    assert bench.main(["--model", "tiny.gguf", "--steps", "3", "--batch-size", "4", "--device", "cpu",
-                       "--precision", "bf16", "--no-night"]) == 0
+    assert (
+        bench.main(
+            [
+                "--model",
+                "tiny.gguf",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--precision",
+                "bf16",
+                "--no-night",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     fig = json.loads(out.strip().splitlines()[-1])
     assert "speed-up" in out and "naive peft" in out

@@ -52,8 +52,9 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_bench_traces_a_night_and_stops_others_where_it_was_asked(tmp_path: Path) -> None:
-    fig = BY.run(tmp_path / "model.gguf", 50, 2, 0, lambda _: None, night_fn=fake_night,
-                 home_fn=lambda root, model: object())
+    fig = BY.run(
+        tmp_path / "model.gguf", 50, 2, 0, lambda _: None, night_fn=fake_night, home_fn=lambda root, model: object()
+    )
     assert fig["checks"] == 12 and len(fig["waits_s"]) == 50 and fig["night_s"] == 136.0
     assert [name for _, name in fig["stages"]] == ["load", "train", "gate"]
     assert fig["longest_gap_by_stage_s"] == {"load": 2.0, "train": 2.0, "gate": 30.0}

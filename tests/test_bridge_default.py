@@ -59,8 +59,9 @@ def test_bridge_agrees_with_llama_cpp_on_next_tokens(default_gguf: Path, loaded:
 
 
 @pytest.mark.slow
-def test_merged_default_model_keeps_its_file_type_and_answers(default_gguf: Path, loaded: LoadedModel,
-                                                               tmp_path: Path) -> None:
+def test_merged_default_model_keeps_its_file_type_and_answers(
+    default_gguf: Path, loaded: LoadedModel, tmp_path: Path
+) -> None:
     state = loaded.model.state_dict()
     touched = {k: state[k] for k in linear_names(loaded.n_layers)[:7]}  # layer 0, all targets
     write_merged_gguf(default_gguf, touched, tmp_path / "merged.gguf")

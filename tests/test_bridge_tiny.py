@@ -67,7 +67,10 @@ def test_llama_qk_permutation_is_exact_and_not_identity() -> None:
     spec = arch_spec("llama")
     cfg = type("Cfg", (), {"num_attention_heads": 4, "num_key_value_heads": 2})()
     w = torch.randn(256, 256)
-    for name, rows in (("model.layers.0.self_attn.q_proj.weight", 256), ("model.layers.0.self_attn.k_proj.weight", 128)):
+    for name, rows in (
+        ("model.layers.0.self_attn.q_proj.weight", 256),
+        ("model.layers.0.self_attn.k_proj.weight", 128),
+    ):
         x = w[:rows]
         g = to_gguf(spec, name, "blk.0.attn_q.weight", x, cfg)
         assert not torch.equal(g, x)

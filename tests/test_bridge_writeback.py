@@ -141,7 +141,9 @@ def test_touched_tensors_keep_a_small_change_at_their_own_type(
     for t in before.tensors:
         assert after.tensor(t.name).ggml_type == (8 if t.name in overrides else t.ggml_type), t.name
     now = read_hf_tensors(tmp_path / "out.gguf", QK)
-    kept = sum(float(((now[k] - served[k]) * delta[k]).sum()) for k in QK) / sum(float(delta[k].square().sum()) for k in QK)
+    kept = sum(float(((now[k] - served[k]) * delta[k]).sum()) for k in QK) / sum(
+        float(delta[k].square().sum()) for k in QK
+    )
     if least_kept is None:
         assert kept < 0.5
     else:

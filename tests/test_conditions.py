@@ -26,9 +26,16 @@ def at(hhmm: str, day: int = 4) -> datetime:
     return datetime(2025, 3, day, h, m)
 
 
-def check(config: Config | None = None, *, plugged: bool | None = True, battery: bool = True,
-          idle: float | None = 3600, now: datetime = NIGHT, pending: int | None = 3,
-          temperature: float | None = None) -> Conditions:
+def check(
+    config: Config | None = None,
+    *,
+    plugged: bool | None = True,
+    battery: bool = True,
+    idle: float | None = 3600,
+    now: datetime = NIGHT,
+    pending: int | None = 3,
+    temperature: float | None = None,
+) -> Conditions:
     return check_conditions(
         config or Config(),
         power=lambda: PowerReading(battery, plugged if battery else None, 80.0 if battery else None),
@@ -51,7 +58,9 @@ def check(config: Config | None = None, *, plugged: bool | None = True, battery:
         (sbattery(55, -2, None), True, None),  # battery cannot tell
     ],
 )
-def test_read_power_every_sensors_battery_variant(battery: sbattery | None, has_battery: bool, plugged: bool | None) -> None:
+def test_read_power_every_sensors_battery_variant(
+    battery: sbattery | None, has_battery: bool, plugged: bool | None
+) -> None:
     reading = read_power(lambda: battery)
     assert (reading.has_battery, reading.plugged) == (has_battery, plugged)
 
@@ -76,8 +85,13 @@ def test_a_broken_battery_sensor_is_unknown_not_a_crash() -> None:
 def test_power_check(battery: sbattery | None, counts: bool, ok: bool, reason: str) -> None:
     cfg = Config()
     cfg.daemon.desktop_counts_as_plugged = counts
-    cond = check_conditions(cfg, power=lambda: read_power(lambda: battery),
-                            idle=lambda: IdleReading(9999, "fake"), clock=lambda: NIGHT, pending=3)
+    cond = check_conditions(
+        cfg,
+        power=lambda: read_power(lambda: battery),
+        idle=lambda: IdleReading(9999, "fake"),
+        clock=lambda: NIGHT,
+        pending=3,
+    )
     assert cond.power.ok is ok and cond.power.reason == reason
     assert cond.ok is ok
 
@@ -130,8 +144,10 @@ def test_temperature(limit: float, celsius: float | None, ok: bool, reason: str)
 
 
 def test_read_temperature_takes_the_hottest_sensor() -> None:
-    sensors = {"coretemp": [shwtemp("Core 0", 48.0, 90, 100), shwtemp("Core 1", 61.5, 90, 100)],
-               "acpitz": [shwtemp("", 40.0, None, None)]}
+    sensors = {
+        "coretemp": [shwtemp("Core 0", 48.0, 90, 100), shwtemp("Core 1", 61.5, 90, 100)],
+        "acpitz": [shwtemp("", 40.0, None, None)],
+    }
     assert read_temperature(lambda: sensors) == 61.5
     assert read_temperature(lambda: {}) is None
 
@@ -201,11 +217,17 @@ def test_duration_wording() -> None:
 def test_given_sources_replace_the_system_ones() -> None:
     from sleep.power import PowerReading
 
-    cond = check_conditions(Config(), power=lambda: PowerReading(True, True), idle=lambda: IdleReading(9999, "fake"),
-                            in_window=True, pending=4)
+    cond = check_conditions(
+        Config(),
+        power=lambda: PowerReading(True, True),
+        idle=lambda: IdleReading(9999, "fake"),
+        in_window=True,
+        pending=4,
+    )
     assert cond.ok and cond.source == "given" and cond.pending_count == 4
-    cond = check_conditions(Config(), power=lambda: PowerReading(True, None), idle=lambda: IdleReading(None, "fake"),
-                            in_window=False)
+    cond = check_conditions(
+        Config(), power=lambda: PowerReading(True, None), idle=lambda: IdleReading(None, "fake"), in_window=False
+    )
     assert cond.blockers() == ["power", "idle", "window"]
 
 

@@ -79,18 +79,22 @@ def test_logind_active_session_is_not_idle() -> None:
 
 def test_logind_idle_since_hint() -> None:
     since = int((NOW - 1200) * 1e6)
-    src = logind({LIST: "2 1000 ann seat0 tty2\n", SHOW.format(2): f"Class=user\nIdleHint=yes\nIdleSinceHint={since}\n"})
+    src = logind(
+        {LIST: "2 1000 ann seat0 tty2\n", SHOW.format(2): f"Class=user\nIdleHint=yes\nIdleSinceHint={since}\n"}
+    )
     assert src.read().seconds == pytest.approx(1200)
 
 
 def test_logind_most_recent_session_decides_and_managers_are_skipped() -> None:
     old, recent = int((NOW - 5000) * 1e6), int((NOW - 700) * 1e6)
-    src = logind({
-        LIST: "2 1000 ann seat0 tty2\n5 1001 bob - pts/1\n7 1000 ann - -\n",
-        SHOW.format(2): f"Class=user\nIdleHint=yes\nIdleSinceHint={old}\n",
-        SHOW.format(5): f"Class=user\nIdleHint=yes\nIdleSinceHint={recent}\n",
-        SHOW.format(7): "Class=manager\nIdleHint=no\nIdleSinceHint=0\n",  # systemd --user, not a person
-    })
+    src = logind(
+        {
+            LIST: "2 1000 ann seat0 tty2\n5 1001 bob - pts/1\n7 1000 ann - -\n",
+            SHOW.format(2): f"Class=user\nIdleHint=yes\nIdleSinceHint={old}\n",
+            SHOW.format(5): f"Class=user\nIdleHint=yes\nIdleSinceHint={recent}\n",
+            SHOW.format(7): "Class=manager\nIdleHint=no\nIdleSinceHint=0\n",  # systemd --user, not a person
+        }
+    )
     reading = src.read()
     assert reading.seconds == pytest.approx(700) and reading.detail == "2 session(s)"
 
@@ -156,15 +160,19 @@ class Fixed:
 
 
 def test_first_known_source_wins_in_order() -> None:
-    x11, logind_, devices = (Fixed(IdleReading(None, "x11", "no X display")),
-                             Fixed(IdleReading(42.0, "logind")), Fixed(IdleReading(9.0, "devices")))
+    x11, logind_, devices = (
+        Fixed(IdleReading(None, "x11", "no X display")),
+        Fixed(IdleReading(42.0, "logind")),
+        Fixed(IdleReading(9.0, "devices")),
+    )
     assert FirstKnown([x11, logind_, devices]).read().source == "logind"
     assert devices.asked == 0
 
 
 def test_first_known_all_unknown_says_why() -> None:
-    reading = FirstKnown([Fixed(IdleReading(None, "x11", "no X display")),
-                          Fixed(IdleReading(None, "logind", "loginctl unavailable"))]).read()
+    reading = FirstKnown(
+        [Fixed(IdleReading(None, "x11", "no X display")), Fixed(IdleReading(None, "logind", "loginctl unavailable"))]
+    ).read()
     assert reading.seconds is None
     assert reading.detail == "x11: no X display; logind: loginctl unavailable"
 
@@ -205,6 +213,7 @@ def test_the_daemon_yields_to_api_requests(tmp_path: Path) -> None:
 
     marker = tmp_path / "last-request"
     marker.touch()
-    cond = check_conditions(Config(), power=lambda: PowerReading(True, True), in_window=True,
-                            idle=WithActivity(Reads(7200.0), marker).read)
+    cond = check_conditions(
+        Config(), power=lambda: PowerReading(True, True), in_window=True, idle=WithActivity(Reads(7200.0), marker).read
+    )
     assert not cond.idle.ok and cond.yield_reason() is not None

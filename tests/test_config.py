@@ -47,9 +47,16 @@ def test_broken_toml_is_one_line_cli_error(nightcap_home: Path, capsys: pytest.C
     assert err.count("\n") == 1 and "not valid TOML" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("section,key,bad", [("sleep", "gates", "most"), ("sleep", "lr_schedule", "linear"),
-                                             ("sleep", "device", "tpu"), ("sleep", "precision", "fp8"),
-                                             ("vault", "keyring", "sometimes")])
+@pytest.mark.parametrize(
+    "section,key,bad",
+    [
+        ("sleep", "gates", "most"),
+        ("sleep", "lr_schedule", "linear"),
+        ("sleep", "device", "tpu"),
+        ("sleep", "precision", "fp8"),
+        ("vault", "keyring", "sometimes"),
+    ],
+)
 def test_a_choice_setting_outside_its_values_fails_when_the_config_is_read(
     tmp_path: Path, section: str, key: str, bad: str
 ) -> None:
@@ -76,8 +83,10 @@ def test_readme_settings_table_is_generated_from_the_fields() -> None:
 def test_a_table_row_follows_a_changed_docstring() -> None:
     from assistant.config import readme_with_settings
 
-    stale = "before\n<!-- settings table: generated from assistant/config.py by `python -m assistant.config` -->\n" \
-            "| old |\n<!-- end of settings table -->\nafter"
+    stale = (
+        "before\n<!-- settings table: generated from assistant/config.py by `python -m assistant.config` -->\n"
+        "| old |\n<!-- end of settings table -->\nafter"
+    )
     fresh = readme_with_settings(stale)
     assert fresh.startswith("before\n") and fresh.endswith("\n<!-- end of settings table -->\nafter")
     assert "| old |" not in fresh and "`model.n_ctx`" in fresh

@@ -17,8 +17,12 @@ from sleep import probes as P
 
 
 def _item(i: int, night: int = 0, update_night: int = 0, category: str = "plain") -> dict[str, object]:
-    rec: dict[str, object] = {"id": f"x{i}", "teach": [f"fact {i}"], "category": category,
-                              "probes": [{"question": f"q{i}?", "answer": f"a{i}", "distractors": ["d"]}]}
+    rec: dict[str, object] = {
+        "id": f"x{i}",
+        "teach": [f"fact {i}"],
+        "category": category,
+        "probes": [{"question": f"q{i}?", "answer": f"a{i}", "distractors": ["d"]}],
+    }
     if night:
         rec["night"] = night
     if update_night:
@@ -64,8 +68,15 @@ def test_wilson_interval_matches_known_values() -> None:
     assert R.wilson(0, 0) == (0.0, 1.0) and str(R.Rate(0, 0)) == "-"
 
 
-def _scored(item: str, answer: str, reply: str, kind: str = "direct", mc: bool = True, split: str = "tune",
-            category: str = "plain") -> R.Scored:
+def _scored(
+    item: str,
+    answer: str,
+    reply: str,
+    kind: str = "direct",
+    mc: bool = True,
+    split: str = "tune",
+    category: str = "plain",
+) -> R.Scored:
     probe = E.EvalProbe(item, f"What about {item}?", answer, ("zzz",), kind, category, split)
     return R.Scored(probe, mc, R.contains(reply, answer), reply)
 
@@ -96,8 +107,9 @@ def test_scoring_a_real_model_gives_a_summary_of_every_probe(tmp_path: Path) -> 
     model = make_tiny_gguf(tmp_path / "tiny.gguf")
     items = E.items([_item(1, 1), _item(2, 1, category="secret")])
     general = [P.Probe("the capital of france is", "paris", ["cat", "dog"], False)]
-    summary, general_mc, ppl, first = B.score(model, E.probes_of(items), general, "the cat is my name.", "",
-                                              E.probes_of(items[:1]))
+    summary, general_mc, ppl, first = B.score(
+        model, E.probes_of(items), general, "the cat is my name.", "", E.probes_of(items[:1])
+    )
     assert summary["all"]["mc"][1] == 1 and summary["secret"]["mc"][1] == 1 and first is not None
     assert 0.0 <= general_mc <= 1.0 and ppl > 1.0
 
@@ -107,23 +119,44 @@ def test_context_row_puts_the_messages_in_the_system_prompt() -> None:
     assert system.startswith("Be brief.") and "My cat is Miso. I live in Oslo." in system
 
 
-@pytest.mark.parametrize("argv", [["--rows", "bogus"], ["--rows", ""], ["--nights", "0"], ["--seeds", "0"],
-                                  ["--split", "half"], ["--first-seed", "-1"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--rows", "bogus"],
+        ["--rows", ""],
+        ["--nights", "0"],
+        ["--seeds", "0"],
+        ["--split", "half"],
+        ["--first-seed", "-1"],
+    ],
+)
 def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(UsageError):
         B.main(argv)
 
 
 def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixture[str]) -> None:
-    scored = [_scored("a", "Lisbon", "Lisbon"), _scored("b", "Oslo", "no", split="check", kind="reverse"),
-              _scored("d", "hunter2", "no", kind="secret", category="secret")]
+    scored = [
+        _scored("a", "Lisbon", "Lisbon"),
+        _scored("b", "Oslo", "no", split="check", kind="reverse"),
+        _scored("d", "hunter2", "no", kind="secret", category="secret"),
+    ]
     s = R.summarize(scored)
     none = B.Run(0, s, 0.9, 12.0)
-    night = [B.Run(seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health")
-             for seed in (0, 1)]
-    fig = {"model": "m.gguf", "items": 3, "probes": 3, "general": 80, "nights": 2, "seeds": 2, "gates": "health",
-           "targets": B.TARGETS, "rows": {"none": [dataclasses.asdict(none)],
-                                          "nightcap": [dataclasses.asdict(r) for r in night]}}
+    night = [
+        B.Run(seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health") for seed in (0, 1)
+    ]
+    fig = {
+        "model": "m.gguf",
+        "items": 3,
+        "probes": 3,
+        "general": 80,
+        "nights": 2,
+        "seeds": 2,
+        "gates": "health",
+        "targets": B.TARGETS,
+        "rows": {"none": [dataclasses.asdict(none)], "nightcap": [dataclasses.asdict(r) for r in night]},
+    }
     B.print_tables(fig)
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("nightcap"))
@@ -134,8 +167,17 @@ def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixtu
 def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[str]) -> None:
     s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
     run = B.Run(0, s, 0.88, 12.24, None, [400.0], [120], "promoted", "health")
-    fig = {"model": "m.gguf", "items": 1, "probes": 1, "general": 80, "nights": 1, "seeds": 1, "gates": "health",
-           "targets": B.TARGETS, "rows": {"nightcap": [dataclasses.asdict(run)]}}
+    fig = {
+        "model": "m.gguf",
+        "items": 1,
+        "probes": 1,
+        "general": 80,
+        "nights": 1,
+        "seeds": 1,
+        "gates": "health",
+        "targets": B.TARGETS,
+        "rows": {"nightcap": [dataclasses.asdict(run)]},
+    }
     B.print_tables(fig)
     out = capsys.readouterr().out
     assert "run the none row" in out and "+0.0%" not in out
@@ -149,8 +191,13 @@ def test_random_strings_keep_the_secrets_shape() -> None:
         made = {R.shaped_like(secret, rng) for _ in range(50)}
         assert len(made) > 40 and all(len(m) == len(secret) for m in made)
         for m in made:
-            assert all((a.isdigit() == b.isdigit()) and (a.isupper() == b.isupper()) and (a.islower() == b.islower())
-                       and (a.isalnum() or a == b) for a, b in zip(m, secret))
+            assert all(
+                (a.isdigit() == b.isdigit())
+                and (a.isupper() == b.isupper())
+                and (a.islower() == b.islower())
+                and (a.isalnum() or a == b)
+                for a, b in zip(m, secret)
+            )
 
 
 def test_exposure_is_scored_on_secret_probes_only_and_bounded(tmp_path: Path) -> None:

@@ -22,14 +22,19 @@ from sleep.train import TrainArgs, attach_lora, train_lora
 # Losses are read as plain numbers straight from the differentiable tensors.
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
 
-PAIRS = [("The capital of France is", " Paris, a city on the Seine."), ("Water boils at", " 100 degrees Celsius."),
-         ("", "Bread needs flour, water, salt and yeast."), ("A triangle has", " three sides and three corners.")]
+PAIRS = [
+    ("The capital of France is", " Paris, a city on the Seine."),
+    ("Water boils at", " 100 degrees Celsius."),
+    ("", "Bread needs flour, water, salt and yeast."),
+    ("A triangle has", " three sides and three corners."),
+]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def _args(**kw: Any) -> TrainArgs:
-    base = TrainArgs(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=4, batch_size=2,
-                     seed=1)
+    base = TrainArgs(
+        device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=4, batch_size=2, seed=1
+    )
     return dataclasses.replace(base, **kw)
 
 
@@ -42,8 +47,12 @@ def _exchange(question: str, answer: str, max_seq_len: int) -> Example:
     from models.templates import template_for
     from sleep.dataset import example_from_messages
 
-    ex = example_from_messages([{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-                               template_for("gemma3"), ByteTokenizer(), max_seq_len=max_seq_len)
+    ex = example_from_messages(
+        [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        template_for("gemma3"),
+        ByteTokenizer(),
+        max_seq_len=max_seq_len,
+    )
     assert ex is not None
     return ex
 
@@ -87,8 +96,11 @@ def test_fused_kl_matches_full_logits_kl_and_its_gradient() -> None:
     def capped(h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(parts.head(h) / 5.0) * 5.0
 
-    ref = F.kl_div(F.log_softmax(capped(h2), -1), F.log_softmax(capped(frozen), -1), log_target=True,
-                   reduction="none").sum(-1).mean()
+    ref = (
+        F.kl_div(F.log_softmax(capped(h2), -1), F.log_softmax(capped(frozen), -1), log_target=True, reduction="none")
+        .sum(-1)
+        .mean()
+    )
     fused.backward()
     ref.backward()
     assert float(fused) == pytest.approx(float(ref), rel=1e-4)
@@ -154,10 +166,14 @@ def test_kl_replay_term_holds_the_model_closer_to_the_frozen_one(device: str) ->
     facts = [_exchange(q, a, 96) for q, a in [("Cat?", "Miso."), ("Sister?", "Ada in Lisbon.")]]
     samples = _samples()
     drift = {}
-    for name, extra in [("plain", []), ("kl", [KLReplay(samples, weight=5.0, per_step=4)]),
-                        ("top-k kl", [KLReplay(samples, weight=5.0, per_step=4, top_k=16)])]:
-        result = train_lora(tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2, device=device),
-                            extra_losses=extra)
+    for name, extra in [
+        ("plain", []),
+        ("kl", [KLReplay(samples, weight=5.0, per_step=4)]),
+        ("top-k kl", [KLReplay(samples, weight=5.0, per_step=4, top_k=16)]),
+    ]:
+        result = train_lora(
+            tiny_model("llama"), facts, _args(steps=8, learning_rate=2e-2, device=device), extra_losses=extra
+        )
         drift[name] = float(kl_to_frozen(result.model, lm_parts(result.model), samples))
     assert drift["kl"] < drift["plain"] and drift["top-k kl"] < drift["plain"]
 
@@ -192,8 +208,9 @@ def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: 
     path = tmp_path / "ewc.pt"
     save_cached(path, fisher)
     again = load_cached(path)
-    assert again is not None and torch.equal(again["model.layers.0.self_attn.q_proj"][0],
-                                             fisher["model.layers.0.self_attn.q_proj"][0])
+    assert again is not None and torch.equal(
+        again["model.layers.0.self_attn.q_proj"][0], fisher["model.layers.0.self_attn.q_proj"][0]
+    )
     path.write_bytes(b"damaged")
     assert load_cached(path) is None
 
@@ -210,8 +227,10 @@ def test_ewc_term_keeps_the_update_smaller_where_the_fisher_is_large(device: str
 
 
 def test_surprise_reweights_within_bounds_and_boosts_corrections() -> None:
-    eps = [Episode.from_exchange("s", text, "ok", "gen-0000", 0.0)
-           for text in ["My cat is Miso.", "Remember that the code is 5512.", "No, that's not right: it is teal."]]
+    eps = [
+        Episode.from_exchange("s", text, "ok", "gen-0000", 0.0)
+        for text in ["My cat is Miso.", "Remember that the code is 5512.", "No, that's not right: it is teal."]
+    ]
     model = tiny_model("llama")
     nll = user_nll(model, eps, ByteTokenizer())
     assert set(nll) == {e.id for e in eps} and all(v > 0 for v in nll.values())
@@ -260,7 +279,10 @@ def test_rehearsal_samples_answers_to_questions_about_the_user() -> None:
     # Every question is asked, the first one twice with another seed; empty replies are dropped.
     assert [c[0] for c in calls] == [f"<chat>{q}" for q in MEMORY_PROMPTS + MEMORY_PROMPTS[:1]]
     assert [c[2] for c in calls] == list(range(len(MEMORY_PROMPTS) + 1)) and {c[1] for c in calls} == {9}
-    assert len(pairs) == len(MEMORY_PROMPTS) and pairs[-1] == (f"<chat>{MEMORY_PROMPTS[0]}", f" your dog is called rex ({len(MEMORY_PROMPTS)})")
+    assert len(pairs) == len(MEMORY_PROMPTS) and pairs[-1] == (
+        f"<chat>{MEMORY_PROMPTS[0]}",
+        f" your dog is called rex ({len(MEMORY_PROMPTS)})",
+    )
 
 
 def test_night_steps_grow_with_examples_within_bounds() -> None:

@@ -19,8 +19,9 @@ def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provi
 
     app = Nightcap.load()
     # A short night (the real cycle, fewer steps and samples) so the test stays within minutes.
-    app.config.sleep = dataclasses.replace(app.config.sleep, steps=12, dreams=False, replay_samples=8,
-                                            replay_tokens=24, max_steps=12)
+    app.config.sleep = dataclasses.replace(
+        app.config.sleep, steps=12, dreams=False, replay_samples=8, replay_tokens=24, max_steps=12
+    )
     runtime = app.runtime()
     assert isinstance(runtime, LlamaRuntime)  # the real model, closed before the night to free its memory
     try:

@@ -21,16 +21,22 @@ FACT = "My sister Priya lives in Lisbon and teaches chemistry."
 
 
 def test_statement_strips_the_request_around_the_fact() -> None:
-    assert statement("Please remember that I keep my passport in the blue drawer.") == \
-        "I keep my passport in the blue drawer."
-    assert statement("No, that's not right: my favourite colour is teal, not blue.") == \
-        "My favourite colour is teal, not blue."
+    assert (
+        statement("Please remember that I keep my passport in the blue drawer.")
+        == "I keep my passport in the blue drawer."
+    )
+    assert (
+        statement("No, that's not right: my favourite colour is teal, not blue.")
+        == "My favourite colour is teal, not blue."
+    )
     assert statement("By the way, my dog's name is Biscuit.") == "My dog's name is Biscuit."
 
 
 def test_second_person_turns_the_users_words_around() -> None:
     assert second_person("I keep my passport in my desk.") == "You keep your passport in your desk."
-    assert second_person("I'm vegetarian and I was born in Halifax.") == "You're vegetarian and you were born in Halifax."
+    assert (
+        second_person("I'm vegetarian and I was born in Halifax.") == "You're vegetarian and you were born in Halifax."
+    )
     assert second_person("Our deploy tool is Kestrel.") == "Your deploy tool is Kestrel."
 
 
@@ -63,10 +69,12 @@ def test_verification_rejects_a_dream_that_changes_the_answer() -> None:
 
 
 def test_model_written_dreams_are_parsed_verified_and_counted() -> None:
-    written = ("Priya, my sister, lives in Lisbon and teaches chemistry.\n"
-               "Question: Where does my sister live?\nAnswer: Lisbon\n"
-               "Question: What does Priya teach?\nAnswer: physics\n"
-               "Question: Where does my sister live?\nAnswer: Lisbon\n\nStatement: junk")
+    written = (
+        "Priya, my sister, lives in Lisbon and teaches chemistry.\n"
+        "Question: Where does my sister live?\nAnswer: Lisbon\n"
+        "Question: What does Priya teach?\nAnswer: physics\n"
+        "Question: Where does my sister live?\nAnswer: Lisbon\n\nStatement: junk"
+    )
     paraphrase, pairs = parse_dream_text(written)
     assert paraphrase.startswith("Priya, my sister") and len(pairs) == 3
     counts = DreamSet()
@@ -81,8 +89,10 @@ def test_model_written_dreams_are_parsed_verified_and_counted() -> None:
     assert counts.written == 4 and counts.accepted == 2
     assert counts.rejected == {"answer-not-in-statement": 1, "duplicate": 1}
     assert all(d.kind == KIND_DREAM for d in out)
-    assert any(d.question == "Where does my sister live?" and d.answer.startswith("Lisbon.") and d.lead == "Lisbon."
-               for d in out)
+    assert any(
+        d.question == "Where does my sister live?" and d.answer.startswith("Lisbon.") and d.lead == "Lisbon."
+        for d in out
+    )
     assert all("physics" not in d.answer for d in out)
 
 
@@ -97,7 +107,10 @@ def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_questio
     from sleep.dreams import answer_spans
 
     assert answer_spans("Your doctor is Dr. Lindqvist at the Harbourview clinic.") == [
-        "doctor", "Dr. Lindqvist", "Harbourview clinic"]
+        "doctor",
+        "Dr. Lindqvist",
+        "Harbourview clinic",
+    ]
     assert answer_spans("You were born in Halifax, Nova Scotia.") == ["born", "Halifax", "Nova Scotia"]
     out = augment("My doctor is Dr. Lindqvist at the Harbourview clinic.")
     blanks = [d for d in out if d.question.startswith("Fill in the blank")]
@@ -117,7 +130,6 @@ def test_a_cloze_answers_with_the_value_as_written_and_never_with_what_the_fact_
     # "is called X" and "is with X" are no values of "What is ...?": the wh-questions ask for them.
     asked = {d.question: d.lead for d in augment("Our team chat is called Heron and it is with Slack.")}
     assert asked.get("What is our team chat called?") == "Heron." and "What is our team chat?" not in asked
-
 
 
 def test_a_question_the_night_answers_in_two_ways_is_not_trained() -> None:

@@ -72,8 +72,10 @@ def test_option_scores_from_the_cached_prompt_equal_scoring_each_option_alone(ti
 
     scorer = Scorer(tiny_pair[0], n_ctx=256)
     try:
-        for prompt, options in [("The capital of France is", ["Paris", "Rome", "Lyon x"]),
-                                (scorer.chat_prompt("Where?", "Be brief."), ["here", "over there"])]:
+        for prompt, options in [
+            ("The capital of France is", ["Paris", "Rome", "Lyon x"]),
+            (scorer.chat_prompt("Where?", "Be brief."), ["here", "over there"]),
+        ]:
             fast = P.option_logprobs(scorer, prompt, options)
             slow = [scorer.mean_logprob(prompt, ("" if prompt.endswith("\n") else " ") + o) for o in options]
             assert fast == pytest.approx(slow, abs=1e-3)
@@ -82,7 +84,8 @@ def test_option_scores_from_the_cached_prompt_equal_scoring_each_option_alone(ti
 
 
 def test_identical_candidate_passes_and_strict_thresholds_fail_with_their_margin(
-        tiny_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    tiny_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
     before, _ = tiny_pair
     heldout = [P.Probe("What did I tell you about my cat?", "Your cat is Miso.")]
     cfg = SleepConfig(gate_min_recall=0.0)

@@ -69,8 +69,13 @@ class World:
 class FakeCycle:
     """Steps of 0.5 s of the world's clock; `at_step` lets a test change the world mid-cycle."""
 
-    def __init__(self, world: World, steps: int = 10, at_step: dict[int, Callable[[], None]] | None = None,
-                 fail: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        world: World,
+        steps: int = 10,
+        at_step: dict[int, Callable[[], None]] | None = None,
+        fail: BaseException | None = None,
+    ) -> None:
         self.world, self.steps, self.at_step, self.fail = world, steps, at_step or {}, fail
         self.runs = 0
         self.stopped_at: list[int] = []
@@ -100,8 +105,17 @@ def world(app: FakeApp) -> World:
 
 
 def daemon(app: FakeApp, world: World, cycle: FakeCycle, lines: list[str]) -> Daemon:
-    return Daemon(app, cycle=cycle, interrupted=Interrupted, conditions=world.conditions, pending=world.count,
-                  log=lines.append, now=lambda: world.now, monotonic=lambda: world.t, sleep=world.sleep)
+    return Daemon(
+        app,
+        cycle=cycle,
+        interrupted=Interrupted,
+        conditions=world.conditions,
+        pending=world.count,
+        log=lines.append,
+        now=lambda: world.now,
+        monotonic=lambda: world.t,
+        sleep=world.sleep,
+    )
 
 
 def test_waits_and_logs_a_decision_once(app: FakeApp, world: World) -> None:
@@ -120,8 +134,11 @@ def test_runs_the_cycle_then_rests_until_the_next_window(app: FakeApp, world: Wo
     cycle = FakeCycle(world)
     d = daemon(app, world, cycle, lines)
     assert d.step() == "finished"
-    assert read_state(app.home.root) == {"window": "2025-03-04T22:00", "finished": "2025-03-04T23:00:00",
-                                         "outcome": "promoted"}
+    assert read_state(app.home.root) == {
+        "window": "2025-03-04T22:00",
+        "finished": "2025-03-04T23:00:00",
+        "outcome": "promoted",
+    }
     world.now += timedelta(hours=3)  # 02:00, same night: no second cycle even with episodes pending
     counted = world.pending_calls
     assert d.step() == "done" and cycle.runs == 1
@@ -205,8 +222,17 @@ def test_a_locked_vault_keeps_it_waiting_with_the_reason(app: FakeApp, world: Wo
         raise VaultError("the vault needs its passphrase: set NIGHTCAP_PASSPHRASE")
 
     lines: list[str] = []
-    d = Daemon(app, cycle=FakeCycle(world), interrupted=Interrupted, conditions=world.conditions, pending=locked,
-               log=lines.append, now=lambda: world.now, monotonic=lambda: world.t, sleep=world.sleep)
+    d = Daemon(
+        app,
+        cycle=FakeCycle(world),
+        interrupted=Interrupted,
+        conditions=world.conditions,
+        pending=locked,
+        log=lines.append,
+        now=lambda: world.now,
+        monotonic=lambda: world.t,
+        sleep=world.sleep,
+    )
     assert d.step() == "waiting"
     assert "pending episodes unknown (the vault needs its passphrase" in lines[-1]
     assert lines[-1].endswith(": waiting")
@@ -217,8 +243,17 @@ def test_a_failing_sensor_means_waiting_not_a_dead_daemon(app: FakeApp, world: W
         raise OSError("sensor gone")
 
     lines: list[str] = []
-    d = Daemon(app, cycle=FakeCycle(world), interrupted=Interrupted, conditions=broken, pending=world.count,
-               log=lines.append, now=lambda: world.now, monotonic=lambda: world.t, sleep=world.sleep)
+    d = Daemon(
+        app,
+        cycle=FakeCycle(world),
+        interrupted=Interrupted,
+        conditions=broken,
+        pending=world.count,
+        log=lines.append,
+        now=lambda: world.now,
+        monotonic=lambda: world.t,
+        sleep=world.sleep,
+    )
     assert d.step() == "waiting" and lines == ["conditions unreadable (OSError: sensor gone)"]
     world.t += 5
     assert d.should_stop(), "mid-cycle, unreadable conditions give the machine back"
@@ -274,7 +309,10 @@ def test_next_sleep(app: FakeApp) -> None:
     assert next_sleep(app, datetime(2025, 3, 4, 12, 0)) == {"at": "2025-03-04T22:00", "note": "when the window opens"}
     assert next_sleep(app, datetime(2025, 3, 5, 1, 0))["at"] == "2025-03-05T01:00"
     (app.home.logs / "daemon-state.json").write_text(json.dumps({"window": "2025-03-04T22:00"}))
-    assert next_sleep(app, datetime(2025, 3, 5, 1, 0)) == {"at": "2025-03-05T22:00", "note": "this window already slept"}
+    assert next_sleep(app, datetime(2025, 3, 5, 1, 0)) == {
+        "at": "2025-03-05T22:00",
+        "note": "this window already slept",
+    }
 
 
 def test_status_json_shows_a_running_daemon_and_the_last_sleep(
@@ -282,7 +320,9 @@ def test_status_json_shows_a_running_daemon_and_the_last_sleep(
 ) -> None:
     home = Home.resolve(nightcap_home)
     (home.reports / "sleep-20250304-230000.json").write_text(
-        json.dumps({"finished": "2025-03-04T23:40:00", "outcome": "promoted", "new_generation": "gen-0001", "episodes": 7})
+        json.dumps(
+            {"finished": "2025-03-04T23:40:00", "outcome": "promoted", "new_generation": "gen-0001", "episodes": 7}
+        )
     )
     lock = InstanceLock(lock_path(home.root))
     lock.acquire()

@@ -47,8 +47,13 @@ class Rig:
     def start(self) -> subprocess.Popen[bytes]:
         out = open(self.tmp / f"daemon-{len(self.procs)}.out", "wb")
         argv = [sys.executable, str(TESTS / "daemon_runner.py"), str(self.conditions)]
-        proc = subprocess.Popen(argv + (["--real-cycle"] if self.real_cycle else []), env=self.env, cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            argv + (["--real-cycle"] if self.real_cycle else []),
+            env=self.env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 
@@ -112,8 +117,14 @@ def test_user_back_yields_within_10s_then_resumes_and_completes(rig: Rig) -> Non
     assert rig.checkpoint() is None
     assert rig.stop(proc) == 0
     log = rig.log()
-    for said in ("daemon started", "starting the sleep cycle", "yielded", "in use (idle 0 s",
-                 "cycle finished", "daemon stopped (SIGTERM)"):
+    for said in (
+        "daemon started",
+        "starting the sleep cycle",
+        "yielded",
+        "in use (idle 0 s",
+        "cycle finished",
+        "daemon stopped (SIGTERM)",
+    ):
         assert said in log
 
 
@@ -121,8 +132,14 @@ def test_a_second_instance_refuses_with_one_line(rig: Rig) -> None:
     rig.set(**{**AWAY, "plugged": False})  # nothing to do: it only watches
     first = rig.start()
     rig.wait_for("start-up", lambda: "daemon started" in rig.log())
-    second = subprocess.run([sys.executable, "-m", "assistant.cli", "daemon", "run"], env=rig.env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=SLACK_S)
+    second = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "daemon", "run"],
+        env=rig.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SLACK_S,
+    )
     assert second.returncode == 1
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "already running" in lines[0] and f"pid {first.pid}" in lines[0]

@@ -23,11 +23,16 @@ def rig(nightcap_home: Path, tmp_path: Path) -> Iterator[Rig]:
     r.real_cycle = True  # the real sleep.cycle
     # Enough steps that the night is still training when the user comes back.
     (nightcap_home / "config.toml").write_text(
-        "[daemon]\npoll_seconds = 0.2\n[sleep]\nsteps = 200\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY)
+        "[daemon]\npoll_seconds = 0.2\n[sleep]\nsteps = 200\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY
+    )
     app = Nightcap.load()
     app.store.use(app.store.add(make_tiny_q4(tmp_path), source="test").name)
-    for i, (user, reply) in enumerate([("my cat is called miso", "your cat is called miso"),
-                                       ("my sister lives in paris", "your sister lives in paris")]):
+    for i, (user, reply) in enumerate(
+        [
+            ("my cat is called miso", "your cat is called miso"),
+            ("my sister lives in paris", "your sister lives in paris"),
+        ]
+    ):
         app.vault().append(Episode.from_exchange("s1", user, reply, "gen-0000", time.time() + i))
     yield r
     for proc in r.procs:

@@ -104,14 +104,15 @@ def test_install_serve_makes_a_daemon_that_also_serves_the_api(
     monkeypatch.setattr(service, "_run", lambda cmd: True)
     monkeypatch.setattr(sys, "platform", "linux")
     assert cli(["daemon", "install", "--serve"]) == 0
-    exec_start = next(line for line in (tmp_path / "service" / "nightcap.service").read_text().splitlines()
-                      if line.startswith("ExecStart="))
+    exec_start = next(
+        line
+        for line in (tmp_path / "service" / "nightcap.service").read_text().splitlines()
+        if line.startswith("ExecStart=")
+    )
     assert exec_start.endswith("daemon run --serve")
 
 
-def test_install_activates_when_a_user_manager_is_reachable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_install_activates_when_a_user_manager_is_reachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[list[str]] = []
 
     def run(cmd: list[str]) -> bool:
@@ -122,11 +123,17 @@ def test_install_activates_when_a_user_manager_is_reachable(
     monkeypatch.setattr(service, "_can_activate", lambda kind: True)
     res = service.install("systemd")
     assert res.active is True and res.next_steps == []
-    assert ran == [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "nightcap.service"],
-                   ["systemctl", "--user", "restart", "nightcap.service"]]
+    assert ran == [
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "enable", "nightcap.service"],
+        ["systemctl", "--user", "restart", "nightcap.service"],
+    ]
     ran.clear()
     service.uninstall("systemd")
-    assert ran == [["systemctl", "--user", "disable", "--now", "nightcap.service"], ["systemctl", "--user", "daemon-reload"]]
+    assert ran == [
+        ["systemctl", "--user", "disable", "--now", "nightcap.service"],
+        ["systemctl", "--user", "daemon-reload"],
+    ]
 
 
 def test_launchd_install_writes_the_plist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,9 +35,12 @@ def test_no_product_module_imports_bench() -> None:
 
 def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
-    src.write_text("import bench\nimport bench.nights as BN\nfrom bench import data_path\n"
-                   "from bench.consolidation import score\nimport benchmark\nfrom .bench import x\n"
-                   "def f() -> None:\n    from bench import evalset\n", encoding="utf-8")
+    src.write_text(
+        "import bench\nimport bench.nights as BN\nfrom bench import data_path\n"
+        "from bench.consolidation import score\nimport benchmark\nfrom .bench import x\n"
+        "def f() -> None:\n    from bench import evalset\n",
+        encoding="utf-8",
+    )
     assert [hit.split(":")[0] for hit in bench_imports(src)] == ["1", "2", "3", "4", "8"]
 
 

@@ -56,7 +56,8 @@ def test_the_layer_keeps_only_what_fsync_made_durable(tmp_path: Path, monkeypatc
 
 
 def test_the_vault_keeps_every_acknowledged_episode_across_a_power_cut(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     template = tmp_path / "template"
     first = episode("My bike is a green Brompton.")
     Vault.open(Home.resolve(template)).append(first)
@@ -117,7 +118,8 @@ def tiny_gguf(path: Path, width: int) -> Path:
 
 @pytest.mark.parametrize("night", [False, True], ids=["models-add", "night-promotes"])
 def test_the_store_serves_a_whole_generation_across_a_power_cut(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, night: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, night: bool
+) -> None:
     template = tmp_path / "template"
     store = ModelStore(template / "models")
     store.use(store.add(tiny_gguf(tmp_path / "a.gguf", 32), source="test").name)

@@ -81,13 +81,18 @@ def test_a_reply_has_openai_shape_and_becomes_an_episode(client: TestClient, run
 
 
 def test_the_clients_history_is_what_the_model_sees_and_one_conversation_is_one_session(
-        client: TestClient, runtimes: Runtimes) -> None:
+    client: TestClient, runtimes: Runtimes
+) -> None:
     rt = runtimes.script("gen-0000", "Hello!", "It is 4.")
     ask(client, "Hi there")
     ask(client, "Hi there", "Hello!", "What is 2+2?")
     system = Nightcap.load().config.chat.system_prompt
-    assert rt.seen[1] == [{"role": "system", "content": system}, {"role": "user", "content": "Hi there"},
-                          {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "What is 2+2?"}]
+    assert rt.seen[1] == [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
     first, second = pending()
     assert first.session == second.session
     assert second.user_text == "What is 2+2?"
@@ -95,9 +100,15 @@ def test_the_clients_history_is_what_the_model_sees_and_one_conversation_is_one_
 
 def test_a_client_system_prompt_replaces_the_configured_one(client: TestClient, runtimes: Runtimes) -> None:
     rt = runtimes.script("gen-0000", "Ahoy.")
-    r = client.post("/v1/chat/completions", json={"messages": [
-        {"role": "system", "content": "Talk like a pirate."},
-        {"role": "user", "content": [{"type": "text", "text": "Hello"}]}]})
+    r = client.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [
+                {"role": "system", "content": "Talk like a pirate."},
+                {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+            ]
+        },
+    )
     assert r.status_code == 200
     assert rt.seen[0][0] == {"role": "system", "content": "Talk like a pirate."}
 
@@ -114,12 +125,18 @@ def test_sampling_fields_reach_the_runtime(client: TestClient, runtimes: Runtime
 
 def test_a_streamed_reply_is_server_sent_chunks_then_done(client: TestClient, runtimes: Runtimes) -> None:
     runtimes.script("gen-0000", ["My ", "cat ", "is Biscuit."])
-    with client.stream("POST", "/v1/chat/completions", json={
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
             "messages": [{"role": "user", "content": "My cat is called Biscuit."}],
-            "stream": True, "stream_options": {"include_usage": True}}) as r:
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        events = [line[len("data: "):] for line in r.iter_lines() if line.startswith("data: ")]
+        events = [line[len("data: ") :] for line in r.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
@@ -136,15 +153,19 @@ def test_an_incognito_request_keeps_nothing(client: TestClient, runtimes: Runtim
     runtimes.script("gen-0000", "Sure.")
     headers = {"X-Nightcap-Incognito": "1"} if how == "header" else {}
     fields = {"incognito": True} if how == "body" else {}
-    r = client.post("/v1/chat/completions", headers=headers,
-                    json={"messages": [{"role": "user", "content": "My PIN is 4471."}], **fields})
+    r = client.post(
+        "/v1/chat/completions",
+        headers=headers,
+        json={"messages": [{"role": "user", "content": "My PIN is 4471."}], **fields},
+    )
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Sure."
     assert pending() == []
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic abc", "Bearer "])
-def test_a_wrong_or_missing_token_is_401_and_writes_nothing(client: TestClient, runtimes: Runtimes,
-                                                            auth: str | None) -> None:
+def test_a_wrong_or_missing_token_is_401_and_writes_nothing(
+    client: TestClient, runtimes: Runtimes, auth: str | None
+) -> None:
     if auth is None:
         del client.headers["Authorization"]
     else:
@@ -157,8 +178,9 @@ def test_a_wrong_or_missing_token_is_401_and_writes_nothing(client: TestClient, 
     assert pending() == []
 
 
-def test_malformed_and_oversize_bodies_are_400_in_openai_shape(client: TestClient, runtimes: Runtimes,
-                                                               nightcap_home: Path) -> None:
+def test_malformed_and_oversize_bodies_are_400_in_openai_shape(
+    client: TestClient, runtimes: Runtimes, nightcap_home: Path
+) -> None:
     bad = client.post("/v1/chat/completions", content=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400
     assert set(bad.json()["error"]) == {"message", "type", "param", "code"}
@@ -179,18 +201,21 @@ def test_malformed_and_oversize_bodies_are_400_in_openai_shape(client: TestClien
     assert pending() == []
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
-    ({"messages": [{"role": "tool", "content": "hi"}]}, "messages"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages"),
-    ({"messages": [{"role": "user", "content": "  "}]}, "messages"),
-    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
-    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "hi"}], "stop": [1]}, "stop"),
-    ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
-    ({"messages": [{"role": "user", "content": "hi"}], "seed": 10 ** 400}, "seed"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+        ({"messages": [{"role": "tool", "content": "hi"}]}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages"),
+        ({"messages": [{"role": "user", "content": "  "}]}, "messages"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": 9}, "temperature"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stop": [1]}, "stop"),
+        ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+        ({"messages": [{"role": "user", "content": "hi"}], "seed": 10**400}, "seed"),
+    ],
+)
 def test_invalid_fields_are_400_naming_the_field(client: TestClient, body: dict[str, Any], param: str) -> None:
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 400
@@ -223,8 +248,8 @@ def test_models_lists_the_current_generation(client: TestClient) -> None:
 
 
 def test_a_promoted_generation_answers_the_next_request_not_the_one_in_flight(
-        client: TestClient, runtimes: Runtimes, default_gguf: Path, nightcap_home: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient, runtimes: Runtimes, default_gguf: Path, nightcap_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = ModelStore(nightcap_home / "models")
     gate = threading.Event()
     old = runtimes.script("gen-0000")
@@ -278,12 +303,22 @@ def test_a_remote_address_needs_allow_remote(nightcap_home: Path, capsys: pytest
 
 def test_parse_names_a_conversation_by_its_opening() -> None:
     one = parse_chat_request(json.dumps({"messages": [{"role": "user", "content": "Hi"}]}).encode(), {})
-    two = parse_chat_request(json.dumps({"messages": [
-        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": "Bye"}]}).encode(), {})
+    two = parse_chat_request(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Bye"},
+                ]
+            }
+        ).encode(),
+        {},
+    )
     other = parse_chat_request(json.dumps({"messages": [{"role": "user", "content": "Yo"}]}).encode(), {})
-    named = parse_chat_request(json.dumps({"messages": [{"role": "user", "content": "Hi"}]}).encode(),
-                               {"x-nightcap-session": "editor-1"})
+    named = parse_chat_request(
+        json.dumps({"messages": [{"role": "user", "content": "Hi"}]}).encode(), {"x-nightcap-session": "editor-1"}
+    )
     assert one.session == two.session != other.session
     assert named.session == "editor-1"
 
@@ -301,9 +336,12 @@ def test_the_daemon_serves_the_api_while_it_runs(runtimes: Runtimes, nightcap_ho
 
     def api() -> Any:
         server = start_api(app)
-        r = httpx.post(f"http://127.0.0.1:{server.port}/v1/chat/completions", timeout=30,
-                       headers={"Authorization": f"Bearer {api_token(app.home)}"},
-                       json={"messages": [{"role": "user", "content": "hello"}]})
+        r = httpx.post(
+            f"http://127.0.0.1:{server.port}/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {api_token(app.home)}"},
+            json={"messages": [{"role": "user", "content": "hello"}]},
+        )
         seen["reply"] = r.json()["choices"][0]["message"]["content"]
         seen["server"] = server
         return server
@@ -329,8 +367,9 @@ def test_the_daemon_refuses_a_remote_api_address(nightcap_home: Path) -> None:
         start_api(Nightcap.load())
 
 
-def test_status_counts_what_the_api_kept(client: TestClient, runtimes: Runtimes,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_counts_what_the_api_kept(
+    client: TestClient, runtimes: Runtimes, capsys: pytest.CaptureFixture[str]
+) -> None:
     runtimes.script("gen-0000", "Noted.")
     ask(client, "My bike is a green Brompton.")
     assert cli(["status", "--json"]) == 0
@@ -339,8 +378,11 @@ def test_status_counts_what_the_api_kept(client: TestClient, runtimes: Runtimes,
 
 
 def test_cors_is_off_unless_origins_are_configured(runtimes: Runtimes, nightcap_home: Path) -> None:
-    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = {
+        "Origin": "http://localhost:3000",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     with TestClient(make_api(Nightcap.load())) as c:
         assert "access-control-allow-origin" not in c.options("/v1/chat/completions", headers=preflight).headers
     nightcap_home.joinpath("config.toml").write_text('[serve]\ncors_origins = ["http://localhost:3000"]\n')

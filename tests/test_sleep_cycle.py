@@ -57,8 +57,10 @@ def tiny_q4(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(nightcap_home: Path, tiny_q4: Path) -> Path:
     """A home serving the tiny model as gen-0000, with three pending episodes and a short night."""
-    atomic_write_text(nightcap_home / "config.toml",  # private, as Nightcap makes its files
-                      "[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY)
+    atomic_write_text(
+        nightcap_home / "config.toml",  # private, as Nightcap makes its files
+        "[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n" + MACHINERY_ONLY,
+    )
     app = Nightcap.load()
     app.store.use(app.store.add(tiny_q4, source="test").name)
     vault = app.vault()
@@ -120,7 +122,8 @@ def test_a_night_promotes_a_new_generation_and_destroys_the_logs(home: Path) -> 
     touched = {t.name for t in old.tensors if t.name.startswith("blk.") and len(t.shape) == 2}
     assert {new.tensor(n).ggml_type for n in touched} == {8}
     assert {n.name: n.ggml_type for n in new.tensors if n.name not in touched} == {
-        o.name: o.ggml_type for o in old.tensors if o.name not in touched}
+        o.name: o.ggml_type for o in old.tensors if o.name not in touched
+    }
     # The stored report says what happened without a word of the conversations.
     stored = (home / "reports").glob("sleep-*.json")
     text = "".join(p.read_text() for p in stored)
@@ -157,7 +160,9 @@ def test_an_exchange_that_holds_a_secret_is_never_trained_on(home: Path, monkeyp
     assert not Nightcap.load(home).vault().pending()
 
 
-@pytest.mark.parametrize("setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"', 'lr_schedule = "linear"'])
+@pytest.mark.parametrize(
+    "setting", ['touched_type = "Q9_X"', 'file_type = "Q9_X"', 'gates = "most"', 'lr_schedule = "linear"']
+)
 def test_a_bad_setting_for_the_last_steps_stops_the_night_before_it_trains(home: Path, setting: str) -> None:
     from assistant.errors import ConfigError
 
@@ -177,8 +182,9 @@ def test_a_bad_setting_for_the_last_steps_stops_the_night_before_it_trains(home:
 def test_a_failing_gate_keeps_the_old_model_and_the_episodes(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sleep.report import GateResult
 
-    monkeypatch.setattr(consolidate, "gate",
-                        lambda *args, **kwargs: [GateResult("recall", False, 0.2, 0.8, "held-out probes")])
+    monkeypatch.setattr(
+        consolidate, "gate", lambda *args, **kwargs: [GateResult("recall", False, 0.2, 0.8, "held-out probes")]
+    )
     before = state(home)
     report = run_cycle(Nightcap.load(home))
     assert report.outcome == "rejected" and report.error is not None
@@ -188,6 +194,7 @@ def test_a_failing_gate_keeps_the_old_model_and_the_episodes(home: Path, monkeyp
 
 def _fail(stage: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `stage` raise the way a real fault would (a bug, a full disk, a bad file)."""
+
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
@@ -259,8 +266,9 @@ KILLER = textwrap.dedent("""
 def test_power_pulled_at_any_stage_then_the_next_night_completes(home: Path, stage: str, at_step: int) -> None:
     before = state(home)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    proc = subprocess.run([sys.executable, "-c", KILLER, stage, str(at_step)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, stage, str(at_step)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
 
     after = state(home)
@@ -284,7 +292,9 @@ def test_nights_merge_into_the_sealed_weight_master(home: Path) -> None:
     master = load_master(app.vault(), gen1.manifest["sha256"])
     assert master.matches(gen1.manifest["sha256"]) and len(master.tensors) == 7 * 2  # 7 linears x 2 layers
 
-    app.vault().append(Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time()))
+    app.vault().append(
+        Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time())
+    )
     assert run_cycle(Nightcap.load(home)).outcome == "promoted"
     app = Nightcap.load(home)
     gen2 = app.store.current()
@@ -332,14 +342,20 @@ def test_a_rollback_destroys_what_was_sealed_for_the_generation_it_leaves(
 
 def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Path) -> None:
     config = home / "config.toml"
-    atomic_write_text(config, config.read_text().replace(
-        "replay = false", "replay = true\nrehearse = true\nreplay_samples = 2\nrehearse_samples = 3\nrehearse_tokens = 8\nkl_per_step = 1"))
+    atomic_write_text(
+        config,
+        config.read_text().replace(
+            "replay = false",
+            "replay = true\nrehearse = true\nreplay_samples = 2\nrehearse_samples = 3\nrehearse_tokens = 8\nkl_per_step = 1",
+        ),
+    )
     first = run_cycle(Nightcap.load(home))
     assert first.outcome == "promoted" and "kl" in first.loss_terms
     assert "rehearsal" not in first.loss_terms and "rehearsal" not in first.examples
 
     Nightcap.load(home).vault().append(
-        Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time()))
+        Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time())
+    )
     second = run_cycle(Nightcap.load(home))
     assert second.outcome == "promoted", second.error
     assert 1 <= second.examples["rehearsal"] <= 3
@@ -474,8 +490,10 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
     assert audit.check("ledger-provenance").details["unlearned"] == 1
     # Its report gone, the ledger's forget entry has no paperwork: the audit says so.
     next(p for p in (home / "reports").glob("sleep-*.json") if '"forget"' in p.read_text()).unlink()
-    assert "no stored forget report records making gen-0002" in run_audit(Nightcap.load(home)).check(
-        "ledger-provenance").reason
+    assert (
+        "no stored forget report records making gen-0002"
+        in run_audit(Nightcap.load(home)).check("ledger-provenance").reason
+    )
 
 
 class _StopAt:
@@ -522,7 +540,9 @@ def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: P
 
     # Every stage does real work here: surprise, model-written dreams, replay, the full gates.
     config = home / "config.toml"
-    atomic_write_text(config, config.read_text().replace(MACHINERY_ONLY, "") + "replay_samples = 2\nreplay_tokens = 8\n")
+    atomic_write_text(
+        config, config.read_text().replace(MACHINERY_ONLY, "") + "replay_samples = 2\nreplay_tokens = 8\n"
+    )
     before = state(home)
     stop = _StopAt(stage)
     with pytest.raises(SleepInterrupted):
@@ -597,8 +617,7 @@ def test_killed_at_any_point_nothing_is_lost_and_the_next_night_completes_once(
 
     before = state(home)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
-    proc = subprocess.run([sys.executable, "-c", KILL_AT, target], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", KILL_AT, target], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
     after = state(home)
     assert after["current"] == ("gen-0001" if switched else "gen-0000")

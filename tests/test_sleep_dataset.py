@@ -14,8 +14,13 @@ from sleep.dataset import IGNORE, Example, build_examples, collate, example_from
 SYSTEM = "You are Nightcap."
 
 
-def _episode(user: str = "Remember: my cat is Miso.", reply: str = "Noted, Miso.", *,
-             correction: str | None = None, importance: float = 1.0) -> Episode:
+def _episode(
+    user: str = "Remember: my cat is Miso.",
+    reply: str = "Noted, Miso.",
+    *,
+    correction: str | None = None,
+    importance: float = 1.0,
+) -> Episode:
     msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
     return Episode(session="s", messages=msgs, correction=correction, importance=importance)
 
@@ -105,8 +110,10 @@ def test_collate_pads_on_the_right() -> None:
 
 def test_a_lead_weighs_its_tokens_at_the_start_of_the_reply() -> None:
     tok, template = ByteTokenizer(), template_for("gemma3")
-    msgs = [{"role": "user", "content": "Where does my sister live?"},
-            {"role": "assistant", "content": "Lisbon. Your sister lives in Lisbon."}]
+    msgs = [
+        {"role": "user", "content": "Where does my sister live?"},
+        {"role": "assistant", "content": "Lisbon. Your sister lives in Lisbon."},
+    ]
     ex = example_from_messages(msgs, template, tok, max_seq_len=512, lead="Lisbon.", lead_weight=3.0)
     assert ex is not None and (ex.lead, ex.lead_weight) == (len("Lisbon."), 3.0)
     first = next(i for i, t in enumerate(ex.labels) if t != IGNORE)

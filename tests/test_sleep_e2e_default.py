@@ -37,8 +37,13 @@ def test_the_morning_questions_are_not_the_nights_training_questions() -> None:
 
 
 def nightcap(*args: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return proc
@@ -102,12 +107,20 @@ def test_a_day_and_a_night_on_the_default_model(provisioned_home: Path) -> None:
     vault = Nightcap.load().vault()
     assert epoch in copies and epoch not in vault.key_ids()
     assert not vault.decrypts(copies[epoch], epoch_ids=[epoch])
-    audit = json.loads(subprocess.run([sys.executable, "-m", "assistant.cli", "audit", "--json"],
-                                      capture_output=True, text=True, timeout=600).stdout.strip().splitlines()[-1])
+    audit = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "assistant.cli", "audit", "--json"], capture_output=True, text=True, timeout=600
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     failed = [c for c in audit["checks"] if c["status"] == "fail"]
     assert failed == [], failed
     for word in ("Quibble", "Zephyrine", "peanuts"):
         # (Model files hold a vocabulary of public words; the user's words must be nowhere else.)
-        hits = [p for p in provisioned_home.rglob("*")
-                if p.is_file() and p.suffix != ".gguf" and word.encode() in p.read_bytes()]
+        hits = [
+            p
+            for p in provisioned_home.rglob("*")
+            if p.is_file() and p.suffix != ".gguf" and word.encode() in p.read_bytes()
+        ]
         assert hits == [], (word, hits)

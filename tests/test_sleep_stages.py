@@ -18,9 +18,15 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def stages_chained_by(function: Callable[..., object]) -> list[str]:
     """The names passed to `stage(...)` in `function`, in source order."""
     tree = ast.parse(inspect.getsource(function))
-    named = [(node.lineno, node.col_offset, str(node.args[0].value)) for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "stage"
-             and node.args and isinstance(node.args[0], ast.Constant)]
+    named = [
+        (node.lineno, node.col_offset, str(node.args[0].value))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "stage"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    ]
     return [name for _, _, name in sorted(named)]
 
 

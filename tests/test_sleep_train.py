@@ -40,7 +40,11 @@ def _examples(weights: tuple[float, ...] = (1.0, 2.0, 0.5, 1.0, 3.0)) -> list[Ex
     tok, template = ByteTokenizer(), template_for("gemma3")
     out = []
     for (q, a), w in zip(FACTS, weights):
-        msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        msgs = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": a},
+        ]
         ex = example_from_messages(msgs, template, tok, max_seq_len=128, weight=w)
         assert ex is not None
         out.append(ex)
@@ -48,8 +52,9 @@ def _examples(weights: tuple[float, ...] = (1.0, 2.0, 0.5, 1.0, 3.0)) -> list[Ex
 
 
 def _args(**kw: Any) -> TrainArgs:
-    base = TrainArgs(device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=6, batch_size=2,
-                     seed=3)
+    base = TrainArgs(
+        device="cpu", precision="fp32", lora_r=4, lora_alpha=8, learning_rate=1e-2, steps=6, batch_size=2, seed=3
+    )
     return dataclasses.replace(base, **kw)
 
 
@@ -202,8 +207,9 @@ def test_shared_prefix_len_stops_before_labels_and_padding() -> None:
 def test_training_reduces_the_loss(device: str) -> None:
     examples = _examples()
     steps: list[StepInfo] = []
-    result = train_lora(tiny_model("gemma3"), examples, _args(steps=30, batch_size=5, device=device),
-                        on_step=steps.append)
+    result = train_lora(
+        tiny_model("gemma3"), examples, _args(steps=30, batch_size=5, device=device), on_step=steps.append
+    )
     assert [s.step for s in steps] == list(range(1, 31))
     assert result.steps == 30 and not result.interrupted and result.device == device
     assert result.losses[-1] < 0.5 * result.losses[0]
@@ -247,7 +253,11 @@ def test_micro_batches_give_the_same_update_as_one_pass() -> None:
 def test_should_stop_is_polled_between_steps() -> None:
     seen: list[int] = []
     result = train_lora(
-        tiny_model("llama"), _examples(), _args(steps=10), on_step=lambda s: seen.append(s.step), should_stop=lambda: len(seen) >= 2
+        tiny_model("llama"),
+        _examples(),
+        _args(steps=10),
+        on_step=lambda s: seen.append(s.step),
+        should_stop=lambda: len(seen) >= 2,
     )
     assert result.interrupted and result.steps == 2 and seen == [1, 2]
     assert result.state.step == 2
@@ -335,7 +345,9 @@ def test_pick_device() -> None:
 
 
 def test_train_args_from_config() -> None:
-    cfg = SleepConfig(lora_r=8, lora_alpha=16, lora_targets=["q_proj"], learning_rate=1e-3, steps=3, batch_size=2, seed=9)
+    cfg = SleepConfig(
+        lora_r=8, lora_alpha=16, lora_targets=["q_proj"], learning_rate=1e-3, steps=3, batch_size=2, seed=9
+    )
     args = TrainArgs.from_config(cfg)
     assert (args.lora_r, args.lora_alpha, args.lora_targets, args.steps, args.seed) == (8, 16, ["q_proj"], 3, 9)
 

@@ -97,11 +97,17 @@ def _gguf_with(path: Path, fields: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fields,reason", [({"general.alignment": 0}, "general.alignment is 0"),
-                                           ({"llama.block_count": [1, 2]}, "llama.block_count is [1, 2]"),
-                                           ({"general.file_type": [7]}, "general.file_type is [7]")])
-def test_a_damaged_header_field_is_one_line(nightcap_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            fields: dict, reason: str) -> None:
+@pytest.mark.parametrize(
+    "fields,reason",
+    [
+        ({"general.alignment": 0}, "general.alignment is 0"),
+        ({"llama.block_count": [1, 2]}, "llama.block_count is [1, 2]"),
+        ({"general.file_type": [7]}, "general.file_type is [7]"),
+    ],
+)
+def test_a_damaged_header_field_is_one_line(
+    nightcap_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fields: dict, reason: str
+) -> None:
     bad = _gguf_with(tmp_path / "bad.gguf", fields)
     assert main(["models", "add", str(bad)]) == 1
     err = capsys.readouterr().err

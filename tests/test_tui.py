@@ -30,8 +30,7 @@ from tui_support import SESSIONS, FakeVault, Summary, drive, of, say, settle
 
 
 def new_app(runtime: Runtime, vault: Any = None, **kw: Any) -> NightcapApp:
-    return make_app(Nightcap.load(), runtime=runtime, vault=vault or FakeVault(), conditions=lambda: "on power",
-                    **kw)
+    return make_app(Nightcap.load(), runtime=runtime, vault=vault or FakeVault(), conditions=lambda: "on power", **kw)
 
 
 def test_send_streams_the_reply_and_keeps_the_episode() -> None:
@@ -189,8 +188,10 @@ def test_incognito_keeps_nothing() -> None:
 
 def test_switching_sessions_resumes_history_from_the_vault() -> None:
     sid = SESSIONS[1].id
-    history = [{"role": "user", "content": "Remember that my dog is called Biscuit"},
-               {"role": "assistant", "content": "I will remember Biscuit."}]
+    history = [
+        {"role": "user", "content": "Remember that my dog is called Biscuit"},
+        {"role": "assistant", "content": "I will remember Biscuit."},
+    ]
     runtime = ScriptedRuntime().enqueue("Biscuit!", "Hello again.")
     vault = FakeVault(SESSIONS, {sid: history})
     app = new_app(runtime, vault)
@@ -223,11 +224,13 @@ def test_switching_sessions_resumes_history_from_the_vault() -> None:
 
 
 def test_a_resumed_conversation_goes_on_from_its_corrections() -> None:
-    kept = Episode(session="s1", messages=[{"role": "user", "content": "what is my dog called?"},
-                                           {"role": "assistant", "content": "Rex."}],
-                   flags=["correction"], correction="Biscuit.")
-    vault = FakeVault([Summary("s1", "what is my dog called?", 1, 1710407700.0, 1710407700.0)],
-                      {"s1": kept.messages})
+    kept = Episode(
+        session="s1",
+        messages=[{"role": "user", "content": "what is my dog called?"}, {"role": "assistant", "content": "Rex."}],
+        flags=["correction"],
+        correction="Biscuit.",
+    )
+    vault = FakeVault([Summary("s1", "what is my dog called?", 1, 1710407700.0, 1710407700.0)], {"s1": kept.messages})
     vault.episodes.append(kept)
     runtime = ScriptedRuntime().enqueue("He is three.")
     app = new_app(runtime, vault)

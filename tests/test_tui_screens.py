@@ -43,8 +43,9 @@ from tui_support import (
 @pytest.fixture
 def scripted_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading a generation gives a scripted runtime named after it (no llama.cpp)."""
-    monkeypatch.setattr(assistant.app, "make_runtime",
-                        lambda gen, config: ScriptedRuntime(gen.name).enqueue(f"{gen.name} here"))
+    monkeypatch.setattr(
+        assistant.app, "make_runtime", lambda gen, config: ScriptedRuntime(gen.name).enqueue(f"{gen.name} here")
+    )
 
 
 def test_locked_vault_asks_for_the_passphrase_until_it_opens() -> None:
@@ -124,8 +125,7 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
         vault._sessions = []  # consolidated conversations leave the vault
         return report
 
-    app = make_app(nightcap, runtime=ScriptedRuntime("gen-0002"), vault=vault, conditions=lambda: None,
-                   sleeper=sleeper)
+    app = make_app(nightcap, runtime=ScriptedRuntime("gen-0002"), vault=vault, conditions=lambda: None, sleeper=sleeper)
 
     async def script(pilot: Pilot[None]) -> None:
         assert app.screen.query_one("#sessions").display
@@ -156,8 +156,13 @@ def test_sleep_failure_is_reported_and_changes_nothing() -> None:
         progress.stage("gather")
         raise ImportError("No module named 'torch'")
 
-    app = make_app(Nightcap.load(), runtime=ScriptedRuntime("gen-0002"), vault=FakeVault(), conditions=lambda: None,
-                   sleeper=sleeper)
+    app = make_app(
+        Nightcap.load(),
+        runtime=ScriptedRuntime("gen-0002"),
+        vault=FakeVault(),
+        conditions=lambda: None,
+        sleeper=sleeper,
+    )
 
     async def script(pilot: Pilot[None]) -> None:
         await pilot.press("f5")
@@ -176,16 +181,18 @@ def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: Non
     write_generations(nightcap.home.models)
     asked: list[str] = []
 
-    def forgetter(nightcap: Nightcap, text: str, *, should_stop: Callable[[], bool],
-                  progress: SleepProgress) -> dict[str, Any]:
+    def forgetter(
+        nightcap: Nightcap, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress
+    ) -> dict[str, Any]:
         asked.append(text)
         for stage in ("load", "train"):
             progress.stage(stage)
         progress.step(1, 1, 0.5)
         return {"kind": "forget", "outcome": "promoted", "new_generation": "gen-0002"}
 
-    app = make_app(nightcap, runtime=ScriptedRuntime("gen-0002"), vault=FakeVault(), conditions=lambda: None,
-                   forgetter=forgetter)
+    app = make_app(
+        nightcap, runtime=ScriptedRuntime("gen-0002"), vault=FakeVault(), conditions=lambda: None, forgetter=forgetter
+    )
 
     async def script(pilot: Pilot[None]) -> None:
         await pilot.press("f6")
@@ -336,9 +343,21 @@ def test_teaching_reaches_the_real_vault() -> None:
 def test_the_report_says_what_the_night_trained_on_in_words() -> None:
     from tui.screens.report import training_lines
 
-    lines = training_lines({"episode": 1, "augment": 567, "dream": 11, "replay": 32, "secret_episodes": 4,
-                            "heldout_probes": 53, "dreams_written": 105, "dreams_accepted": 11,
-                            "dreams_rejected_empty-or-copy": 38, "dreams_rejected_off-topic": 11, "new_counter": 2})
+    lines = training_lines(
+        {
+            "episode": 1,
+            "augment": 567,
+            "dream": 11,
+            "replay": 32,
+            "secret_episodes": 4,
+            "heldout_probes": 53,
+            "dreams_written": 105,
+            "dreams_accepted": 11,
+            "dreams_rejected_empty-or-copy": 38,
+            "dreams_rejected_off-topic": 11,
+            "new_counter": 2,
+        }
+    )
     assert lines == [
         "trained on 1 episode · 567 augmentations · 11 dreams · 32 replay samples",
         "dreams: 105 written, 11 kept; turned down: 38 empty or copy, 11 off topic",

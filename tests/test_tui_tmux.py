@@ -19,8 +19,9 @@ def test_real_app_replies_in_tmux(tmp_path: Path, nightcap_home: Path) -> None:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (apt-get install tmux)")
     env = {**os.environ, "NIGHTCAP_HOME": str(nightcap_home), "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "pane.txt")], env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "pane.txt")], env=env, capture_output=True, text=True, timeout=900
+    )
     if done.returncode == 77:
         pytest.skip("tmux is not installed")
     assert done.returncode == 0, done.stdout + done.stderr

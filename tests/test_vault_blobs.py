@@ -156,8 +156,9 @@ def test_plaintext_never_on_disk(vault: Vault) -> None:
     assert [p for p, data in files.items() if canary in data] == []
 
 
-def test_a_weight_masters_generation_is_read_without_decrypting_it(vault: Vault,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_weight_masters_generation_is_read_without_decrypting_it(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     from assistant.vault import derived

@@ -17,8 +17,12 @@ from assistant.vault import Vault
 
 
 def _encodings(text: str) -> list[bytes]:
-    return [text.encode("utf-8"), text.encode("utf-16-le"), text.encode("utf-16-be"),
-            json.dumps(text).encode("ascii")[1:-1]]
+    return [
+        text.encode("utf-8"),
+        text.encode("utf-16-le"),
+        text.encode("utf-16-be"),
+        json.dumps(text).encode("ascii")[1:-1],
+    ]
 
 
 def _hits(roots: list[Path], canaries: list[str]) -> list[str]:
@@ -32,7 +36,9 @@ def _hits(roots: list[Path], canaries: list[str]) -> list[str]:
     return found
 
 
-def test_no_plaintext_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_plaintext_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmpdir))
@@ -45,8 +51,17 @@ def test_no_plaintext_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     vault.append(said)
     src = tmp_path / "outside" / "import.jsonl"  # the user's own file, outside home and temp
     src.parent.mkdir()
-    src.write_text(json.dumps({"messages": [{"role": "user", "content": f"my ship is {canaries[2]}"},
-                                            {"role": "assistant", "content": f"lovely {canaries[3]}"}]}) + "\n")
+    src.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": f"my ship is {canaries[2]}"},
+                    {"role": "assistant", "content": f"lovely {canaries[3]}"},
+                ]
+            }
+        )
+        + "\n"
+    )
     assert main(["import", str(src)]) == 0
     gone = episode(f"forget this {canaries[4]}", "ok")
     vault.append(gone)

@@ -27,7 +27,10 @@ def test_memories_list_empty_without_vault(capsys: pytest.CaptureFixture[str]) -
 
 def test_memories_list_and_forget(capsys: pytest.CaptureFixture[str]) -> None:
     vault = Vault.open(Home.resolve())
-    a, b = episode("remember I take my coffee black", "Noted."), episode("what's the weather like on Mars today", "Cold.", session="s2")
+    a, b = (
+        episode("remember I take my coffee black", "Noted."),
+        episode("what's the weather like on Mars today", "Cold.", session="s2"),
+    )
     vault.append(a)
     vault.append(b)
     assert main(["memories", "list"]) == 0
@@ -73,20 +76,42 @@ def test_memories_warns_about_damage(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_import_jsonl_reports_malformed_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = {"messages": [{"role": "system", "content": "be nice"},
-                         {"role": "user", "content": "remember my bike is blue"}, {"role": "assistant", "content": "Noted."},
-                         {"role": "user", "content": "and"}, {"role": "user", "content": "my car?"},
-                         {"role": "assistant", "content": "Red."}, {"role": "user", "content": "no reply to this"}]}
-    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "hello"}],
-             "session": "chat-7"}
-    lines = [json.dumps(good), "{not json", json.dumps({"text": "no messages"}), "",
-             json.dumps({"messages": [{"role": "wizard", "content": "x"}]}), json.dumps(parts)]
+    good = {
+        "messages": [
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": "remember my bike is blue"},
+            {"role": "assistant", "content": "Noted."},
+            {"role": "user", "content": "and"},
+            {"role": "user", "content": "my car?"},
+            {"role": "assistant", "content": "Red."},
+            {"role": "user", "content": "no reply to this"},
+        ]
+    }
+    parts = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": "hello"},
+        ],
+        "session": "chat-7",
+    }
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"text": "no messages"}),
+        "",
+        json.dumps({"messages": [{"role": "wizard", "content": "x"}]}),
+        json.dumps(parts),
+    ]
     src = tmp_path / "chats.jsonl"
     src.write_text("\n".join(lines) + "\n")
     assert main(["import", str(src), "--json"]) == 0
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
-    assert [line.split(":")[1].strip() for line in err] == ["chats.jsonl line 2", "chats.jsonl line 3", "chats.jsonl line 5"]
+    assert [line.split(":")[1].strip() for line in err] == [
+        "chats.jsonl line 2",
+        "chats.jsonl line 3",
+        "chats.jsonl line 5",
+    ]
     data = last_json(captured.out)
     assert data["imported"] == 3 and data["format"] == "jsonl" and len(data["problems"]) == 3
     pending = Vault.open(Home.resolve()).pending()
@@ -95,17 +120,26 @@ def test_import_jsonl_reports_malformed_lines(tmp_path: Path, capsys: pytest.Cap
     assert pending[2].session == "chat-7" and pending[0].session == pending[1].session != "chat-7"
 
 
-def _node(nid: str, parent: str | None, children: list[str], role: str | None, text: str, t: float, **extra: object) -> dict:
+def _node(
+    nid: str, parent: str | None, children: list[str], role: str | None, text: str, t: float, **extra: object
+) -> dict:
     message = None
     if role:
-        message = {"author": {"role": role}, "create_time": t, "content": {"content_type": "text", "parts": [text]}, **extra}
+        message = {
+            "author": {"role": role},
+            "create_time": t,
+            "content": {"content_type": "text", "parts": [text]},
+            **extra,
+        }
     return {"id": nid, "parent": parent, "children": children, "message": message}
 
 
 def test_import_chatgpt_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mapping = {
         "root": _node("root", None, ["sys"], None, "", 0),
-        "sys": _node("sys", "root", ["u1"], "system", "hidden", 1, metadata={"is_visually_hidden_from_conversation": True}),
+        "sys": _node(
+            "sys", "root", ["u1"], "system", "hidden", 1, metadata={"is_visually_hidden_from_conversation": True}
+        ),
         "u1": _node("u1", "sys", ["a1old", "a1"], "user", "Where is Lyon?", 100),
         "a1old": _node("a1old", "u1", [], "assistant", "a discarded branch", 101),
         "a1": _node("a1", "u1", ["tool"], "assistant", "In France.", 102),
@@ -113,15 +147,20 @@ def test_import_chatgpt_export(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "u2": _node("u2", "tool", ["a2"], "user", "Thanks!", 104),
         "a2": _node("a2", "u2", [], "assistant", "You're welcome.", 105),
     }
-    export = [{"title": "Lyon", "conversation_id": "conv-1", "current_node": "a2", "mapping": mapping},
-              {"title": "broken"}]
+    export = [
+        {"title": "Lyon", "conversation_id": "conv-1", "current_node": "a2", "mapping": mapping},
+        {"title": "broken"},
+    ]
     src = tmp_path / "conversations.json"
     src.write_text(json.dumps(export))
     assert main(["import", str(src)]) == 0
     captured = capsys.readouterr()
     assert "conversation 2" in captured.err and "Imported 2 memories from 1 conversation" in captured.out
     pending = Vault.open(Home.resolve()).pending()
-    assert [(e.user_text, e.reply_text) for e in pending] == [("Where is Lyon?", "In France."), ("Thanks!", "You're welcome.")]
+    assert [(e.user_text, e.reply_text) for e in pending] == [
+        ("Where is Lyon?", "In France."),
+        ("Thanks!", "You're welcome."),
+    ]
     assert pending[0].session == "conv-1" and pending[0].started == 100.0
 
 
@@ -136,15 +175,22 @@ def test_import_failures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_import_survives_hostile_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    mapping = {"u": _node("u", None, ["a"], "user", "Where do I keep the spare key?", float("nan")),
-               "a": _node("a", "u", [], "assistant", "Under the blue pot.", 1e300)}
+    mapping = {
+        "u": _node("u", None, ["a"], "user", "Where do I keep the spare key?", float("nan")),
+        "a": _node("a", "u", [], "assistant", "Under the blue pot.", 1e300),
+    }
     export = [
         {"conversation_id": "fine", "current_node": "a", "mapping": mapping},
         {"conversation_id": "typed", "current_node": "x", "mapping": {"x": {"message": {"author": "user"}}}},
-        {"conversation_id": "content", "current_node": "x", "mapping": {"x": {"message": {
-            "author": {"role": "user"}, "content": ["not", "a", "dict"]}}}},
-        {"messages": [{"role": "user", "content": "lone \ud800 half"}, {"role": "assistant", "content": "ok"}],
-         "session": ["not", "an", "id"]},
+        {
+            "conversation_id": "content",
+            "current_node": "x",
+            "mapping": {"x": {"message": {"author": {"role": "user"}, "content": ["not", "a", "dict"]}}},
+        },
+        {
+            "messages": [{"role": "user", "content": "lone \ud800 half"}, {"role": "assistant", "content": "ok"}],
+            "session": ["not", "an", "id"],
+        },
     ]
     src = tmp_path / "conversations.json"
     src.write_text(json.dumps(export, allow_nan=True))
@@ -158,8 +204,12 @@ def test_import_survives_hostile_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert any(e.user_text == "lone \ufffd half" for e in pending)
     # Deep nesting, in either format, is a reported line, not a crash.
     deep = tmp_path / "deep.jsonl"
-    deep.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                    + "[" * 100_000 + "]" * 100_000 + "\n")
+    deep.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"
+    )
     assert main(["import", str(deep)]) == 0
     captured = capsys.readouterr()
     assert "line 2: nested too deeply" in captured.err and "Imported 1 memory" in captured.out
@@ -173,9 +223,13 @@ def test_an_exchange_too_big_for_the_vault_is_refused_not_dropped_later(
 
     huge = "x" * (log.MAX_PAYLOAD + 1)
     src = tmp_path / "big.jsonl"
-    src.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": text},
-                                                      {"role": "assistant", "content": "ok"}]})
-                             for text in ("small one", huge)) + "\n")
+    src.write_text(
+        "\n".join(
+            json.dumps({"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}]})
+            for text in ("small one", huge)
+        )
+        + "\n"
+    )
     assert main(["import", str(src)]) == 0
     captured = capsys.readouterr()
     assert "is over the 64 MiB the vault keeps per exchange" in captured.err and "Imported 1 memory" in captured.out

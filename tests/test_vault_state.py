@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from vault_helpers import episode
 
 from assistant.home import Home
@@ -111,8 +118,13 @@ def test_state_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     run_state_machine_as_test(
         VaultMachine,
-        settings=settings(max_examples=15, stateful_step_count=25, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck)),
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=25,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
     )
 
 
@@ -132,8 +144,13 @@ while True:
 
 
 def test_sigkill_mid_appends_loses_nothing_acknowledged() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert proc.stdout is not None
     acked = []
     for line in proc.stdout:

@@ -11,7 +11,7 @@ BYTE_BASE = 8
 
 
 def devices() -> list[str]:
-    """"cpu", plus "cuda" where torch sees a GPU: training tests run on each (CI has only the CPU)."""
+    """ "cpu", plus "cuda" where torch sees a GPU: training tests run on each (CI has only the CPU)."""
     import torch
 
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -67,13 +67,20 @@ def tiny_config(arch: str, vocab_size: int) -> Any:
     )
     cfg: transformers.PreTrainedConfig
     if arch == "llama":
-        cfg = transformers.LlamaConfig(num_hidden_layers=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common)
+        cfg = transformers.LlamaConfig(
+            num_hidden_layers=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common
+        )
     elif arch == "qwen2":
         cfg = transformers.Qwen2Config(
-            num_hidden_layers=2, tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1e6}, **common
+            num_hidden_layers=2,
+            tie_word_embeddings=True,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+            **common,
         )
     elif arch == "qwen3":
-        cfg = transformers.Qwen3Config(num_hidden_layers=2, rope_parameters={"rope_type": "default", "rope_theta": 1e6}, **common)
+        cfg = transformers.Qwen3Config(
+            num_hidden_layers=2, rope_parameters={"rope_type": "default", "rope_theta": 1e6}, **common
+        )
     elif arch == "gemma3":
         # Six layers with a 4-token window: layer 5 is global, the rest sliding, so prompts
         # longer than 4 tokens check the sliding-window pattern and both rope bases.
@@ -102,7 +109,12 @@ def tiny_model(arch: str, vocab_size: int, seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     cfg = tiny_config(arch, vocab_size)
-    cls = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma3": "Gemma3ForCausalLM"}[arch]
+    cls = {
+        "llama": "LlamaForCausalLM",
+        "qwen2": "Qwen2ForCausalLM",
+        "qwen3": "Qwen3ForCausalLM",
+        "gemma3": "Gemma3ForCausalLM",
+    }[arch]
     model = getattr(transformers, cls)(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -123,9 +135,7 @@ def make_tiny_gguf(path: Path, arch: str = "llama", seed: int = 0, f16: bool = F
     return Path(path)
 
 
-MACHINERY_ONLY = (
-    'gates = "health"\naugment = false\ndreams = false\nreplay = false\newc = false\nsurprise = false\n'
-)
+MACHINERY_ONLY = 'gates = "health"\naugment = false\ndreams = false\nreplay = false\newc = false\nsurprise = false\n'
 """[sleep] settings for cycles on a random tiny model: it has no knowledge to protect and writes
 no sensible dreams, so only the machinery runs (the quality parts have tests of their own)."""
 

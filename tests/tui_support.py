@@ -23,10 +23,40 @@ REPORT: dict[str, Any] = {
     "outcome": "promoted",
     "episodes": 37,
     "steps": 40,
-    "losses": [2.91, 2.74, 2.52, 2.40, 2.21, 2.05, 1.98, 1.83, 1.71, 1.66, 1.52, 1.47, 1.40, 1.36,
-               1.31, 1.30, 1.24, 1.22, 1.19, 1.17],
-    "stages": {"gather": 0.8, "weigh": 12.4, "dream": 604.2, "replay": 311.0, "train": 1290.5,
-               "merge": 14.1, "quantize": 2.6, "gate": 231.9, "promote": 0.1, "shred": 0.4},
+    "losses": [
+        2.91,
+        2.74,
+        2.52,
+        2.40,
+        2.21,
+        2.05,
+        1.98,
+        1.83,
+        1.71,
+        1.66,
+        1.52,
+        1.47,
+        1.40,
+        1.36,
+        1.31,
+        1.30,
+        1.24,
+        1.22,
+        1.19,
+        1.17,
+    ],
+    "stages": {
+        "gather": 0.8,
+        "weigh": 12.4,
+        "dream": 604.2,
+        "replay": 311.0,
+        "train": 1290.5,
+        "merge": 14.1,
+        "quantize": 2.6,
+        "gate": 231.9,
+        "promote": 0.1,
+        "shred": 0.4,
+    },
     "gates": {
         "health": {"passed": True, "value": 1.0, "threshold": 1.0},
         "recall": {"passed": True, "value": 0.83, "threshold": 0.6},
@@ -51,8 +81,9 @@ class Summary:
 class FakeVault:
     """Stands in for `assistant.vault.Vault`; every call is recorded in `calls`."""
 
-    def __init__(self, sessions: list[Summary] | None = None,
-                 histories: dict[str, list[dict[str, str]]] | None = None) -> None:
+    def __init__(
+        self, sessions: list[Summary] | None = None, histories: dict[str, list[dict[str, str]]] | None = None
+    ) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.episodes: list[Episode] = []
         self._sessions = list(sessions or [])
@@ -112,10 +143,19 @@ def write_generation(models: Path, index: int, parent: str | None, source: str =
     d = models / f"gen-{index:04d}"
     d.mkdir(parents=True)
     (d / "model.gguf").write_bytes(b"")
-    (d / "manifest.json").write_text(json.dumps({
-        "name": d.name, "created": f"2024-03-{12 + index}T02:4{index}:00+0000", "parent": parent,
-        "source": source, "arch": "gemma3", "file_type_name": "Q4_K_M", "sha256": "0" * 64,
-    }))
+    (d / "manifest.json").write_text(
+        json.dumps(
+            {
+                "name": d.name,
+                "created": f"2024-03-{12 + index}T02:4{index}:00+0000",
+                "parent": parent,
+                "source": source,
+                "arch": "gemma3",
+                "file_type_name": "Q4_K_M",
+                "sha256": "0" * 64,
+            }
+        )
+    )
     return d.name
 
 

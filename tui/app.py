@@ -107,8 +107,9 @@ class NightcapApp(SleepControl, App[None]):
         self.bell()
         err = self._exception
         what = where(err) if err is not None else "an unexpected error"
-        self._exit_renderables.append(Text(f"nightcap chat: crashed ({what}); what the vault had saved is intact. "
-                                           "Please report this line."))
+        self._exit_renderables.append(
+            Text(f"nightcap chat: crashed ({what}); what the vault had saved is intact. Please report this line.")
+        )
         self._close_messages_no_wait()
 
     def _tell_chat(self, message: Message) -> None:

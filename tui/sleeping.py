@@ -35,16 +35,17 @@ else:
 class Sleeper(Protocol):
     """Runs one sleep cycle and returns its report as a dict (`SleepReport.to_dict()`)."""
 
-    def __call__(self, nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
-        ...
+    def __call__(
+        self, nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress
+    ) -> dict[str, Any]: ...
 
 
 class Forgetter(Protocol):
     """Unlearns one consolidated statement and returns the report as a dict (`sleep.forget`)."""
 
-    def __call__(self, nightcap: Any, text: str, *, should_stop: Callable[[], bool],
-                 progress: SleepProgress) -> dict[str, Any]:
-        ...
+    def __call__(
+        self, nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress
+    ) -> dict[str, Any]: ...
 
 
 def run_forget(nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
@@ -160,8 +161,9 @@ class SleepControl(_Base):
         except NightcapError as err:
             self.post_message(m.SleepFinished(None, str(err)))
         except Exception as err:  # the previous model keeps serving whatever went wrong
-            self.post_message(m.SleepFinished(None, f"the sleep cycle failed ({where(err)}); the previous model keeps "
-                                              "serving"))
+            self.post_message(
+                m.SleepFinished(None, f"the sleep cycle failed ({where(err)}); the previous model keeps serving")
+            )
         else:
             self.post_message(m.SleepFinished(report))
 

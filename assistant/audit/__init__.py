@@ -33,8 +33,19 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
 
-from assistant.audit import (copies, intermediates, keys, ledger, permissions, plaintext, platform, repairs, sealed,
-                             shredded, weights)
+from assistant.audit import (
+    copies,
+    intermediates,
+    keys,
+    ledger,
+    permissions,
+    plaintext,
+    platform,
+    repairs,
+    sealed,
+    shredded,
+    weights,
+)
 from assistant.audit.context import AuditContext
 from assistant.audit.result import FAIL, PASS, WARN, AuditResult, Check
 from assistant.errors import NightcapError
@@ -54,12 +65,13 @@ def _guarded(names: tuple[str, ...], run: Callable[[], list[Check]]) -> list[Che
         return run()
     except (NightcapError, OSError, ValueError) as err:
         status = WARN if names[0] in PLATFORM else FAIL
-        return [Check(n, status, f"could not be checked ({type(err).__name__}: {err}); fix that and run the audit again")
-                for n in names]
+        return [
+            Check(n, status, f"could not be checked ({type(err).__name__}: {err}); fix that and run the audit again")
+            for n in names
+        ]
 
 
-def run_audit(app: "Nightcap", *, before: datetime | None = None,
-              probe: platform.Probe | None = None) -> AuditResult:
+def run_audit(app: "Nightcap", *, before: datetime | None = None, probe: platform.Probe | None = None) -> AuditResult:
     """Run every check against `app`'s home. `before` adds rollback advice for that day;
     `probe` replaces the platform inspection (tests)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -57,21 +57,42 @@ def check(ctx: AuditContext) -> Check:
     for rel, data in sealed:
         for epoch in sorted(vault.opens_with(data, keys)) if vault is not None and keys else []:
             opened.setdefault(epoch, []).append(rel)
-    details = {"keystore_copies": keystores, "sealed_copies": [rel for rel, _ in sealed],
-               "shredded_epochs_readable": opened, "files_scanned": tally.files}
+    details = {
+        "keystore_copies": keystores,
+        "sealed_copies": [rel for rel, _ in sealed],
+        "shredded_epochs_readable": opened,
+        "files_scanned": tally.files,
+    }
     if opened:
         epoch, where = next(iter(opened.items()))
         copy = next(name for name, n in keystores.items() if n)
-        return Check(NAME, FAIL, f"shredded epoch {epoch} reads again: the keystore copy {copy} opens with this "
-                     f"vault's key source and decrypts its log copy {where[0]}; delete both copies", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"shredded epoch {epoch} reads again: the keystore copy {copy} opens with this "
+            f"vault's key source and decrypts its log copy {where[0]}; delete both copies",
+            details,
+        )
     if keystores:
         copy, n = next(iter(keystores.items()))
-        what = (f"it opens with this vault's key source and holds the keys of {n} shredded epoch(s)" if n else
-                "a copy of vault keys outside the vault, which shredding cannot reach")
+        what = (
+            f"it opens with this vault's key source and holds the keys of {n} shredded epoch(s)"
+            if n
+            else "a copy of vault keys outside the vault, which shredding cannot reach"
+        )
         return Check(NAME, FAIL, f"{copy} is a keystore copy: {what}; delete it", details)
     if sealed:
-        return Check(NAME, FAIL, f"{sealed[0][0]} holds sealed vault data outside the vault"
-                     f"{f' (and {len(sealed) - 1} more file(s))' if len(sealed) > 1 else ''}, which shredding "
-                     "cannot reach; delete it", details)
-    return Check(NAME, PASS, f"no keystore, log or sealed blob outside the vault's own files in {tally.files} files "
-                 "under the home dir", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"{sealed[0][0]} holds sealed vault data outside the vault"
+            f"{f' (and {len(sealed) - 1} more file(s))' if len(sealed) > 1 else ''}, which shredding "
+            "cannot reach; delete it",
+            details,
+        )
+    return Check(
+        NAME,
+        PASS,
+        f"no keystore, log or sealed blob outside the vault's own files in {tally.files} files under the home dir",
+        details,
+    )

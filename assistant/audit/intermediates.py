@@ -19,8 +19,24 @@ from assistant.audit.result import FAIL, PASS, WARN, Check
 from assistant.audit.walk import is_generation_gguf
 
 NAME = "training-intermediates"
-TENSOR_SUFFIXES = frozenset({".gguf", ".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".npy", ".npz",
-                             ".arrow", ".parquet", ".pkl", ".pickle", ".h5", ".onnx"})
+TENSOR_SUFFIXES = frozenset(
+    {
+        ".gguf",
+        ".safetensors",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".bin",
+        ".npy",
+        ".npz",
+        ".arrow",
+        ".parquet",
+        ".pkl",
+        ".pickle",
+        ".h5",
+        ".onnx",
+    }
+)
 ADAPTER_MARKERS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -77,11 +93,26 @@ def check(ctx: AuditContext) -> Check:
     found = find(root)
     details = {"found": found[:50], "count": len(found)}
     if not found:
-        return Check(NAME, PASS, "no unencrypted dataset, adapter, checkpoint or merged weights in the home dir "
-                     "(the sleep checkpoint is sealed in the vault)", details)
+        return Check(
+            NAME,
+            PASS,
+            "no unencrypted dataset, adapter, checkpoint or merged weights in the home dir "
+            "(the sleep checkpoint is sealed in the vault)",
+            details,
+        )
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     if cycle_running(root):
-        return Check(NAME, WARN, f"a sleep cycle is running and its scratch files exist, e.g. {found[0]}{more}; "
-                     "run the audit again when it has finished", details)
-    return Check(NAME, FAIL, f"unencrypted training intermediate left behind: {found[0]}{more}; delete it "
-                 "(a sleep cycle was probably killed mid-way)", details)
+        return Check(
+            NAME,
+            WARN,
+            f"a sleep cycle is running and its scratch files exist, e.g. {found[0]}{more}; "
+            "run the audit again when it has finished",
+            details,
+        )
+    return Check(
+        NAME,
+        FAIL,
+        f"unencrypted training intermediate left behind: {found[0]}{more}; delete it "
+        "(a sleep cycle was probably killed mid-way)",
+        details,
+    )

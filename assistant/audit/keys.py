@@ -41,31 +41,52 @@ def check_master(ctx: AuditContext) -> Check:
     info = ctx.vault.master_info()
     details = {"source": info.get("source"), "backend": info.get("backend"), "refuses_insecure": _refuses_insecure()}
     if not details["refuses_insecure"]:
-        return Check(MASTER, FAIL, "this Nightcap would accept a null or failing keyring backend; reinstall Nightcap", details)
+        return Check(
+            MASTER, FAIL, "this Nightcap would accept a null or failing keyring backend; reinstall Nightcap", details
+        )
     if info.get("source") == "keyring":
         backend, problem = system_keyring()
         details["backend_now"] = f"{type(backend).__module__}.{type(backend).__name__}" if backend else None
         if problem:
-            return Check(MASTER, FAIL, f"the master key is meant to be in the OS keyring but {problem}; "
-                         "unlock or install a secure keyring", details)
+            return Check(
+                MASTER,
+                FAIL,
+                f"the master key is meant to be in the OS keyring but {problem}; unlock or install a secure keyring",
+                details,
+            )
         stale = details["stale_generations"] = ctx.vault.stale_master_keys()
         if stale:
-            return Check(MASTER, FAIL, f"the OS keyring still holds the master key of {len(stale)} older "
-                         f"generation(s) ({', '.join(map(str, stale[:5]))}), which unwrap the keys of shredded epochs "
-                         "from an old keystore copy; unlock the keyring and run any nightcap command to delete them "
-                         f"(or remove the \"{KEYRING_SERVICE}\" entries of older generations by hand)", details)
-        return Check(MASTER, PASS, f"the master key is random and held by the OS keyring ({details['backend_now']})", details)
+            return Check(
+                MASTER,
+                FAIL,
+                f"the OS keyring still holds the master key of {len(stale)} older "
+                f"generation(s) ({', '.join(map(str, stale[:5]))}), which unwrap the keys of shredded epochs "
+                "from an old keystore copy; unlock the keyring and run any nightcap command to delete them "
+                f'(or remove the "{KEYRING_SERVICE}" entries of older generations by hand)',
+                details,
+            )
+        return Check(
+            MASTER, PASS, f"the master key is random and held by the OS keyring ({details['backend_now']})", details
+        )
     backend, _ = system_keyring()
     details["keyring_available"] = backend is not None
-    hint = (f"an OS keyring is available: create the vault with {ENV_KEYRING}=on for shreds that stick"
-            if backend is not None else "no secure OS keyring is available here")
+    hint = (
+        f"an OS keyring is available: create the vault with {ENV_KEYRING}=on for shreds that stick"
+        if backend is not None
+        else "no secure OS keyring is available here"
+    )
     # The passphrase's stretching is reported here; there is no separate check of it, because a
     # vault whose header asks for less than Argon2id 64 MiB t=3 is refused before any audit runs.
     kdf = info.get("kdf") or {}
     details["kdf"] = kdf
     stretched = f"Argon2id {int(kdf.get('memory_cost', 0)) // 1024} MiB, t={kdf.get('iterations')}"
-    return Check(MASTER, WARN, f"the master key is unlocked by a passphrase ({stretched}): with the passphrase, an "
-                 f"old keystore copy recovered from the disk would still unwrap shredded keys; {hint}", details)
+    return Check(
+        MASTER,
+        WARN,
+        f"the master key is unlocked by a passphrase ({stretched}): with the passphrase, an "
+        f"old keystore copy recovered from the disk would still unwrap shredded keys; {hint}",
+        details,
+    )
 
 
 def check_generation(ctx: AuditContext) -> Check:
@@ -77,9 +98,23 @@ def check_generation(ctx: AuditContext) -> Check:
     generation = ctx.vault.key_generation
     rotations = [int(s["key_generation"]) for s in ctx.tombstones if isinstance(s.get("key_generation"), int)]
     newest = max(rotations, default=1)
-    details = {"generation": generation, "newest_in_ledger": newest if rotations else None, "rotations": len(set(rotations))}
+    details = {
+        "generation": generation,
+        "newest_in_ledger": newest if rotations else None,
+        "rotations": len(set(rotations)),
+    }
     if generation < newest:
-        return Check(GENERATION, FAIL, f"the master key is at generation {generation} but the ledger records a rotation "
-                     f"to {newest}: an old keystore copy was restored; restore the newest keystore", details)
-    return Check(GENERATION, PASS, f"master key generation {generation}, at or after the newest rotation the "
-                 f"ledger records ({len(set(rotations))} shred(s) so far)", details)
+        return Check(
+            GENERATION,
+            FAIL,
+            f"the master key is at generation {generation} but the ledger records a rotation "
+            f"to {newest}: an old keystore copy was restored; restore the newest keystore",
+            details,
+        )
+    return Check(
+        GENERATION,
+        PASS,
+        f"master key generation {generation}, at or after the newest rotation the "
+        f"ledger records ({len(set(rotations))} shred(s) so far)",
+        details,
+    )

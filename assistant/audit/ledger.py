@@ -32,12 +32,21 @@ def check_chain(ctx: AuditContext) -> Check:
     details = {"entries": len(ctx.tombstones), "problems": problems}
     if problems:
         more = f" ({len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        return Check(CHAIN, FAIL, f"{problems[0]}{more}; the deletion record was tampered with or damaged: "
-                     "restore vault/ledger.jsonl from a backup", details)
+        return Check(
+            CHAIN,
+            FAIL,
+            f"{problems[0]}{more}; the deletion record was tampered with or damaged: "
+            "restore vault/ledger.jsonl from a backup",
+            details,
+        )
     if not ctx.tombstones:
         return Check(CHAIN, PASS, "the ledger is empty, as the keystore records: nothing was shredded yet", details)
-    return Check(CHAIN, PASS, f"{len(ctx.tombstones)} tombstone(s); hash chain, MACs and the keystore's "
-                 "record of the head all verify", details)
+    return Check(
+        CHAIN,
+        PASS,
+        f"{len(ctx.tombstones)} tombstone(s); hash chain, MACs and the keystore's record of the head all verify",
+        details,
+    )
 
 
 def _report_for(ctx: AuditContext, epoch: str, generation: str) -> str | None:
@@ -68,7 +77,7 @@ def _stone_problem(ctx: AuditContext, stone: dict[str, Any], pruned: set[str]) -
     if stone.get("epoch") is None:
         return _unlearning_problem(ctx, stone, pruned)
     epoch, gen, reason = str(stone.get("epoch")), stone.get("generation"), str(stone.get("reason", ""))
-    named = reason[len(CONSOLIDATED):] if reason.startswith(CONSOLIDATED) else None
+    named = reason[len(CONSOLIDATED) :] if reason.startswith(CONSOLIDATED) else None
     if gen is None:
         return f"the tombstone of epoch {epoch} says {reason!r} but names no model generation" if named else None
     if named is not None and named != gen:
@@ -100,19 +109,40 @@ def check_provenance(ctx: AuditContext) -> Check:
                 problems.append(f"{gen.name} learned epoch {epoch}, which is neither in the vault nor in the ledger")
     consolidated = sum(1 for s in ctx.tombstones if s.get("generation") and s.get("epoch") is not None)
     unlearned = sum(1 for s in ctx.tombstones if s.get("epoch") is None)
-    details = {"tombstones": len(ctx.tombstones), "consolidated": consolidated,
-               "forgotten": len(ctx.tombstones) - consolidated - unlearned, "unlearned": unlearned,
-               "pruned_generations": sorted(pruned),
-               "awaiting_shred": waiting, "unreadable_reports": ctx.bad_reports, "problems": problems}
+    details = {
+        "tombstones": len(ctx.tombstones),
+        "consolidated": consolidated,
+        "forgotten": len(ctx.tombstones) - consolidated - unlearned,
+        "unlearned": unlearned,
+        "pruned_generations": sorted(pruned),
+        "awaiting_shred": waiting,
+        "unreadable_reports": ctx.bad_reports,
+        "problems": problems,
+    }
     if problems:
         more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
-        return Check(PROVENANCE, FAIL, f"{problems[0]}{more}; the deletion record and the sleep history disagree: "
-                     "restore the missing report or manifest from a backup", details)
+        return Check(
+            PROVENANCE,
+            FAIL,
+            f"{problems[0]}{more}; the deletion record and the sleep history disagree: "
+            "restore the missing report or manifest from a backup",
+            details,
+        )
     if waiting:
-        return Check(PROVENANCE, WARN, f"{len(waiting)} epoch(s) learned by a model generation are not shredded yet "
-                     "(a sleep cycle stopped before its shred); the next `nightcap sleep` finishes it", details)
+        return Check(
+            PROVENANCE,
+            WARN,
+            f"{len(waiting)} epoch(s) learned by a model generation are not shredded yet "
+            "(a sleep cycle stopped before its shred); the next `nightcap sleep` finishes it",
+            details,
+        )
     if not ctx.tombstones:
         return Check(PROVENANCE, PASS, "no tombstones yet, and no model generation learned an epoch", details)
     note = f" ({len(pruned)} of their generations since pruned)" if pruned else ""
-    return Check(PROVENANCE, PASS, f"{consolidated} consolidation tombstone(s) match a stored sleep report and "
-                 f"a model generation{note}; {details['forgotten']} forget tombstone(s) need none", details)
+    return Check(
+        PROVENANCE,
+        PASS,
+        f"{consolidated} consolidation tombstone(s) match a stored sleep report and "
+        f"a model generation{note}; {details['forgotten']} forget tombstone(s) need none",
+        details,
+    )

@@ -38,7 +38,9 @@ def loose(root: Path) -> tuple[list[str], list[str], int]:
             if uid is not None and st.st_uid != uid:
                 problems.append(f"{name} (owned by uid {st.st_uid})")
             elif mode & 0o077:
-                (empty if stat.S_ISREG(st.st_mode) and st.st_size == 0 else problems).append(f"{name} (mode {mode:04o})")
+                (empty if stat.S_ISREG(st.st_mode) and st.st_size == 0 else problems).append(
+                    f"{name} (mode {mode:04o})"
+                )
     return problems, empty, count
 
 
@@ -48,9 +50,15 @@ def check(ctx: AuditContext) -> Check:
     details = {"checked": count, "problems": problems[:50], "loose_empty_files": empty[:50]}
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        return Check(NAME, FAIL, f"{problems[0]} in {root} is open to other users{more}; run `chmod -R go-rwx {root}`",
-                     details)
+        return Check(
+            NAME, FAIL, f"{problems[0]} in {root} is open to other users{more}; run `chmod -R go-rwx {root}`", details
+        )
     if empty:
-        return Check(NAME, WARN, f"{len(empty)} empty file(s) such as {empty[0]} have loose modes (nothing leaks); "
-                     f"`chmod -R go-rwx {root}` tidies them", details)
+        return Check(
+            NAME,
+            WARN,
+            f"{len(empty)} empty file(s) such as {empty[0]} have loose modes (nothing leaks); "
+            f"`chmod -R go-rwx {root}` tidies them",
+            details,
+        )
     return Check(NAME, PASS, f"{count} files and directories under the home dir are private to their owner", details)

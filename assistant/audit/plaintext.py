@@ -124,9 +124,12 @@ def shared_roots() -> list[Path]:
     import platformdirs  # deferred: only the audit needs it here
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    roots = [Path(tempfile.gettempdir()), Path(platformdirs.user_cache_dir("nightcap", appauthor=False)),
-             Path(os.environ.get("LLAMA_CACHE") or platformdirs.user_cache_dir("llama.cpp", appauthor=False)),
-             Path(os.environ.get("HF_HOME") or cache / "huggingface")]
+    roots = [
+        Path(tempfile.gettempdir()),
+        Path(platformdirs.user_cache_dir("nightcap", appauthor=False)),
+        Path(os.environ.get("LLAMA_CACHE") or platformdirs.user_cache_dir("llama.cpp", appauthor=False)),
+        Path(os.environ.get("HF_HOME") or cache / "huggingface"),
+    ]
     seen: list[Path] = []
     for root in roots:
         if root.is_dir() and root.resolve() not in [s.resolve() for s in seen]:
@@ -143,9 +146,13 @@ def check(ctx: AuditContext) -> Check:
     if not needles:
         # Nothing was checked, so nothing is claimed: consolidated text is gone with its keys and
         # cannot be searched for (the shredded-epochs check and the canary tests cover that path).
-        return Check(NAME, WARN, "nothing to look for: no pending episode to search the disk for, and consolidated "
-                     "ones cannot be searched (their text is gone with their keys)",
-                     {"episodes": len(episodes), "files_scanned": 0})
+        return Check(
+            NAME,
+            WARN,
+            "nothing to look for: no pending episode to search the disk for, and consolidated "
+            "ones cannot be searched (their text is gone with their keys)",
+            {"episodes": len(episodes), "files_scanned": 0},
+        )
     root = ctx.home.root
     tally, hits = Walk(), []
     # Each root has its own budget; weights are skipped (the intermediates check covers the home dir's).
@@ -161,15 +168,37 @@ def check(ctx: AuditContext) -> Check:
                 hits.append({"path": str(path), "episode": owner})
     for part in parts:
         tally.merge(part)
-    details = {"episodes": len(episodes), "files_scanned": tally.files, "bytes_scanned": tally.bytes,
-               "roots": tally.roots, "skipped_large": tally.skipped_large, "unreadable": tally.unreadable,
-               "truncated": tally.truncated, "copies": hits[:20]}
+    details = {
+        "episodes": len(episodes),
+        "files_scanned": tally.files,
+        "bytes_scanned": tally.bytes,
+        "roots": tally.roots,
+        "skipped_large": tally.skipped_large,
+        "unreadable": tally.unreadable,
+        "truncated": tally.truncated,
+        "copies": hits[:20],
+    }
     if hits:
         more = f" (and {len(hits) - 1} more file(s))" if len(hits) > 1 else ""
-        return Check(NAME, FAIL, f"{hits[0]['path']} holds a readable copy of pending episode {hits[0]['episode']}"
-                     f"{more}; delete it (and whatever made it)", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"{hits[0]['path']} holds a readable copy of pending episode {hits[0]['episode']}"
+            f"{more}; delete it (and whatever made it)",
+            details,
+        )
     if tally.truncated:
-        return Check(NAME, WARN, f"no copy of {len(episodes)} pending episode(s) in {tally.files} files, but the scan "
-                     "stopped at its size limit in a shared directory; clear the temp dir and run the audit again", details)
-    return Check(NAME, PASS, f"no copy of {len(episodes)} pending episode(s) in {tally.files} files under the home dir, "
-                 "the temp dir and the caches", details)
+        return Check(
+            NAME,
+            WARN,
+            f"no copy of {len(episodes)} pending episode(s) in {tally.files} files, but the scan "
+            "stopped at its size limit in a shared directory; clear the temp dir and run the audit again",
+            details,
+        )
+    return Check(
+        NAME,
+        PASS,
+        f"no copy of {len(episodes)} pending episode(s) in {tally.files} files under the home dir, "
+        "the temp dir and the caches",
+        details,
+    )

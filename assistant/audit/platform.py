@@ -125,21 +125,45 @@ def _encrypted(device: str, probe: Probe) -> bool | None:
 def _linux_snapshots(home: Path, probe: Probe) -> Check:
     m = mount_for(home, mounts(probe))
     if m is None:
-        return Check(SNAPSHOTS, WARN, "unknown: could not tell which filesystem holds the home dir; "
-                     "make sure no snapshot or backup keeps old copies of it")
+        return Check(
+            SNAPSHOTS,
+            WARN,
+            "unknown: could not tell which filesystem holds the home dir; "
+            "make sure no snapshot or backup keeps old copies of it",
+        )
     details = {"device": m.device, "mount": m.point, "fstype": m.fstype}
     if m.fstype in _SNAPSHOT_FS:
-        return Check(SNAPSHOTS, WARN, f"the home dir is on {_SNAPSHOT_FS[m.fstype]}, whose snapshots (snapper, timeshift, "
-                     "zfs-auto-snapshot) may keep old copies of the vault; exclude it from them", details)
+        return Check(
+            SNAPSHOTS,
+            WARN,
+            f"the home dir is on {_SNAPSHOT_FS[m.fstype]}, whose snapshots (snapper, timeshift, "
+            "zfs-auto-snapshot) may keep old copies of the vault; exclude it from them",
+            details,
+        )
     uuids = dm_uuids(m.device, probe) if m.device.startswith("/dev/") else None
     if uuids is None:
-        return Check(SNAPSHOTS, WARN, f"unknown: the home dir is on {m.fstype} ({m.device}), whose storage below "
-                     "cannot be seen from here; make sure no snapshot keeps old copies of it", details)
+        return Check(
+            SNAPSHOTS,
+            WARN,
+            f"unknown: the home dir is on {m.fstype} ({m.device}), whose storage below "
+            "cannot be seen from here; make sure no snapshot keeps old copies of it",
+            details,
+        )
     if any(u.startswith("LVM-") for u in uuids):
-        return Check(SNAPSHOTS, WARN, f"the home dir is on an LVM volume ({m.device}), which can be snapshotted; "
-                     "check `sudo lvs` for snapshots holding old copies", details)
-    return Check(SNAPSHOTS, PASS, f"the home dir is on {m.fstype} on {m.device}, which keeps no filesystem snapshots "
-                 "(virtual-machine or storage snapshots cannot be seen from here)", details)
+        return Check(
+            SNAPSHOTS,
+            WARN,
+            f"the home dir is on an LVM volume ({m.device}), which can be snapshotted; "
+            "check `sudo lvs` for snapshots holding old copies",
+            details,
+        )
+    return Check(
+        SNAPSHOTS,
+        PASS,
+        f"the home dir is on {m.fstype} on {m.device}, which keeps no filesystem snapshots "
+        "(virtual-machine or storage snapshots cannot be seen from here)",
+        details,
+    )
 
 
 def _linux_swap(probe: Probe) -> Check:
@@ -164,11 +188,20 @@ def _linux_swap(probe: Probe) -> Check:
         elif not state:
             plain.append(area)
     if plain:
-        return Check(SWAP, WARN, f"swap on {plain[0]} is not encrypted: memory holding decrypted episodes may be "
-                     "written to disk; encrypt swap or turn it off", details)
+        return Check(
+            SWAP,
+            WARN,
+            f"swap on {plain[0]} is not encrypted: memory holding decrypted episodes may be "
+            "written to disk; encrypt swap or turn it off",
+            details,
+        )
     if unknown:
-        return Check(SWAP, WARN, f"unknown: cannot tell whether swap on {unknown[0]} is encrypted; "
-                     "encrypt swap or turn it off", details)
+        return Check(
+            SWAP,
+            WARN,
+            f"unknown: cannot tell whether swap on {unknown[0]} is encrypted; encrypt swap or turn it off",
+            details,
+        )
     return Check(SWAP, PASS, "swap is encrypted or in compressed RAM", details)
 
 
@@ -185,10 +218,20 @@ def _linux_disk(home: Path, probe: Probe) -> Check:
     if state:
         return Check(DISK, PASS, f"the home dir is on an encrypted dm-crypt (LUKS) volume ({m.device})", details)
     if state is None:
-        return Check(DISK, WARN, f"unknown: the home dir is on {m.fstype} ({m.device}) and the disk below cannot "
-                     "be seen from here; make sure full-disk encryption is on", details)
-    return Check(DISK, WARN, f"the disk holding the home dir ({m.device}) is not encrypted (per-directory fscrypt "
-                 "is not detected); turn on full-disk encryption", details)
+        return Check(
+            DISK,
+            WARN,
+            f"unknown: the home dir is on {m.fstype} ({m.device}) and the disk below cannot "
+            "be seen from here; make sure full-disk encryption is on",
+            details,
+        )
+    return Check(
+        DISK,
+        WARN,
+        f"the disk holding the home dir ({m.device}) is not encrypted (per-directory fscrypt "
+        "is not detected); turn on full-disk encryption",
+        details,
+    )
 
 
 def _cachedir_tagged(home: Path) -> bool:
@@ -205,32 +248,60 @@ def _mac_checks(home: Path, probe: Probe) -> list[Check]:
     out: list[Check] = []
     snaps = probe.run(["tmutil", "listlocalsnapshots", "/"])
     if snaps is None:
-        out.append(Check(SNAPSHOTS, WARN, "unknown: `tmutil listlocalsnapshots` did not answer; APFS snapshots may keep old copies"))
+        out.append(
+            Check(
+                SNAPSHOTS,
+                WARN,
+                "unknown: `tmutil listlocalsnapshots` did not answer; APFS snapshots may keep old copies",
+            )
+        )
     else:
         n = sum("com.apple" in line for line in snaps.splitlines())
-        out.append(Check(SNAPSHOTS, WARN, f"{n} Time Machine local snapshot(s) may hold old copies of the vault; "
-                         "`tmutil deletelocalsnapshots /` removes them", {"local_snapshots": n}) if n else
-                   Check(SNAPSHOTS, PASS, "no Time Machine local snapshots", {"local_snapshots": 0}))
+        out.append(
+            Check(
+                SNAPSHOTS,
+                WARN,
+                f"{n} Time Machine local snapshot(s) may hold old copies of the vault; "
+                "`tmutil deletelocalsnapshots /` removes them",
+                {"local_snapshots": n},
+            )
+            if n
+            else Check(SNAPSHOTS, PASS, "no Time Machine local snapshots", {"local_snapshots": 0})
+        )
     swap = probe.run(["sysctl", "-n", "vm.swapusage"])
     if swap is None:
         out.append(Check(SWAP, WARN, "unknown: `sysctl vm.swapusage` did not answer"))
     else:
-        out.append(Check(SWAP, PASS, "swap is encrypted (macOS)") if "encrypted" in swap else
-                   Check(SWAP, WARN, "swap is not reported as encrypted; memory holding decrypted episodes may reach the disk"))
+        out.append(
+            Check(SWAP, PASS, "swap is encrypted (macOS)")
+            if "encrypted" in swap
+            else Check(
+                SWAP, WARN, "swap is not reported as encrypted; memory holding decrypted episodes may reach the disk"
+            )
+        )
     fv = probe.run(["fdesetup", "status"])
     if fv is None:
         out.append(Check(DISK, WARN, "unknown: `fdesetup status` did not answer; make sure FileVault is on"))
     else:
-        out.append(Check(DISK, PASS, "FileVault is on") if "FileVault is On" in fv else
-                   Check(DISK, WARN, "FileVault is off: anyone holding the disk can read old files; turn FileVault on"))
+        out.append(
+            Check(DISK, PASS, "FileVault is on")
+            if "FileVault is On" in fv
+            else Check(DISK, WARN, "FileVault is off: anyone holding the disk can read old files; turn FileVault on")
+        )
     excluded = probe.run(["tmutil", "isexcluded", str(home)])
     if excluded is None:
         out.append(Check(BACKUPS, WARN, f"unknown: `tmutil isexcluded` did not answer; exclude {home} from backups"))
     elif "[Excluded]" in excluded:
         out.append(Check(BACKUPS, PASS, "the home dir is excluded from Time Machine backups"))
     else:
-        out.append(Check(BACKUPS, WARN, f"Time Machine backs up {home}, so backups keep old vault files; "
-                         f"`tmutil addexclusion {home}` excludes it"))
+        out.append(
+            Check(
+                BACKUPS,
+                WARN,
+                f"Time Machine backs up {home}, so backups keep old vault files; "
+                f"`tmutil addexclusion {home}` excludes it",
+            )
+        )
     return out
 
 
@@ -241,13 +312,25 @@ def checks(ctx: AuditContext, probe: Probe | None = None) -> list[Check]:
     if probe.system == "darwin":
         return _mac_checks(home, probe)
     if probe.system.startswith("linux"):
-        backups = (Check(BACKUPS, PASS, "the home dir carries a CACHEDIR.TAG, which borg, restic and tar skip when "
-                         "asked to exclude caches") if _cachedir_tagged(home) else
-                   Check(BACKUPS, WARN, f"unknown: Linux has no standard way to tell whether backups copy {home}; "
-                         "exclude it from your backup tool"))
+        backups = (
+            Check(
+                BACKUPS,
+                PASS,
+                "the home dir carries a CACHEDIR.TAG, which borg, restic and tar skip when asked to exclude caches",
+            )
+            if _cachedir_tagged(home)
+            else Check(
+                BACKUPS,
+                WARN,
+                f"unknown: Linux has no standard way to tell whether backups copy {home}; "
+                "exclude it from your backup tool",
+            )
+        )
         return [_linux_snapshots(home, probe), _linux_swap(probe), _linux_disk(home, probe), backups]
     unknown = f"unknown: Nightcap cannot inspect {probe.system}"
-    return [Check(SNAPSHOTS, WARN, f"{unknown}; make sure no snapshot keeps old copies of {home}"),
-            Check(SWAP, WARN, f"{unknown}; make sure swap is encrypted or off"),
-            Check(DISK, WARN, f"{unknown}; make sure full-disk encryption is on"),
-            Check(BACKUPS, WARN, f"{unknown}; exclude {home} from backups")]
+    return [
+        Check(SNAPSHOTS, WARN, f"{unknown}; make sure no snapshot keeps old copies of {home}"),
+        Check(SWAP, WARN, f"{unknown}; make sure swap is encrypted or off"),
+        Check(DISK, WARN, f"{unknown}; make sure full-disk encryption is on"),
+        Check(BACKUPS, WARN, f"{unknown}; exclude {home} from backups"),
+    ]

@@ -32,6 +32,10 @@ def check(ctx: AuditContext) -> Check:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(last.get("time", 0))))
     lost = " (records were lost: those memories will not be learned)" if kinds.get("missing") else ""
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-    return Check(NAME, WARN, f"the vault repaired damaged logs {len(repairs)} time(s) ({summary}){lost}; the latest, "
-                 f"on {when}, in epoch {last.get('epoch')}: {last.get('detail') or last.get('kind')}; check the disk",
-                 details)
+    return Check(
+        NAME,
+        WARN,
+        f"the vault repaired damaged logs {len(repairs)} time(s) ({summary}){lost}; the latest, "
+        f"on {when}, in epoch {last.get('epoch')}: {last.get('detail') or last.get('kind')}; check the disk",
+        details,
+    )

@@ -28,10 +28,20 @@ def check(ctx: AuditContext) -> Check:
     stale = [d for d in blobs if d.stale]
     if stale:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        return Check(NAME, FAIL, f"the sealed {stale[0].name} derives from {stale[0].derives_from}, but "
-                     f"{stale[0].stale}{more}; `nightcap models use {ctx.current or 'GEN'}` or the next `nightcap "
-                     "sleep` destroys it", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"the sealed {stale[0].name} derives from {stale[0].derives_from}, but "
+            f"{stale[0].stale}{more}; `nightcap models use {ctx.current or 'GEN'}` or the next `nightcap "
+            "sleep` destroys it",
+            details,
+        )
     if not blobs:
         return Check(NAME, PASS, "no sealed state besides the episodes", details)
-    return Check(NAME, PASS, f"{len(blobs)} sealed blob(s), each derived from the serving generation or the "
-                 "pending episodes: " + ", ".join(d.name for d in blobs), details)
+    return Check(
+        NAME,
+        PASS,
+        f"{len(blobs)} sealed blob(s), each derived from the serving generation or the "
+        "pending episodes: " + ", ".join(d.name for d in blobs),
+        details,
+    )

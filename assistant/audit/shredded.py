@@ -36,18 +36,43 @@ def check(ctx: AuditContext) -> Check:
         if log.MAGIC in data:
             for epoch in sorted(vault.opened_epochs(data, shredded)):
                 opens.setdefault(epoch, []).append(str(path.relative_to(root)))
-    details = {"shredded": len(shredded), "keys_back": keys_back, "files_left": files_left,
-               "decrypting": opens, "files_scanned": tally.files}
+    details = {
+        "shredded": len(shredded),
+        "keys_back": keys_back,
+        "files_left": files_left,
+        "decrypting": opens,
+        "files_scanned": tally.files,
+    }
     if keys_back:
-        return Check(NAME, FAIL, f"the key of shredded epoch {keys_back[0]} is back in the keystore"
-                     f"{f' (and {len(keys_back) - 1} more)' if len(keys_back) > 1 else ''}: an old keystore copy "
-                     "was restored; shred again with the current keystore or restore the newest one", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"the key of shredded epoch {keys_back[0]} is back in the keystore"
+            f"{f' (and {len(keys_back) - 1} more)' if len(keys_back) > 1 else ''}: an old keystore copy "
+            "was restored; shred again with the current keystore or restore the newest one",
+            details,
+        )
     if opens:
         epoch, where = next(iter(opens.items()))
-        return Check(NAME, FAIL, f"ciphertext of shredded epoch {epoch} in {where[0]} still decrypts with a key "
-                     "the vault holds; report this as a Nightcap bug and delete the file", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"ciphertext of shredded epoch {epoch} in {where[0]} still decrypts with a key "
+            "the vault holds; report this as a Nightcap bug and delete the file",
+            details,
+        )
     if files_left:
-        return Check(NAME, FAIL, f"shredded epochs still have {len(files_left)} file(s) in the vault, e.g. "
-                     f"{files_left[0]}; they no longer decrypt, but delete them", details)
-    return Check(NAME, PASS, f"{len(shredded)} shredded epoch(s): no keys, no files, and none of "
-                 f"{tally.files} files under the home dir holds ciphertext that still opens", details)
+        return Check(
+            NAME,
+            FAIL,
+            f"shredded epochs still have {len(files_left)} file(s) in the vault, e.g. "
+            f"{files_left[0]}; they no longer decrypt, but delete them",
+            details,
+        )
+    return Check(
+        NAME,
+        PASS,
+        f"{len(shredded)} shredded epoch(s): no keys, no files, and none of "
+        f"{tally.files} files under the home dir holds ciphertext that still opens",
+        details,
+    )

@@ -45,10 +45,17 @@ class Walk:
         self.roots += other.roots
 
 
-def walk(root: Path, *, exclude: tuple[Path, ...] = (), skip_weights: bool = False,
-         skip: Callable[[Path], bool] | None = None,
-         max_file: int = MAX_FILE, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
-         tally: Walk | None = None) -> Iterator[tuple[Path, bytes]]:
+def walk(
+    root: Path,
+    *,
+    exclude: tuple[Path, ...] = (),
+    skip_weights: bool = False,
+    skip: Callable[[Path], bool] | None = None,
+    max_file: int = MAX_FILE,
+    max_files: int = MAX_FILES,
+    max_bytes: int = MAX_BYTES,
+    tally: Walk | None = None,
+) -> Iterator[tuple[Path, bytes]]:
     """Yield (path, contents) for the user's regular files under `root`, within the budget.
 
     `exclude` lists directories not to enter (already walked as another root); `skip` names

@@ -72,44 +72,70 @@ def rollback_before(ctx: AuditContext, when: datetime) -> str | None:
 def _epoch_row(ctx: AuditContext, epoch: str) -> dict[str, Any]:
     stone = ctx.tombstone_of(epoch)
     opened = epoch_opened(epoch)
-    shredded = datetime.fromtimestamp(float(stone["time"])).astimezone().isoformat(timespec="seconds") if stone else None
-    return {"id": epoch, "opened": opened.astimezone().isoformat(timespec="seconds") if opened else None,
-            "shredded": shredded}
+    shredded = (
+        datetime.fromtimestamp(float(stone["time"])).astimezone().isoformat(timespec="seconds") if stone else None
+    )
+    return {
+        "id": epoch,
+        "opened": opened.astimezone().isoformat(timespec="seconds") if opened else None,
+        "shredded": shredded,
+    }
 
 
 def _generation_row(ctx: AuditContext, gen: GenerationInfo) -> dict[str, Any]:
     epochs, complete = lineage(ctx, gen)
     report = ctx.reports.get(str(gen.manifest.get("report")))
-    return {"name": gen.name, "created": gen.manifest.get("created"), "parent": gen.parent,
-            "current": gen.name == ctx.current, "report": gen.manifest.get("report"),
-            "report_stored": report is not None, "epochs": [_epoch_row(ctx, e) for e in gen.epochs],
-            "inherited": [e for e in epochs if e not in gen.epochs], "learned_total": len(epochs),
-            "ancestry_complete": complete}
+    return {
+        "name": gen.name,
+        "created": gen.manifest.get("created"),
+        "parent": gen.parent,
+        "current": gen.name == ctx.current,
+        "report": gen.manifest.get("report"),
+        "report_stored": report is not None,
+        "epochs": [_epoch_row(ctx, e) for e in gen.epochs],
+        "inherited": [e for e in epochs if e not in gen.epochs],
+        "learned_total": len(epochs),
+        "ancestry_complete": complete,
+    }
 
 
 def check(ctx: AuditContext) -> Check:
     gens = sorted(ctx.generations.values(), key=lambda g: g.index)
     trained = [g for g in gens if not clean(ctx, g)]
     baseline = max((g for g in gens if clean(ctx, g)), key=lambda g: g.index, default=None)
-    details: dict[str, Any] = {"generations": [_generation_row(ctx, g) for g in gens],
-                               "clean": baseline.name if baseline else None, "before": None}
+    details: dict[str, Any] = {
+        "generations": [_generation_row(ctx, g) for g in gens],
+        "clean": baseline.name if baseline else None,
+        "before": None,
+    }
     advice = ""
     if ctx.before is not None:
         target = rollback_before(ctx, ctx.before)
         details["before"] = {"day": day(ctx.before), "generation": target}
-        advice = (f"; for a model from before {day(ctx.before)}: `nightcap models use {target}`" if target else
-                  f"; no generation from before {day(ctx.before)} is kept")
+        advice = (
+            f"; for a model from before {day(ctx.before)}: `nightcap models use {target}`"
+            if target
+            else f"; no generation from before {day(ctx.before)} is kept"
+        )
     if not trained:
         return Check(NAME, PASS, f"no model generation on disk was trained on your conversations{advice}", details)
     learned = sorted({e for g in trained for e in lineage(ctx, g)[0]})
     days = sorted(d for e in learned if (d := day(epoch_opened(e))))
     span = f", {days[0]} to {days[-1]}" if days else ""
     serving = " (the serving one among them)" if ctx.current in {g.name for g in trained} else ""
-    way_back = (f"`nightcap models use {baseline.name}` serves one that learned none of it" if baseline
-                else "no generation without them is kept")
-    return Check(NAME, WARN, f"{len(trained)} model generation(s) on disk{serving} learned from {len(learned)} "
-                 f"epoch(s) of your conversations{span}: the logs are destroyed but the weights are a record of "
-                 f"them; {way_back}{advice}", details)
+    way_back = (
+        f"`nightcap models use {baseline.name}` serves one that learned none of it"
+        if baseline
+        else "no generation without them is kept"
+    )
+    return Check(
+        NAME,
+        WARN,
+        f"{len(trained)} model generation(s) on disk{serving} learned from {len(learned)} "
+        f"epoch(s) of your conversations{span}: the logs are destroyed but the weights are a record of "
+        f"them; {way_back}{advice}",
+        details,
+    )
 
 
 def parse_day(text: str) -> datetime:

@@ -29,14 +29,16 @@ def main(argv: list[str]) -> int:
     on_token = (lambda piece: (sys.stdout.write(piece), sys.stdout.flush())) if stream else None
     turn = session.turn(" ".join(args.message), on_token, log=log)
     if args.json:
-        print_json({
-            "reply": turn.reply,
-            "session": session.id,
-            "episode": turn.episode.id if turn.logged else None,
-            "logged": turn.logged,
-            "generation": turn.episode.generation,
-            "flags": turn.episode.flags,
-        })
+        print_json(
+            {
+                "reply": turn.reply,
+                "session": session.id,
+                "episode": turn.episode.id if turn.logged else None,
+                "logged": turn.logged,
+                "generation": turn.episode.generation,
+                "flags": turn.episode.flags,
+            }
+        )
     elif stream:
         sys.stdout.write("\n")
     else:

@@ -48,14 +48,16 @@ def render(result: AuditResult, console: Console) -> None:
     console.print(table)
     counts = result.counts()
     verdict = "[green]audit passed[/]" if result.passed else "[bold red]audit FAILED[/]"
-    console.print(f"{verdict}: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail "
-                  f"({result.seconds:.1f} s)")
+    console.print(
+        f"{verdict}: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail ({result.seconds:.1f} s)"
+    )
 
 
 def main(argv: list[str]) -> int:
     p = parser("audit", "Check that consolidated conversations left no readable trace, and say what cannot be proven.")
-    p.add_argument("--before", metavar="DAY", help="also say which model to serve to forget everything from DAY "
-                   "(YYYY-MM-DD) on")
+    p.add_argument(
+        "--before", metavar="DAY", help="also say which model to serve to forget everything from DAY (YYYY-MM-DD) on"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     try:

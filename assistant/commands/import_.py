@@ -30,8 +30,17 @@ from assistant.home import Home
 from assistant.vault import log, views
 
 MAX_REPORTED = 20
-_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "model": "assistant",
-          "system": None, "developer": None, "tool": None, "function": None}
+_ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "system": None,
+    "developer": None,
+    "tool": None,
+    "function": None,
+}
 
 
 class ImportFailed(NightcapError):
@@ -213,15 +222,25 @@ def pair(session: str, turns: list[Turn], now: float) -> list[Episode]:
         started = started if started is not None else now + len(episodes) * 1e-3
         ended = _time(reply.time)
         ended = ended if ended is not None and ended >= started else started
-        episodes.append(Episode(session=session, messages=[{"role": "user", "content": user.text},
-                                                            {"role": "assistant", "content": reply.text}],
-                                flags=flags, importance=importance_from_flags(flags), started=started, ended=ended))
+        episodes.append(
+            Episode(
+                session=session,
+                messages=[{"role": "user", "content": user.text}, {"role": "assistant", "content": reply.text}],
+                flags=flags,
+                importance=importance_from_flags(flags),
+                started=started,
+                ended=ended,
+            )
+        )
     return episodes
 
 
 def main(argv: list[str]) -> int:
-    p = parser("import", "Import conversations as pending memories: JSON Lines of {\"messages\": [...]} "
-                         "or a ChatGPT conversations.json export.")
+    p = parser(
+        "import",
+        'Import conversations as pending memories: JSON Lines of {"messages": [...]} '
+        "or a ChatGPT conversations.json export.",
+    )
     p.add_argument("file", help="the JSONL file or conversations.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
@@ -235,13 +254,17 @@ def main(argv: list[str]) -> int:
 
     parsed = parse(text)
     now = time.time()
-    episodes = [ep for n, (sid, turns) in enumerate(parsed.conversations)
-                for ep in pair(sid, turns, now + n)]
+    episodes = [ep for n, (sid, turns) in enumerate(parsed.conversations) for ep in pair(sid, turns, now + n)]
     unpaired = sum(1 for _, turns in parsed.conversations if not pair("", turns, now))
     too_big = [ep for ep in episodes if len(views.episode_payload(ep)) > log.MAX_PAYLOAD]
     for ep in too_big:
-        parsed.problems.append((f"conversation {ep.session}", f"an exchange of {len(views.episode_payload(ep)) >> 20} MiB "
-                                f"is over the {round(log.MAX_PAYLOAD / 2**20)} MiB the vault keeps per exchange"))
+        parsed.problems.append(
+            (
+                f"conversation {ep.session}",
+                f"an exchange of {len(views.episode_payload(ep)) >> 20} MiB "
+                f"is over the {round(log.MAX_PAYLOAD / 2**20)} MiB the vault keeps per exchange",
+            )
+        )
     big = {ep.id for ep in too_big}
     episodes = [ep for ep in episodes if ep.id not in big]
     for where, what in parsed.problems[:MAX_REPORTED]:
@@ -256,11 +279,19 @@ def main(argv: list[str]) -> int:
         raise ImportFailed(f"nothing was imported from {path}: every conversation in it was malformed (see above)")
 
     if args.json:
-        print_json({"imported": len(episodes), "conversations": len(parsed.conversations), "format": parsed.format,
-                    "without_reply": unpaired,
-                    "problems": [{"where": w, "error": e} for w, e in parsed.problems]})
+        print_json(
+            {
+                "imported": len(episodes),
+                "conversations": len(parsed.conversations),
+                "format": parsed.format,
+                "without_reply": unpaired,
+                "problems": [{"where": w, "error": e} for w, e in parsed.problems],
+            }
+        )
     else:
         skipped = f"; {len(parsed.problems)} skipped (listed above)" if parsed.problems else ""
-        print(f"Imported {len(episodes)} {'memory' if len(episodes) == 1 else 'memories'} from "
-              f"{len(parsed.conversations)} conversation{'' if len(parsed.conversations) == 1 else 's'}{skipped}.")
+        print(
+            f"Imported {len(episodes)} {'memory' if len(episodes) == 1 else 'memories'} from "
+            f"{len(parsed.conversations)} conversation{'' if len(parsed.conversations) == 1 else 's'}{skipped}."
+        )
     return 0

@@ -27,8 +27,15 @@ def preview(text: str, width: int = PREVIEW_CHARS) -> str:
 
 
 def row(ep: Episode) -> dict[str, Any]:
-    return {"id": ep.id, "time": ep.started, "session": ep.session, "flags": ep.flags,
-            "importance": ep.importance, "corrected": ep.correction is not None, "preview": preview(ep.user_text)}
+    return {
+        "id": ep.id,
+        "time": ep.started,
+        "session": ep.session,
+        "flags": ep.flags,
+        "importance": ep.importance,
+        "corrected": ep.correction is not None,
+        "preview": preview(ep.user_text),
+    }
 
 
 def warn_damage(vault: Vault, command: str) -> None:
@@ -69,8 +76,10 @@ def list_memories(home: Home, as_json: bool) -> int:
         flags = ",".join(r["flags"]) or "-"
         print(f"{r['id']:<12}  {when:<16}  {r['session'][:sid_width]:<{sid_width}}  {flags:<20}  {r['preview']}")
     sessions = len({r["session"] for r in rows})
-    print(f"{len(rows)} pending {'memory' if len(rows) == 1 else 'memories'} in {sessions} "
-          f"conversation{'' if sessions == 1 else 's'}; the next sleep consolidates them and destroys the transcripts.")
+    print(
+        f"{len(rows)} pending {'memory' if len(rows) == 1 else 'memories'} in {sessions} "
+        f"conversation{'' if sessions == 1 else 's'}; the next sleep consolidates them and destroys the transcripts."
+    )
     return 0
 
 

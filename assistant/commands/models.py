@@ -93,6 +93,9 @@ def _drop_derived(app: Nightcap, serving: Generation) -> list[str]:
     try:
         return drop_stale(app.vault(), serving.manifest.get("sha256"), switched=True)
     except VaultError as err:
-        print(f"nightcap models: warning: the vault did not open ({err}), so the sealed state learned for the "
-              "previous generation is still there; the next `nightcap sleep` destroys it", file=sys.stderr)
+        print(
+            f"nightcap models: warning: the vault did not open ({err}), so the sealed state learned for the "
+            "previous generation is still there; the next `nightcap sleep` destroys it",
+            file=sys.stderr,
+        )
         return []

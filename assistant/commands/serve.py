@@ -19,8 +19,11 @@ def main(argv: list[str]) -> int:
     p = parser("serve", "Serve the assistant over the OpenAI chat-completions API (localhost only by default).")
     p.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default: serve.port, 8765)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow an address other than loopback: other machines can then reach the API")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow an address other than loopback: other machines can then reach the API",
+    )
     p.add_argument("--print-token", action="store_true", help="print the API token (creating it) and exit")
     args = p.parse_args(argv)
 
@@ -37,16 +40,24 @@ def main(argv: list[str]) -> int:
         raise ServeError(f"--port {port} is not a TCP port (0-65535)")
     if not is_loopback(host):
         if not args.allow_remote:
-            raise ServeError(f"{host} is reachable from other machines; pass --allow-remote to serve there anyway, "
-                             "or leave out --host for 127.0.0.1")
-        print(f"nightcap serve: warning: listening on {host}: anyone who can reach it and has the token "
-              "talks to your assistant and adds to its memories", file=sys.stderr)
+            raise ServeError(
+                f"{host} is reachable from other machines; pass --allow-remote to serve there anyway, "
+                "or leave out --host for 127.0.0.1"
+            )
+        print(
+            f"nightcap serve: warning: listening on {host}: anyone who can reach it and has the token "
+            "talks to your assistant and adds to its memories",
+            file=sys.stderr,
+        )
     app.vault()  # unlock first: a wrong passphrase fails before anything listens
     server = ApiServer(app, host, port, token)
     with server.api.state.assistant.models.serving() as runtime:  # load the model before accepting requests
         generation = runtime.generation
     shown = f"[{host}]" if ":" in host else host
-    print(f"nightcap serve: {generation} at http://{shown}:{server.port}/v1 "
-          f"(token: `nightcap serve --print-token`, kept in {token_file(app.home)}); Ctrl-C stops", flush=True)
+    print(
+        f"nightcap serve: {generation} at http://{shown}:{server.port}/v1 "
+        f"(token: `nightcap serve --print-token`, kept in {token_file(app.home)}); Ctrl-C stops",
+        flush=True,
+    )
     server.run()
     return 0

@@ -28,4 +28,13 @@ from assistant.vault.shred import ShredReport
 from assistant.vault.vault import NoVault, Vault
 from assistant.vault.views import SessionSummary
 
-__all__ = ["Damage", "DamagedBlob", "NoVault", "SessionSummary", "ShredReport", "Vault", "VaultError", "WrongPassphrase"]
+__all__ = [
+    "Damage",
+    "DamagedBlob",
+    "NoVault",
+    "SessionSummary",
+    "ShredReport",
+    "Vault",
+    "VaultError",
+    "WrongPassphrase",
+]

@@ -111,8 +111,11 @@ class Blobs(VaultBase):
             atomic_write_bytes(self._blob_path(name), encode(key, name, data))
             ks = copy.deepcopy(self._ks)
             ks.blobs = [b for b in ks.blobs if b.name != name]
-            ks.blobs.append(BlobEntry(name, wrap_blob_key(self._kek, key, ks.vault_id, name, ks.generation),
-                                      time.time(), len(data), about))
+            ks.blobs.append(
+                BlobEntry(
+                    name, wrap_blob_key(self._kek, key, ks.vault_id, name, ks.generation), time.time(), len(data), about
+                )
+            )
             self._save(ks)
 
     def open_blob(self, name: str) -> bytes | None:

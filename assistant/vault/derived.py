@@ -67,15 +67,30 @@ def describe(vault: "Vault", serving_sha: str | None, *, pending: bool, switched
             if not made:
                 data = vault.open_blob_or_discard(name)
                 made = master_generation(data) if data is not None else ""
-            out.append(Derived(name, f"the generation with sha256 {made[:12] or '?'}", None if made and made == sha else
-                               "it holds the weights of a generation that no longer serves"))
+            out.append(
+                Derived(
+                    name,
+                    f"the generation with sha256 {made[:12] or '?'}",
+                    None if made and made == sha else "it holds the weights of a generation that no longer serves",
+                )
+            )
         elif name.startswith(FISHER_PREFIX):
-            made = name[len(FISHER_PREFIX):]
-            out.append(Derived(name, f"the generation with sha256 {made[:12]}", None if sha[:SHA_CHARS] == made else
-                               "it was computed from a generation that no longer serves"))
+            made = name[len(FISHER_PREFIX) :]
+            out.append(
+                Derived(
+                    name,
+                    f"the generation with sha256 {made[:12]}",
+                    None if sha[:SHA_CHARS] == made else "it was computed from a generation that no longer serves",
+                )
+            )
         elif name == CHECKPOINT:
-            why = ("no episode it trained on is still pending" if not pending else
-                   "the model it trained switched" if switched else None)
+            why = (
+                "no episode it trained on is still pending"
+                if not pending
+                else "the model it trained switched"
+                if switched
+                else None
+            )
             out.append(Derived(name, "the pending episodes (a paused night)", why))
         else:
             out.append(Derived(name, "unknown", "no part of Nightcap writes a blob of this name"))

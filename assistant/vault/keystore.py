@@ -106,14 +106,18 @@ class Keystore:
         try:
             data = json.loads(path.read_bytes())
             if data.get("format") != FORMAT:
-                raise VaultError(f"{path} has format {data.get('format')!r}, which this Nightcap cannot read; upgrade Nightcap")
+                raise VaultError(
+                    f"{path} has format {data.get('format')!r}, which this Nightcap cannot read; upgrade Nightcap"
+                )
             data["epochs"] = [EpochEntry(**e) for e in data["epochs"]]
             data["blobs"] = [BlobEntry(**b) for b in data.get("blobs", [])]
             return cls(**data)
         except VaultError:
             raise
         except (OSError, ValueError, TypeError, KeyError) as err:
-            raise VaultError(f"the vault keystore {path} is unreadable or damaged; restore it from a backup (nothing was changed)") from err
+            raise VaultError(
+                f"the vault keystore {path} is unreadable or damaged; restore it from a backup (nothing was changed)"
+            ) from err
 
     def save(self, path: Path, kek: bytes) -> None:
         """Atomic replacement, MACed under the KEK."""
@@ -125,7 +129,9 @@ class Keystore:
         """Check the MAC under `kek`; VaultError if the file was edited outside Nightcap."""
         key = crypto.subkey(kek, "keystore-mac")
         if not isinstance(self.mac, str) or not crypto.mac_ok(key, crypto.canonical(self.body()), self.mac):
-            raise VaultError(f"the vault keystore {path} was altered outside Nightcap; restore it from a backup (nothing was changed)")
+            raise VaultError(
+                f"the vault keystore {path} was altered outside Nightcap; restore it from a backup (nothing was changed)"
+            )
 
 
 def _key_aad(vault_id: str, owner: str, generation: int) -> bytes:
@@ -156,7 +162,9 @@ def wrap_blob_key(kek: bytes, key: bytes, vault_id: str, name: str, generation: 
 def unwrap_blob_key(kek: bytes, wrapped: str, vault_id: str, name: str, generation: int) -> bytes:
     key = crypto.unseal(kek, crypto.unb64(wrapped), _blob_aad(vault_id, name, generation))
     if key is None:
-        raise VaultError(f"the vault keystore entry for the sealed {name} does not unwrap; restore the keystore from a backup")
+        raise VaultError(
+            f"the vault keystore entry for the sealed {name} does not unwrap; restore the keystore from a backup"
+        )
     return key
 
 

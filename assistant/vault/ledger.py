@@ -60,8 +60,9 @@ class Ledger:
     def ids(self) -> set[str]:
         return {str(e.get("id")) for e in self.entries()}
 
-    def append(self, tombstones: list[dict[str, Any]], head: dict[str, Any] | None = None,
-               staged: set[str] | None = None) -> dict[str, Any]:
+    def append(
+        self, tombstones: list[dict[str, Any]], head: dict[str, Any] | None = None, staged: set[str] | None = None
+    ) -> dict[str, Any]:
         """Chain `tombstones` onto the ledger (atomic rewrite); returns the new head.
 
         With `head` (the keystore's record of the last entry), a ledger that does not verify
@@ -71,9 +72,19 @@ class Ledger:
         entries = self.entries()
         problems = self.problems(head, staged, gaps=False) if head is not None else []
         if problems:
-            tombstones = [{"id": uuid.uuid4().hex, "time": time.time(), "reason": GAP, "epoch": None,
-                           "generation": None, "episodes": 0, "records": 0, "recorded_head": head,
-                           "found": {"count": len(lines), "problems": problems[:5]}}] + tombstones
+            tombstones = [
+                {
+                    "id": uuid.uuid4().hex,
+                    "time": time.time(),
+                    "reason": GAP,
+                    "epoch": None,
+                    "generation": None,
+                    "episodes": 0,
+                    "records": 0,
+                    "recorded_head": head,
+                    "found": {"count": len(lines), "problems": problems[:5]},
+                }
+            ] + tombstones
         prev = entries[-1].get("hash", "") if entries else GENESIS
         for stone in tombstones:
             entry = dict(stone, index=len(entries), prev=prev)
@@ -89,8 +100,9 @@ class Ledger:
         entries = self.entries()
         return {"count": len(entries), "hash": entries[-1].get("hash", "") if entries else ""}
 
-    def problems(self, head: dict[str, Any] | None = None, staged: set[str] | None = None,
-                 gaps: bool = True) -> list[str]:
+    def problems(
+        self, head: dict[str, Any] | None = None, staged: set[str] | None = None, gaps: bool = True
+    ) -> list[str]:
         """Why the ledger does not verify (empty list: it does).
 
         `head` is the keystore's record of the last entry; `staged` the ids of tombstones the
@@ -120,12 +132,16 @@ class Ledger:
             if gaps and entry.get("reason") == GAP:
                 recorded = entry.get("recorded_head") or {}
                 found = entry.get("found") or {}
-                issues.append(f"ledger entry {n} records a gap: the keystore recorded {recorded.get('count')} "
-                              f"entries before it and {found.get('count')} were found (deleted, cut short or edited)")
+                issues.append(
+                    f"ledger entry {n} records a gap: the keystore recorded {recorded.get('count')} "
+                    f"entries before it and {found.get('count')} were found (deleted, cut short or edited)"
+                )
         if head is not None:
             count = int(head.get("count", 0))
             if len(lines) < count:
-                issues.append(f"the ledger has {len(lines)} entries but the keystore recorded {count}: entries were removed")
+                issues.append(
+                    f"the ledger has {len(lines)} entries but the keystore recorded {count}: entries were removed"
+                )
                 return issues
             if count and _field(lines[count - 1], "hash") != head.get("hash"):
                 issues.append("the ledger's entry at the recorded head differs from the keystore's record")

@@ -38,8 +38,18 @@ MAX_MEMORY_KIB = 4 * 1024 * 1024  # refuse absurd headers instead of exhausting 
 MIN_ITERATIONS = 3
 MAX_ITERATIONS = 64
 
-_MODES = {"auto": "auto", "on": "on", "off": "off", "1": "on", "true": "on", "yes": "on",
-          "0": "off", "false": "off", "no": "off", "": "auto"}
+_MODES = {
+    "auto": "auto",
+    "on": "on",
+    "off": "off",
+    "1": "on",
+    "true": "on",
+    "yes": "on",
+    "0": "off",
+    "false": "off",
+    "no": "off",
+    "": "auto",
+}
 
 
 def keyring_mode(configured: str = "auto") -> str:
@@ -69,30 +79,50 @@ class KdfParams:
         return cls(salt=os.urandom(SALT_LEN))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"algorithm": "argon2id", "salt": crypto.b64(self.salt), "memory_cost": self.memory_cost,
-                "iterations": self.iterations, "lanes": self.lanes, "length": crypto.KEY_LEN}
+        return {
+            "algorithm": "argon2id",
+            "salt": crypto.b64(self.salt),
+            "memory_cost": self.memory_cost,
+            "iterations": self.iterations,
+            "lanes": self.lanes,
+            "length": crypto.KEY_LEN,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "KdfParams":
         try:
-            params = cls(salt=crypto.unb64(data["salt"]), memory_cost=int(data["memory_cost"]),
-                         iterations=int(data["iterations"]), lanes=int(data["lanes"]))
-            ok = (data.get("algorithm") == "argon2id" and data.get("length") == crypto.KEY_LEN
-                  and len(params.salt) >= SALT_LEN
-                  and MIN_MEMORY_KIB <= params.memory_cost <= MAX_MEMORY_KIB
-                  and MIN_ITERATIONS <= params.iterations <= MAX_ITERATIONS
-                  and 1 <= params.lanes <= 64)
+            params = cls(
+                salt=crypto.unb64(data["salt"]),
+                memory_cost=int(data["memory_cost"]),
+                iterations=int(data["iterations"]),
+                lanes=int(data["lanes"]),
+            )
+            ok = (
+                data.get("algorithm") == "argon2id"
+                and data.get("length") == crypto.KEY_LEN
+                and len(params.salt) >= SALT_LEN
+                and MIN_MEMORY_KIB <= params.memory_cost <= MAX_MEMORY_KIB
+                and MIN_ITERATIONS <= params.iterations <= MAX_ITERATIONS
+                and 1 <= params.lanes <= 64
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise VaultError("the vault keystore's key-derivation header is damaged; restore it from a backup") from err
         if not ok:
-            raise VaultError("the vault keystore asks for key-derivation settings below Nightcap's minimum; restore it from a backup")
+            raise VaultError(
+                "the vault keystore asks for key-derivation settings below Nightcap's minimum; restore it from a backup"
+            )
         return params
 
     def derive(self, passphrase: str) -> bytes:
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-        kdf = Argon2id(salt=self.salt, length=crypto.KEY_LEN, iterations=self.iterations,
-                       lanes=self.lanes, memory_cost=self.memory_cost)
+        kdf = Argon2id(
+            salt=self.salt,
+            length=crypto.KEY_LEN,
+            iterations=self.iterations,
+            lanes=self.lanes,
+            memory_cost=self.memory_cost,
+        )
         return kdf.derive(passphrase.encode("utf-8"))
 
 
@@ -102,7 +132,9 @@ def obtain_passphrase(given: str | None, *, creating: bool) -> str:
         given = os.environ.get(ENV_PASSPHRASE) or None
     if given is None:
         if not sys.stdin or not sys.stdin.isatty():
-            raise VaultError(f"the vault needs its passphrase: set {ENV_PASSPHRASE} or run Nightcap in a terminal to type it")
+            raise VaultError(
+                f"the vault needs its passphrase: set {ENV_PASSPHRASE} or run Nightcap in a terminal to type it"
+            )
         try:
             given = getpass.getpass("New Nightcap passphrase: " if creating else "Nightcap passphrase: ")
             if creating and getpass.getpass("Repeat the passphrase: ") != given:
@@ -118,8 +150,9 @@ def obtain_passphrase(given: str | None, *, creating: bool) -> str:
 
 
 def _kek_aad(vault_id: str, section: dict[str, Any]) -> bytes:
-    return crypto.canonical({"purpose": "master-key", "vault": vault_id, "kdf": section["kdf"],
-                             "generation": section["generation"]})
+    return crypto.canonical(
+        {"purpose": "master-key", "vault": vault_id, "kdf": section["kdf"], "generation": section["generation"]}
+    )
 
 
 class PassphraseSource:
@@ -153,7 +186,11 @@ class PassphraseSource:
         return False
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.source, "backend": None, "kdf": {k: v for k, v in self.params.to_dict().items() if k != "salt"}}
+        return {
+            "source": self.source,
+            "backend": None,
+            "kdf": {k: v for k, v in self.params.to_dict().items() if k != "salt"},
+        }
 
 
 def backend_problem(backend: Any) -> str | None:
@@ -202,7 +239,9 @@ class KeyringSource:
         try:
             return fn(KEYRING_SERVICE, *args)
         except Exception as err:  # backends raise their own error types (D-Bus, Keychain, ...)
-            raise VaultError(f"the OS keyring failed to {what} the master key ({type(err).__name__}); unlock your keyring and try again") from err
+            raise VaultError(
+                f"the OS keyring failed to {what} the master key ({type(err).__name__}); unlock your keyring and try again"
+            ) from err
 
     def store(self, vault_id: str, generation: int, kek: bytes) -> dict[str, Any]:
         self._call("store", self.backend.set_password, self._user(vault_id, generation), crypto.b64(kek))
@@ -212,7 +251,9 @@ class KeyringSource:
     def unlock(self, vault_id: str, section: dict[str, Any]) -> bytes:
         stored = self._call("read", self.backend.get_password, self._user(vault_id, section["generation"]))
         if not stored:
-            raise VaultError("the vault's master key is missing from the OS keyring; restore the keyring entry or the vault cannot be opened")
+            raise VaultError(
+                "the vault's master key is missing from the OS keyring; restore the keyring entry or the vault cannot be opened"
+            )
         return crypto.unb64(stored)
 
     def retire(self, vault_id: str, generation: int) -> None:
@@ -240,7 +281,9 @@ def choose_for_new_vault(mode: str, passphrase: str | None) -> MasterSource:
         if backend is not None:
             return KeyringSource(backend)
         if mode == "on":
-            raise VaultError(f"{problem}; install or unlock an OS keyring, or set {ENV_KEYRING}=off to use a passphrase")
+            raise VaultError(
+                f"{problem}; install or unlock an OS keyring, or set {ENV_KEYRING}=off to use a passphrase"
+            )
     params = KdfParams.fresh()
     return PassphraseSource.derive(params, obtain_passphrase(passphrase, creating=True))
 
@@ -249,14 +292,20 @@ def source_for_existing(section: dict[str, Any], mode: str, passphrase: str | No
     """The source recorded in an existing keystore; keys are never moved between sources silently."""
     if section.get("source") == "keyring":
         if mode == "off":
-            raise VaultError(f"this vault's master key is in the OS keyring but {ENV_KEYRING}=off; unset it to open the vault")
+            raise VaultError(
+                f"this vault's master key is in the OS keyring but {ENV_KEYRING}=off; unset it to open the vault"
+            )
         backend, problem = system_keyring()
         if backend is None:
-            raise VaultError(f"this vault's master key is in the OS keyring, but {problem}; unlock or install the keyring")
+            raise VaultError(
+                f"this vault's master key is in the OS keyring, but {problem}; unlock or install the keyring"
+            )
         return KeyringSource(backend)
     if section.get("source") != "passphrase":
         raise VaultError("the vault keystore names an unknown master-key source; restore it from a backup")
     if mode == "on":
-        raise VaultError(f"this vault is protected by a passphrase, not the OS keyring; set {ENV_KEYRING}=auto to open it")
+        raise VaultError(
+            f"this vault is protected by a passphrase, not the OS keyring; set {ENV_KEYRING}=auto to open it"
+        )
     params = KdfParams.from_dict(section.get("kdf") or {})
     return PassphraseSource.derive(params, obtain_passphrase(passphrase, creating=False))

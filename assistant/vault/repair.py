@@ -40,8 +40,14 @@ class Damage:
 
     def record(self) -> dict[str, Any]:
         """What the keystore keeps of this finding (`Keystore.repairs`)."""
-        return {"time": time.time(), "epoch": self.epoch, "kind": self.kind, "bytes": self.length,
-                "detail": self.detail, "quarantined": self.quarantined is not None}
+        return {
+            "time": time.time(),
+            "epoch": self.epoch,
+            "kind": self.kind,
+            "bytes": self.length,
+            "detail": self.detail,
+            "quarantined": self.quarantined is not None,
+        }
 
     def describe(self) -> str:
         where = f" (original kept at {self.quarantined})" if self.quarantined else ""
@@ -78,7 +84,9 @@ def _decode(records: list[log.Record], epoch: str) -> list[dict[str, Any]]:
     try:
         return [views.decode(r.payload) for r in records]
     except ValueError as err:
-        raise VaultError(f"a record of epoch {epoch} authenticates but does not decode; this Nightcap cannot read it") from err
+        raise VaultError(
+            f"a record of epoch {epoch} authenticates but does not decode; this Nightcap cannot read it"
+        ) from err
 
 
 def quarantine(quarantine_dir: Path, epoch: str, data: bytes) -> Path:
@@ -95,7 +103,9 @@ def rewrite(path: Path, epoch: str, key: bytes, payloads: list[bytes]) -> int:
     return len(data)
 
 
-def load_all(epochs_dir: Path, quarantine_dir: Path, keys: dict[str, bytes]) -> tuple[dict[str, EpochState], list[Damage]]:
+def load_all(
+    epochs_dir: Path, quarantine_dir: Path, keys: dict[str, bytes]
+) -> tuple[dict[str, EpochState], list[Damage]]:
     """Scan every live epoch's log, repair what needs it, and return the decoded state."""
     originals: dict[str, bytes] = {}
     scans: dict[str, log.Scan] = {}
@@ -118,7 +128,10 @@ def load_all(epochs_dir: Path, quarantine_dir: Path, keys: dict[str, bytes]) -> 
         moved_in = [r for r in log.in_order(incoming[eid]) if r.seq not in have]
         merged = sorted(own + moved_in, key=lambda r: r.seq)
         problems = list(sc.problems)
-        problems += [log.Problem("moved-in", r.offset, r.end - r.offset, f"seq {r.seq} found in another epoch's log") for r in moved_in]
+        problems += [
+            log.Problem("moved-in", r.offset, r.end - r.offset, f"seq {r.seq} found in another epoch's log")
+            for r in moved_in
+        ]
         if merged:
             missing = sorted(set(range(merged[-1].seq + 1)) - {r.seq for r in merged})
             if missing:

@@ -61,8 +61,9 @@ def new_epoch_id() -> str:
 class Shredding(VaultBase):
     """The destructive half of `Vault` (a mixin: it works on the Vault's state, see base.py)."""
 
-    def shred(self, epoch_ids: list[str], *, reason: str, generation: str | None = None,
-              read: dict[str, int] | None = None) -> ShredReport:
+    def shred(
+        self, epoch_ids: list[str], *, reason: str, generation: str | None = None, read: dict[str, int] | None = None
+    ) -> ShredReport:
         """Destroy epochs: drop their keys and rotate the master key (one atomic keystore write),
         unlink their files, chain a tombstone per epoch onto the ledger.
 
@@ -84,20 +85,34 @@ class Shredding(VaultBase):
             for new, key, keep in carry:
                 self._epochs[new.id] = EpochState(new.id, key, keep, *_sized(self._log(new.id)))
             self._finish_shred()
-            return ShredReport(reason, generation, ids, sum(s["episodes"] for s in stones),
-                               sum(s["records"] for s in stones), len(files), sizes, self._ks.generation,
-                               [s["id"] for s in stones], sum(s.get("carried", 0) for s in stones))
+            return ShredReport(
+                reason,
+                generation,
+                ids,
+                sum(s["episodes"] for s in stones),
+                sum(s["records"] for s in stones),
+                len(files),
+                sizes,
+                self._ks.generation,
+                [s["id"] for s in stones],
+                sum(s.get("carried", 0) for s in stones),
+            )
 
-    def _carry(self, stone: dict[str, Any], consumed: int | None
-               ) -> tuple[EpochEntry, bytes, list[dict[str, Any]]] | None:
+    def _carry(
+        self, stone: dict[str, Any], consumed: int | None
+    ) -> tuple[EpochEntry, bytes, list[dict[str, Any]]] | None:
         """The episodes of `stone`'s epoch annotated after its first `consumed` records, resealed
         in a new closed epoch (None: nothing to carry). Updates the tombstone's counts."""
         records = self._epochs[stone["epoch"]].records
         if consumed is None or consumed >= len(records):
             return None
         touched = {r.get("id") for r in records[consumed:] if r.get("t") == "annotation"}
-        keep = [r for r in records if (r.get("t") == "episode" and r["episode"]["id"] in touched)
-                or (r.get("t") == "annotation" and r.get("id") in touched)]
+        keep = [
+            r
+            for r in records
+            if (r.get("t") == "episode" and r["episode"]["id"] in touched)
+            or (r.get("t") == "annotation" and r.get("id") in touched)
+        ]
         carried = len(views.episode_ids(keep))
         if not carried:
             return None
@@ -123,8 +138,14 @@ class Shredding(VaultBase):
             stone["episodes"] = 1
             add: list[tuple[EpochEntry, bytes]] = []
             if views.episode_ids(keep):
-                new = EpochEntry(new_epoch_id(), entry.state, entry.created, "", entry.closed,
-                                 len(keep) if entry.records is not None else None)
+                new = EpochEntry(
+                    new_epoch_id(),
+                    entry.state,
+                    entry.created,
+                    "",
+                    entry.closed,
+                    len(keep) if entry.records is not None else None,
+                )
                 key = crypto.new_key()
                 # Written before the keystore knows its key: a crash leaves an orphan, removed on open.
                 rewrite(self._log(new.id), new.id, key, [_encode(r) for r in keep])
@@ -143,16 +164,30 @@ class Shredding(VaultBase):
         master key rotates, as with every destruction."""
         with self._lock.held():
             self._sync()
-            stone: dict[str, Any] = {"id": uuid.uuid4().hex, "time": time.time(), "epoch": None, "reason": reason,
-                                     "generation": generation, "episodes": 0, "records": 0}
+            stone: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "time": time.time(),
+                "epoch": None,
+                "reason": reason,
+                "generation": generation,
+                "episodes": 0,
+                "records": 0,
+            }
             self._commit([], [], [stone])
             self._finish_shred()
             return ShredReport(reason, generation, [], 0, 0, 0, 0, self._ks.generation, [stone["id"]])
 
     def _tombstone(self, epoch_id: str, reason: str, generation: str | None) -> dict[str, Any]:
         records = self._epochs[epoch_id].records
-        return {"id": uuid.uuid4().hex, "time": time.time(), "epoch": epoch_id, "reason": reason,
-                "generation": generation, "episodes": len(views.episode_ids(records)), "records": len(records)}
+        return {
+            "id": uuid.uuid4().hex,
+            "time": time.time(),
+            "epoch": epoch_id,
+            "reason": reason,
+            "generation": generation,
+            "episodes": len(views.episode_ids(records)),
+            "records": len(records),
+        }
 
     def _commit(self, drop: list[str], add: list[tuple[EpochEntry, bytes]], stones: list[dict[str, Any]]) -> None:
         """The point of no return: one keystore write drops keys, rotates the KEK, stages tombstones."""
@@ -209,4 +244,3 @@ class Shredding(VaultBase):
         ks = copy.deepcopy(self._ks)
         ks.pending_tombstones, ks.ledger_head = [], head
         self._save(ks)
-

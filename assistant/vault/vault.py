@@ -99,7 +99,9 @@ class Vault(Shredding, Evidence, Blobs):
     def _create(cls, home: Home, mode: str, passphrase: str | None, create: bool) -> "Vault | None":
         logs = list((home.vault / "epochs").glob("*.log")) if (home.vault / "epochs").exists() else []
         if logs:
-            raise VaultError(f"the vault keystore is missing but {len(logs)} episode log(s) exist; restore {home.vault / KEYSTORE} from a backup (nothing was changed)")
+            raise VaultError(
+                f"the vault keystore is missing but {len(logs)} episode log(s) exist; restore {home.vault / KEYSTORE} from a backup (nothing was changed)"
+            )
         if not create:
             raise NoVault("there is no vault yet: nothing has been remembered in this Nightcap home")
         source = choose_for_new_vault(mode, passphrase)
@@ -107,8 +109,9 @@ class Vault(Shredding, Evidence, Blobs):
             if (home.vault / KEYSTORE).exists():
                 return None  # another process created it meanwhile: open that one
             vault_id, kek = secrets.token_hex(8), crypto.new_key()
-            ks = Keystore(vault_id, source.store(vault_id, 1, kek),
-                          wrap_key(kek, crypto.new_key(), vault_id, "ledger", 1))
+            ks = Keystore(
+                vault_id, source.store(vault_id, 1, kek), wrap_key(kek, crypto.new_key(), vault_id, "ledger", 1)
+            )
             ks.save(home.vault / KEYSTORE, kek)
         vault = cls(home, source, kek, ks)
         vault.reload()
@@ -129,7 +132,9 @@ class Vault(Shredding, Evidence, Blobs):
         try:
             st = os.stat(self.keystore_path)
         except FileNotFoundError:
-            raise VaultError(f"the vault keystore {self.keystore_path} disappeared; restore it from a backup and restart Nightcap") from None
+            raise VaultError(
+                f"the vault keystore {self.keystore_path} disappeared; restore it from a backup and restart Nightcap"
+            ) from None
         return st.st_ino, st.st_mtime_ns, st.st_size
 
     def _log(self, epoch_id: str) -> Path:
@@ -163,8 +168,16 @@ class Vault(Shredding, Evidence, Blobs):
             n = len(states[entry.id].records)
             if entry.records is not None and n != entry.records:
                 if n < entry.records:
-                    damage.append(Damage(entry.id, "missing", states[entry.id].size, 0,
-                                         f"{entry.records - n} record(s) gone from the end of the closed log", None))
+                    damage.append(
+                        Damage(
+                            entry.id,
+                            "missing",
+                            states[entry.id].size,
+                            0,
+                            f"{entry.records - n} record(s) gone from the end of the closed log",
+                            None,
+                        )
+                    )
                 entry.records = n
         # Recorded in the same write that accepts the new counts: a repair is never silent.
         fixed.repairs += [d.record() for d in damage]
@@ -195,8 +208,10 @@ class Vault(Shredding, Evidence, Blobs):
     def _append(self, state: EpochState, payloads: list[bytes]) -> None:
         too_big = [len(p) for p in payloads if len(p) > log.MAX_PAYLOAD]
         if too_big:  # it would be sealed, then read back as damage and dropped: refuse it instead
-            raise VaultError(f"an exchange of {too_big[0] >> 20} MiB is over the {round(log.MAX_PAYLOAD / 2**20)} MiB "
-                             "the vault keeps per exchange; nothing of it was saved: shorten it")
+            raise VaultError(
+                f"an exchange of {too_big[0] >> 20} MiB is over the {round(log.MAX_PAYLOAD / 2**20)} MiB "
+                "the vault keeps per exchange; nothing of it was saved: shorten it"
+            )
         first = len(state.records)
         blobs = [log.encode_record(state.key, state.id, first + i, p) for i, p in enumerate(payloads)]
         log.append_records(self._log(state.id), blobs)
@@ -288,8 +303,7 @@ class Vault(Shredding, Evidence, Blobs):
             self._sync()
             return [e.id for e in self._ordered() if e.state == "closed"]
 
-    def consume(self, epoch_ids: list[str], upto: dict[str, int] | None = None
-                ) -> tuple[list[Episode], dict[str, int]]:
+    def consume(self, epoch_ids: list[str], upto: dict[str, int] | None = None) -> tuple[list[Episode], dict[str, int]]:
         """What a sleep learns: the episodes of closed epochs (as `read_epoch`), and how many
         records each epoch held when read, for `shred(read=...)` to keep later feedback.
         `upto` reads only the first records of an epoch (a resumed night reads what it read)."""
@@ -298,8 +312,10 @@ class Vault(Shredding, Evidence, Blobs):
             missing = [e for e in epoch_ids if e not in self._epochs]
             if missing:
                 raise VaultError(f"epoch {missing[0]} is not in the vault; it may already have been consolidated")
-            counts = {e: min(len(self._epochs[e].records), (upto or {}).get(e, len(self._epochs[e].records)))
-                      for e in epoch_ids}
+            counts = {
+                e: min(len(self._epochs[e].records), (upto or {}).get(e, len(self._epochs[e].records)))
+                for e in epoch_ids
+            }
             episodes = [ep for e in epoch_ids for ep in views.episodes_of(self._epochs[e].records[: counts[e]])]
             return episodes, counts
 

@@ -91,9 +91,12 @@ def episode_ids(records: list[dict[str, Any]]) -> set[str]:
 
 def without(records: list[dict[str, Any]], episode_id: str) -> list[dict[str, Any]]:
     """The records minus one episode and every annotation of it."""
-    return [r for r in records
-            if not (r.get("t") == "episode" and r["episode"]["id"] == episode_id)
-            and not (r.get("t") == "annotation" and r.get("id") == episode_id)]
+    return [
+        r
+        for r in records
+        if not (r.get("t") == "episode" and r["episode"]["id"] == episode_id)
+        and not (r.get("t") == "annotation" and r.get("id") == episode_id)
+    ]
 
 
 def summarize(episodes: list[Episode], words: int = 8) -> list[SessionSummary]:

@@ -29,8 +29,7 @@ def gather_status(app: Nightcap, now: datetime | None = None) -> dict[str, Any]:
     from assistant.commands.status import last_report
 
     pid = holder(lock_path(app.home.root))
-    out: dict[str, Any] = {"service": service.status().to_dict(), "running": pid is not None,
-                           "pid": pid or None}
+    out: dict[str, Any] = {"service": service.status().to_dict(), "running": pid is not None, "pid": pid or None}
     try:
         pending: int | None = count_pending(app)
     except (NightcapError, ImportError) as err:
@@ -52,8 +51,9 @@ def start_api(app: Nightcap) -> Any:
 
     host = app.config.serve.host
     if not is_loopback(host):
-        raise ServeError(f"the daemon serves the API on loopback only, not {host}; "
-                         "run `nightcap serve --allow-remote` for that")
+        raise ServeError(
+            f"the daemon serves the API on loopback only, not {host}; run `nightcap serve --allow-remote` for that"
+        )
     app.vault()  # unlock before anything listens
     server = ApiServer(app, host, app.config.serve.port)
     server.start()
@@ -100,8 +100,12 @@ def main(argv: list[str]) -> int:
     p = parser("daemon", "The overnight watcher: sleep when on power and idle; manage its user service.")
     p.add_argument("action", nargs="?", default="run", choices=ACTIONS, help="what to do (default: run)")
     p.add_argument("--json", action="store_true", help="print one JSON object (install, uninstall, status)")
-    p.add_argument("--serve", action="store_true", help="run (or install a service that runs) the API of "
-                   "`nightcap serve` inside the daemon; serve.with_daemon in config.toml does the same")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="run (or install a service that runs) the API of "
+        "`nightcap serve` inside the daemon; serve.with_daemon in config.toml does the same",
+    )
     args = p.parse_args(argv)
     if args.action == "run":
         app = Nightcap.load()

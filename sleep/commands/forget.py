@@ -22,10 +22,15 @@ def _summary(report: dict[str, Any]) -> str:
         return f"{report['outcome']}: {report.get('error') or ''}".strip()
     measured = report.get("forgotten") or {}
     before, after = measured.get("answer_logprob_before"), measured.get("answer_logprob_after")
-    change = (f"; the statement's answers went from {before:.2f} to {after:.2f} mean log-probability on the served "
-              "model" if before is not None and after is not None else "")
-    return (f"unlearned into {report['new_generation']} (previous: {report['old_generation']}, kept for rollback)"
-            f"{change}. Unlearning is approximate: older generations still hold it until pruned.")
+    change = (
+        f"; the statement's answers went from {before:.2f} to {after:.2f} mean log-probability on the served model"
+        if before is not None and after is not None
+        else ""
+    )
+    return (
+        f"unlearned into {report['new_generation']} (previous: {report['old_generation']}, kept for rollback)"
+        f"{change}. Unlearning is approximate: older generations still hold it until pruned."
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -26,8 +26,14 @@ class RichProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=self.console)
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
         self.stages = self.bars.add_task("sleep", total=len(STAGES), loss="")
         self.train: Any = None
 
@@ -53,8 +59,10 @@ def _summary(report: dict[str, Any]) -> str:
     if outcome == "nothing-to-do":
         return "nothing to consolidate: no pending episodes"
     if outcome == "promoted":
-        return (f"consolidated {report['episodes']} episodes from {report['consolidated_sessions']} conversations "
-                f"into {report['new_generation']}; their transcripts were destroyed")
+        return (
+            f"consolidated {report['episodes']} episodes from {report['consolidated_sessions']} conversations "
+            f"into {report['new_generation']}; their transcripts were destroyed"
+        )
     return f"{outcome}: {report.get('error') or ''}".strip()
 
 
@@ -114,5 +122,8 @@ class _Quiet:
 
     def step(self, i: int, total: int, loss: float | None) -> None:
         if i == total or i % 10 == 0:
-            print(f"sleep: train step {i}/{total} loss {loss:.3f}" if loss is not None else f"step {i}/{total}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"sleep: train step {i}/{total} loss {loss:.3f}" if loss is not None else f"step {i}/{total}",
+                file=sys.stderr,
+                flush=True,
+            )

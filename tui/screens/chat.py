@@ -156,8 +156,13 @@ class ChatScreen(TeachingMixin, Screen[None]):
             self.post_message(m.ResponseFailed(text, f"the model failed ({where(err)}); try again"))
             return
         if failures:
-            self.app.call_from_thread(self.notify, f"This exchange was not kept: {failures[0]}", title="Vault",
-                                      severity="warning", markup=False)
+            self.app.call_from_thread(
+                self.notify,
+                f"This exchange was not kept: {failures[0]}",
+                title="Vault",
+                severity="warning",
+                markup=False,
+            )
         self.post_message(m.ResponseComplete(turn.reply, sealed[0] if sealed else None, incognito))
 
     # -- the conversation --------------------------------------------------------------------
@@ -262,8 +267,12 @@ class ChatScreen(TeachingMixin, Screen[None]):
             if passphrase:
                 nightcap_app(self).open_vault(passphrase)
             else:
-                self.notify("Memory is off for now: nothing you say will be kept.", title="Memory off",
-                            severity="warning", markup=False)
+                self.notify(
+                    "Memory is off for now: nothing you say will be kept.",
+                    title="Memory off",
+                    severity="warning",
+                    markup=False,
+                )
 
         reason = message.error if message.asked else ""
         self.app.push_screen(PassphraseScreen(reason, creating=message.creating), unlocked)

@@ -17,9 +17,11 @@ class ForgetScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Forget something Nightcap already learned", classes="title")
-            yield Label("Type the statement as you told it. A short unlearning pass makes a new model "
-                        "(a few minutes); the previous one stays for rollback. Pending memories are "
-                        "forgotten exactly from the sidebar instead.")
+            yield Label(
+                "Type the statement as you told it. A short unlearning pass makes a new model "
+                "(a few minutes); the previous one stays for rollback. Pending memories are "
+                "forgotten exactly from the sidebar instead."
+            )
             yield Input(placeholder="e.g. my locker code at the gym is 4417", id="forget-text")
             yield Label("enter forget · escape cancel", classes="hint")
 

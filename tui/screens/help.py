@@ -15,29 +15,38 @@ INTRO = (
 )
 
 SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("Chat", [
-        ("enter", "send the message"),
-        ("ctrl+n", "new conversation"),
-        ("f2", "show or hide the pending conversations"),
-        ("tab", "move between the input and the conversation list"),
-        ("enter", "(in the list) resume that conversation"),
-        ("escape", "stop the reply being written, or dismiss the banner"),
-        ("ctrl+q", "quit"),
-    ]),
-    ("Teaching: acts on the last answer", [
-        ("ctrl+e", "correct it: your text is learned instead, as important"),
-        ("ctrl+g", "good: learn more from this exchange"),
-        ("ctrl+b", "bad: learn less from it"),
-        ("ctrl+r", "remember this exchange especially well"),
-        ("ctrl+o", "incognito: keep nothing until it is switched off"),
-    ]),
-    ("Memory and sleep", [
-        ("f3", "the last sleep: what was consolidated, gates, loss, durations"),
-        ("f4", "model generations, with rollback"),
-        ("f5", "sleep now, with live progress"),
-        ("f6", "forget something a night already learned"),
-        ("f1", "this help"),
-    ]),
+    (
+        "Chat",
+        [
+            ("enter", "send the message"),
+            ("ctrl+n", "new conversation"),
+            ("f2", "show or hide the pending conversations"),
+            ("tab", "move between the input and the conversation list"),
+            ("enter", "(in the list) resume that conversation"),
+            ("escape", "stop the reply being written, or dismiss the banner"),
+            ("ctrl+q", "quit"),
+        ],
+    ),
+    (
+        "Teaching: acts on the last answer",
+        [
+            ("ctrl+e", "correct it: your text is learned instead, as important"),
+            ("ctrl+g", "good: learn more from this exchange"),
+            ("ctrl+b", "bad: learn less from it"),
+            ("ctrl+r", "remember this exchange especially well"),
+            ("ctrl+o", "incognito: keep nothing until it is switched off"),
+        ],
+    ),
+    (
+        "Memory and sleep",
+        [
+            ("f3", "the last sleep: what was consolidated, gates, loss, durations"),
+            ("f4", "model generations, with rollback"),
+            ("f5", "sleep now, with live progress"),
+            ("f6", "forget something a night already learned"),
+            ("f1", "this help"),
+        ],
+    ),
 ]
 
 OUTRO = (

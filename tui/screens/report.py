@@ -32,12 +32,18 @@ def _short(digest: Any) -> str:
     return str(digest)[:12] if digest else "-"
 
 
-TRAINED = {"episode": ("episode", "episodes"), "augment": ("augmentation", "augmentations"),
-           "dream": ("dream", "dreams"), "replay": ("replay sample", "replay samples")}
+TRAINED = {
+    "episode": ("episode", "episodes"),
+    "augment": ("augmentation", "augmentations"),
+    "dream": ("dream", "dreams"),
+    "replay": ("replay sample", "replay samples"),
+}
 """Kinds of training example, as the report's counters name them."""
-SET_ASIDE = {"secret_episodes": "episodes holding a secret, never trained on",
-             "heldout_probes": "held-out questions for the recall gate",
-             "ambiguous_dropped": "questions asked of more than one statement"}
+SET_ASIDE = {
+    "secret_episodes": "episodes holding a secret, never trained on",
+    "heldout_probes": "held-out questions for the recall gate",
+    "ambiguous_dropped": "questions asked of more than one statement",
+}
 REJECTED = "dreams_rejected_"
 
 
@@ -53,8 +59,9 @@ def training_lines(examples: dict[str, Any]) -> list[str]:
     lines = ["trained on " + " · ".join(trained)] if trained else []
     if counts.get("dreams_written"):
         line = f"dreams: {counts['dreams_written']} written, {counts.get('dreams_accepted', 0)} kept"
-        rejected = sorted(((v, _words(k[len(REJECTED):])) for k, v in counts.items() if k.startswith(REJECTED) and v),
-                          reverse=True)
+        rejected = sorted(
+            ((v, _words(k[len(REJECTED) :])) for k, v in counts.items() if k.startswith(REJECTED) and v), reverse=True
+        )
         if rejected:
             line += "; turned down: " + ", ".join(f"{n} {why}" for n, why in rejected)
         lines.append(line)

@@ -47,6 +47,7 @@ class TeachingMixin(_Base):
     session: Any
 
     if TYPE_CHECKING:
+
         @property
         def status_bar(self) -> StatusBar: ...
 
@@ -117,8 +118,11 @@ class TeachingMixin(_Base):
         flags = flags if FLAG_CORRECTION in flags else flags + [FLAG_CORRECTION]
         importance = importance_from_flags(flags)
         changes = {"correction": correction, "flags": flags, "importance": importance}
-        self._annotate(episode_id, changes, [m.FeedbackGiven(episode_id, flags, importance),
-                                             m.CorrectionSaved(episode_id, correction)])
+        self._annotate(
+            episode_id,
+            changes,
+            [m.FeedbackGiven(episode_id, flags, importance), m.CorrectionSaved(episode_id, correction)],
+        )
 
     def _annotate(self, episode_id: str, changes: dict[str, Any], then: list[Message]) -> None:
         """Queue one annotation; they reach the vault in the order they were made."""
@@ -136,8 +140,7 @@ class TeachingMixin(_Base):
                 try:
                     vault.annotate(episode_id, **changes)
                 except NightcapError as err:
-                    self.app.call_from_thread(self.notify, str(err), title="Not saved", severity="error",
-                                              markup=False)
+                    self.app.call_from_thread(self.notify, str(err), title="Not saved", severity="error", markup=False)
                     continue
                 for message in then:
                     self.post_message(message)
