@@ -73,12 +73,10 @@ def bench_episodes() -> list[Episode]:
 def load_default(path: Path) -> tuple[Any, Any, Any]:
     """(torch model, llama.cpp tokenizer, chat template) for the GGUF at `path`."""
     from models.bridge import load_torch_model
-    from models.runtime import template_of
     from models.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_gguf(path)
-    template = template_of(tokenizer._llama)  # the exact template serving uses
-    return load_torch_model(path).model, tokenizer, template
+    return load_torch_model(path).model, tokenizer, tokenizer.chat_template()
 
 
 def naive_train(model: Any, examples: list[Any], args: Any, on_step: Callable[[int, int, float], None]) -> Any:
