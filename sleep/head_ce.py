@@ -19,6 +19,18 @@ from typing import Any
 import torch
 
 
+def keep_gradient(ctx: Any, grad: torch.Tensor | None, hidden: torch.Tensor) -> None:
+    """Store the gradient a fused head function computed in its forward pass, for `scaled_gradient`."""
+    ctx.save_for_backward(grad if grad is not None else torch.empty(0))
+    ctx.hidden_dtype = hidden.dtype
+
+
+def scaled_gradient(ctx: Any, upstream: torch.Tensor) -> torch.Tensor:
+    """The hidden states' gradient: the stored per-row gradient times each row's upstream gradient."""
+    (grad,) = ctx.saved_tensors
+    return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype)
+
+
 class HeadCE(torch.autograd.Function):
     """Per-row CE of `targets` under logits = softcap(hidden @ weight.T); weight is frozen and
     already in the matmul dtype (fp32, or bf16 under autocast). Returns float32 losses."""
@@ -57,14 +69,12 @@ class HeadCE(torch.autograd.Function):
                 if capped is not None and softcap:
                     z.mul_(capped.div_(softcap).square_().neg_().add_(1.0))  # d capped / d raw
                 grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
-        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
-        ctx.hidden_dtype = hidden.dtype
+        keep_gradient(ctx, grad, hidden)
         return losses
 
     @staticmethod
     def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
-        (grad,) = ctx.saved_tensors
-        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
+        return scaled_gradient(ctx, upstream), None, None, None, None
 
 
 def fusable(head: torch.nn.Module) -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from sleep.dataset import IGNORE, KIND_REPLAY, Example, TokenizerLike, collate
-from sleep.head_ce import fusable, matmul_dtype
+from sleep.head_ce import fusable, keep_gradient, matmul_dtype, scaled_gradient
 from sleep.loss import LMParts, labelled_hidden, lm_parts
 
 KL_LOGIT_BUDGET = 1 << 23
@@ -191,14 +191,12 @@ class HeadKL(torch.autograd.Function):
                 if softcap:
                     g.mul_(capped.square_().neg_().add_(1.0))
                 grad[i : i + chunk] = (g.to(weight.dtype) @ weight).float()
-        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
-        ctx.hidden_dtype = hidden.dtype
+        keep_gradient(ctx, grad, hidden)
         return out
 
     @staticmethod
     def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
-        (grad,) = ctx.saved_tensors
-        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None
+        return scaled_gradient(ctx, upstream), None, None, None, None
 
 
 def kl_to_frozen(model: Any, parts: LMParts, examples: Sequence[Example]) -> torch.Tensor:
@@ -261,14 +259,12 @@ class HeadTopKL(torch.autograd.Function):
                 if capped is not None:
                     z.mul_(capped.square_().neg_().add_(1.0))
                 grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
-        ctx.save_for_backward(grad if grad is not None else torch.empty(0))
-        ctx.hidden_dtype = hidden.dtype
+        keep_gradient(ctx, grad, hidden)
         return out
 
     @staticmethod
     def backward(ctx: Any, upstream: torch.Tensor) -> tuple[Any, ...]:
-        (grad,) = ctx.saved_tensors
-        return (upstream.unsqueeze(1) * grad).to(ctx.hidden_dtype), None, None, None, None, None, None
+        return scaled_gradient(ctx, upstream), None, None, None, None, None, None
 
 
 @dataclass
