@@ -19,6 +19,7 @@ Run: `nightcap bench yield [--model PATH] [--points 100] [--real-stops 2] [--jso
 from __future__ import annotations
 
 import bisect
+import math
 import random
 import statistics
 import tempfile
@@ -203,7 +204,7 @@ def print_table(fig: dict[str, Any]) -> None:
             f"night returned {s['return_s']:.3f} s after the stop"
         )
     worst = fig["wait_max_s"] + max(
-        (s["return_s"] - s["wait_s"] for s in fig["real_stops"] if s["return_s"] == s["return_s"]), default=0.0
+        (s["return_s"] - s["wait_s"] for s in fig["real_stops"] if not math.isnan(s["return_s"])), default=0.0
     )
     print(
         f"longest wait {fig['wait_max_s']:.3f} s; with the slowest unwind measured: {worst:.3f} s "
