@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from assistant.stoppoints import stop_point
 from sleep.dataset import IGNORE, KIND_REPLAY, Example, TokenizerLike, collate
 from sleep.head_ce import fusable, keep_gradient, matmul_dtype, scaled_gradient
 from sleep.loss import LMParts, labelled_hidden, lm_parts
@@ -324,6 +325,15 @@ class KLReplay:
         self._parts: LMParts | None = None
         self._teachers: list[Teacher] | None = None
 
+    def _teach(self, model: Any, parts: LMParts) -> list[Teacher]:
+        """Every sample's teacher, with a stop point after each (a night yields mid-pass: the pass
+        takes seconds, and nothing of it needs keeping)."""
+        out = []
+        for ex in self.examples:
+            out.append(teacher(model, parts, ex, self.top_k))
+            stop_point()
+        return out
+
     def pick(self, step: int) -> list[Example]:
         return [self.examples[i] for i in self.pick_indices(step)]
 
@@ -338,7 +348,7 @@ class KLReplay:
         if not self.top_k:
             return self.weight * kl_to_frozen(model, self._parts, self.pick(step))
         if self._teachers is None:
-            self._teachers = [teacher(model, self._parts, ex, self.top_k) for ex in self.examples]
+            self._teachers = self._teach(model, self._parts)
         chosen = self.pick_indices(step)
         return self.weight * kl_to_teacher(
             model, self._parts, [self.examples[i] for i in chosen], [self._teachers[i] for i in chosen]

@@ -331,3 +331,19 @@ def test_a_bf16_night_keeps_the_vocabulary_in_bf16_and_trains_the_same(arch: str
         with torch.no_grad(), autocast(torch.device("cpu"), torch.bfloat16):
             losses[slim] = float(weighted_ce(lm_parts(model), batch))
     assert losses[True] == pytest.approx(losses[False], rel=2e-2)
+
+
+def test_a_stop_is_seen_inside_the_teacher_pass() -> None:
+    from assistant.stoppoints import Stopped, stop_points
+
+    peft_model = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    term = KLReplay(_samples(), weight=1.0, per_step=2, top_k=8)
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) >= 2  # stop after the second sample's teacher
+
+    with stop_points(should_stop), pytest.raises(Stopped):
+        term(peft_model, 0)
+    assert len(asked) == 2 < len(PAIRS)
