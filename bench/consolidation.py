@@ -20,7 +20,7 @@ so that a later run can add seeds to an earlier one; `--split` teaches
 and scores one half of the development set.
 
 Run: `nightcap bench consolidation [--facts F] [--nights N] [--seeds N] [--first-seed S] [--split tune|check|all]
-[--rows R,...] [--limit N] [--gates] [--model PATH] [--json]`. Prints the tables, then one JSON line.
+[--rows R,...] [--limit N] [--gates] [--model PATH] [--replies DIR] [--json]`. Prints the tables, then one JSON line.
 """
 
 from __future__ import annotations
@@ -96,14 +96,18 @@ def score(
     system: str,
     night1: Sequence[E.EvalProbe] = (),
     exposure: int = 0,
+    replies: Path | None = None,
 ) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
-    """(recall summary, general MC, perplexity, night-1 summary or None) of one model."""
+    """(recall summary, general MC, perplexity, night-1 summary or None) of one model; with
+    `replies`, each probe's greedy reply and verdicts are written there as JSON lines."""
     from models.scoring import Scorer
 
     # Room for the context row: everything the user said sits in its system prompt.
     scorer = Scorer(gguf, n_ctx=4096)
     try:
         scored = R.score_probes(scorer, probes, system, exposure=exposure)
+        if replies is not None:
+            R.write_replies(replies, scored)
         first = None
         if night1:
             ids = {p.item for p in night1}
@@ -155,6 +159,7 @@ def sleep_run(
     tmp: Path,
     log: Callable[[str], None],
     exposure: int = 0,
+    replies: Path | None = None,
 ) -> Run:
     """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones)."""
     from sleep.cycle import run_cycle
@@ -194,6 +199,7 @@ def sleep_run(
         app.config.chat.system_prompt,
         E.probes_of(days[0].items) if len(days) > 1 else (),
         exposure,
+        replies / f"{name}-{seed}.jsonl" if replies else None,
     )
     shutil.rmtree(app.home.root, ignore_errors=True)
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, "/".join(outcomes), " | ".join(gates))
@@ -214,6 +220,7 @@ def run(
     gated: bool,
     log: Callable[[str], None],
     exposure: int = 0,
+    replies: Path | None = None,
 ) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
@@ -231,7 +238,10 @@ def run(
             t0 = time.perf_counter()
             if name in ("none", "context"):
                 sys_prompt = system if name == "none" else context_system(system, E.context_messages(chosen))
-                summary, general_mc, ppl, first = score(model, probes, general, text, sys_prompt, night1, exposure)
+                where = replies / f"{name}.jsonl" if replies else None
+                summary, general_mc, ppl, first = score(
+                    model, probes, general, text, sys_prompt, night1, exposure, where
+                )
                 runs = [Run(0, summary, general_mc, ppl, first)]
             else:
                 overrides = {**(NAIVE if name == "naive" else ABLATIONS.get(name, {})), **gates}
@@ -248,6 +258,7 @@ def run(
                         Path(tmp),
                         log,
                         exposure,
+                        replies,
                     )
                     for s in seeds
                 ]
@@ -390,6 +401,9 @@ def main(argv: list[str]) -> int:
         default=1000,
         help="random strings of each secret's shape that its exposure is ranked against (0: no exposure)",
     )
+    p.add_argument(
+        "--replies", type=Path, help="a folder for each row's and seed's probe replies (JSON lines), to read failures"
+    )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     rows = [r.strip() for r in opts.rows.split(",") if r.strip()]
@@ -411,7 +425,11 @@ def main(argv: list[str]) -> int:
         model = opts.model
     log = (lambda s: None) if opts.json else (lambda s: print(s, flush=True))
     seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
-    fig = run(Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log, opts.exposure)
+    if opts.replies:
+        opts.replies.mkdir(parents=True, exist_ok=True)
+    fig = run(
+        Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log, opts.exposure, opts.replies
+    )
     if not opts.json:
         print_tables(fig)
     print_json(fig)

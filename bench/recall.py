@@ -15,11 +15,13 @@ instead: the symptom of one fact leaking into answers about others.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import string
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from bench.evalset import EvalProbe
@@ -85,6 +87,15 @@ def score_probes(
         bits = secret_exposure(scorer, p, system, exposure) if p.secret and exposure else None
         out.append(Scored(p, mc_correct(scorer, probe, system), contains(reply, p.answer), reply, bits))
     return out
+
+
+def write_replies(path: Path, scored: Sequence[Scored]) -> None:
+    """One JSON line per probe: item, kind, question, answer, the greedy reply and both verdicts."""
+    with path.open("w", encoding="utf-8") as f:
+        for s in scored:
+            p = s.probe
+            row = {"item": p.item, "kind": p.kind, "question": p.question, "answer": p.answer}
+            f.write(json.dumps({**row, "reply": s.reply, "mc": s.mc, "gen": s.gen}) + "\n")
 
 
 def shaped_like(secret: str, rng: random.Random) -> str:
