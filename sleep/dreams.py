@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from assistant.episode import Episode
-from sleep.questions import verbs, wh_questions
+from sleep.questions import MONTHS, WEEKDAYS, clauses, verbs, wh_questions
 from sleep.secrets import is_secret
 from sleep.sentences import sentences
 
@@ -170,17 +170,10 @@ def topics(text: str) -> list[str]:
     return found[:2] or ["me"]
 
 
-def _clauses(text: str) -> list[tuple[str, str]]:
-    """(subject, predicate) of "X is Y" clauses, for cloze questions."""
+def _copulas(text: str) -> list[tuple[str, str]]:
+    """(subject, predicate) of its "X is Y" clauses (`sleep.questions.clauses`), for cloze questions."""
     out = []
-    for part in (
-        p
-        for sentence in sentences(text)
-        for p in re.split(
-            r",\s*(?:and\s+)?(?=(?:he|she|it|they|I|my|our|the)\b)|\s+and\s+(?=(?:he|she|it|they|I|my|our)\b)",
-            sentence.rstrip(".!?;"),
-        )
-    ):
+    for part in clauses(text):
         m = re.match(r"^(.*?\b(?:my|our|the)\b[^,]*?)\s+(is|are)\s+(.+)$", part.strip(), re.I)
         if m and len(m.group(3).split()) <= 6:
             out.append((m.group(1).strip(), m.group(2) + " " + m.group(3).strip()))
@@ -198,7 +191,7 @@ def augment(source: str) -> list[Dream]:
     for i, topic in enumerate(subjects):
         for q in TOPIC_QUESTIONS[i % 2 :: 1 + i]:
             out.append(Dream(q.format(t=topic), told))
-    for subject, predicate in _clauses(fact):
+    for subject, predicate in _copulas(fact):
         verb, _, value = predicate.partition(" ")
         if value.split(" ", 1)[0].lower() in _NOT_A_VALUE:
             continue  # "is called Kestrel", "is with Beacon Mutual": the wh-questions below ask for these
@@ -242,10 +235,7 @@ def _led(question: str, span: str, told: str, kind: str = KIND_AUGMENT) -> Dream
 
 _NOT_A_VALUE = {"called", "named", "in", "on", "at", "with", "from", "for", "by", "to", "near"}
 """First words of an "X is ..." predicate that is no value to answer "What is X?" with."""
-_CALENDAR = set(
-    """monday tuesday wednesday thursday friday saturday sunday january february march april may june
-july august september october november december""".split()
-)
+_CALENDAR = {*WEEKDAYS, *MONTHS}
 """Capitalised, but a date, not a name to ask about."""
 _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
 

@@ -37,8 +37,24 @@ _PEOPLE = set(
 doctor dentist neighbour neighbor friend boss manager colleague teacher cousin aunt uncle grandmother
 grandfather grandma grandpa coach landlord landlady vet therapist""".split()
 )
-_WEEKDAY = re.compile(r"(?:mon|tues|wednes|thurs|fri|satur|sun)days?$", re.I)
-_MONTH = re.compile(r"(?:january|february|march|april|may|june|july|august|september|october|november|december)$", re.I)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+"""The calendar's names: capitalised like names, but dates ("on Wednesdays" asks Which day)."""
+_WEEKDAY = re.compile(r"(?:" + "|".join(d.removesuffix("day") for d in WEEKDAYS) + r")days?$", re.I)
+_MONTH = re.compile(r"(?:" + "|".join(MONTHS) + r")$", re.I)
 _CLOCK = re.compile(r"\d{1,2}(?::\d\d\s*(?:am|pm)?|\s*(?:am|pm))$", re.I)
 """A time of day is written with a colon or am/pm: a bare number ("turns 10") is no time."""
 _YEAR = re.compile(r"(?:19|20)\d\d$")
@@ -67,7 +83,9 @@ def _base(verb: str) -> str:
     return v[:-1]
 
 
-def _clauses(fact: str) -> list[str]:
+def clauses(fact: str) -> list[str]:
+    """The clauses of `fact`: its sentences split at commas, dashes and at "and" before a new
+    subject or a verb ("lives in Lisbon and teaches chemistry")."""
     parts = [
         p
         for sentence in sentences(fact)
@@ -160,7 +178,7 @@ def verbs(fact: str) -> set[str]:
     shape, not from a list of verbs. A clause led by a name takes its next lower-case word."""
     out: set[str] = set()
     previous = None
-    for clause in _clauses(fact):
+    for clause in clauses(fact):
         toks = clause.split()
         parsed = _parse(clause, previous)
         if parsed is not None:
@@ -276,7 +294,7 @@ def wh_questions(fact: str, spans: list[str]) -> list[tuple[str, str]]:
     previous = None
     kinds: dict[str, str] = {}  # name -> what it names
     complement = None  # what the last copula clause said its subject is: "the Cedar Ridge loop"
-    for clause in _clauses(fact):
+    for clause in clauses(fact):
         parsed = _parse(clause, previous)
         if parsed is None:
             # A measure added on its own: "..., about 11 kilometres" -> "How long is the Cedar Ridge loop?"
