@@ -128,6 +128,10 @@ class SleepConfig:
     """Weight of each token of an answer proper ("Lisbon." in "Lisbon. Your sister lives in
     Lisbon.") against the restatement after it, within the example's mean loss: the answer is
     what a question asks for, the restatement only ties it to its subject. 1 weighs all alike."""
+    rival_weight: float = 0.0
+    """Weight of the rival term: at the first token of each answer, the total probability of
+    the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question
+    about one fact is not answered with another fact's value. 0 turns it off."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

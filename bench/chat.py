@@ -5,13 +5,15 @@
    `create_chat_completion(stream=True)` (its built-in "gemma" chat format for Gemma models).
 2. Start-up: wall time of `nightcap ask "hi"` (a fresh process: imports, config, vault unlock,
    model load, reply, sealing the episode) against a minimal raw llama-cpp-python script doing the
-   same load and reply, each run several times after a warm-up, medians compared.
+   same load and reply with the same settings (threads, context, GPU layers, system prompt, token
+   budget, stop strings: `raw_settings`), each run several times after a warm-up, medians compared.
 
 Targets: decode tokens/s ratio >= 0.97; start-up ratio <= 1.3.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -36,11 +38,32 @@ PROMPTS = [
 ]
 
 RAW_SCRIPT = """
-import sys, llama_cpp
-llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=4096, verbose=False, chat_format=sys.argv[2])
-out = llm.create_chat_completion([{"role": "user", "content": "hi"}], max_tokens=int(sys.argv[3]), temperature=0.0)
+import json, sys, llama_cpp
+s = json.loads(sys.argv[1])
+llm = llama_cpp.Llama(model_path=s["model"], n_ctx=s["n_ctx"], n_threads=s["n_threads"],
+                      n_gpu_layers=s["n_gpu_layers"], verbose=False, chat_format=s["chat_format"])
+messages = [{"role": "system", "content": s["system"]}] if s["system"] else []
+out = llm.create_chat_completion(messages + [{"role": "user", "content": "hi"}], max_tokens=s["max_tokens"],
+                                 temperature=0.0, stop=s["stop"])
 print(out["choices"][0]["message"]["content"])
 """
+"""A minimal llama-cpp-python chat: one load, one reply to "hi", with `raw_settings`."""
+
+
+def raw_settings(gguf: Path, model: ModelConfig, chat: ChatConfig, stop: list[str]) -> dict[str, Any]:
+    """What the raw side is given: the threads, context, GPU layers, system prompt, token budget
+    and stop strings Nightcap serves with (`models.runtime.load_llama`), so that the two sides
+    differ only in what Nightcap adds around llama.cpp."""
+    return {
+        "model": str(gguf),
+        "n_ctx": model.n_ctx,
+        "n_threads": model.n_threads or max(1, os.cpu_count() or 2),
+        "n_gpu_layers": model.n_gpu_layers,
+        "chat_format": "gemma",
+        "system": chat.system_prompt,
+        "max_tokens": chat.max_tokens,
+        "stop": list(stop),
+    }
 
 
 def _timed_stream(pieces: Iterator[Any], text_of: Any) -> tuple[float, float, str]:
@@ -72,8 +95,14 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     ours = LlamaRuntime(gguf, "bench", ModelConfig(n_ctx=4096), chat)
     ours.load()
     stop = list(ours.template.stop)
+    same = raw_settings(gguf, ModelConfig(n_ctx=4096), chat, stop)
     raw = llama_cpp.Llama(
-        model_path=str(gguf), n_ctx=4096, verbose=False, chat_format="gemma", n_threads=max(1, os.cpu_count() or 2)
+        model_path=str(gguf),
+        n_ctx=same["n_ctx"],
+        n_threads=same["n_threads"],
+        n_gpu_layers=same["n_gpu_layers"],
+        verbose=False,
+        chat_format="gemma",
     )
 
     def tokens(text: str) -> int:
@@ -118,8 +147,9 @@ def _wall(cmd: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times[1:])
 
 
-def bench_startup(tmp: Path, runs: int, max_tokens: int) -> dict[str, Any]:
-    """Wall time of `nightcap ask "hi"` vs a minimal raw script, in a fresh home under `tmp`."""
+def bench_startup(tmp: Path, runs: int, max_tokens: int, model: Path | None = None) -> dict[str, Any]:
+    """Wall time of `nightcap ask "hi"` vs a minimal raw script, in a fresh home under `tmp`
+    serving `model` (default: the embedded default model)."""
     env = dict(
         os.environ,
         NIGHTCAP_HOME=str(tmp),
@@ -128,11 +158,17 @@ def bench_startup(tmp: Path, runs: int, max_tokens: int) -> dict[str, Any]:
     )
     Path(tmp, "config.toml").write_text(f"[chat]\ntemperature = 0.0\nmax_tokens = {max_tokens}\n")
     app = Nightcap.load(Path(tmp))
+    if model is not None:
+        app.store.use(app.store.add(model, source="bench", link=True).name)
     gen = app.store.current()
+    from models.tokenizer import Tokenizer
+
+    stop = Tokenizer.from_gguf(gen.gguf).chat_template().stop
+    same = raw_settings(gen.gguf, app.config.model, app.config.chat, stop)
     script = Path(tmp, "raw.py")
     script.write_text(RAW_SCRIPT)
     ours = _wall([sys.executable, "-m", "assistant.cli", "ask", "hi"], env, runs)
-    raw = _wall([sys.executable, str(script), str(gen.gguf), "gemma", str(max_tokens)], env, runs)
+    raw = _wall([sys.executable, str(script), json.dumps(same)], env, runs)
     return {"ask_s": ours, "raw_s": raw, "gguf": str(gen.gguf)}
 
 
@@ -141,10 +177,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rounds", type=int, default=2, help="passes over the prompt set")
     p.add_argument("--runs", type=int, default=3, help="start-up runs per side (after one warm-up)")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--model", type=Path, help="GGUF to serve (default: the embedded default model)")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="nightcap-bench-") as tmp:
-        startup = bench_startup(Path(tmp), args.runs, 16)
+        startup = bench_startup(Path(tmp), args.runs, 16, args.model)
         decode = bench_decode(Path(startup["gguf"]), args.max_tokens, args.rounds)
     tps_ratio = decode["ours_tps"] / decode["raw_tps"] if decode["raw_tps"] else 0.0
     start_ratio = startup["ask_s"] / startup["raw_s"]

@@ -162,7 +162,7 @@ def dream(
     """The night's examples: each episode as logged, except that a stated fact (not a question)
     is learned through its augmentations and verified dreams instead of the reply the model
     happened to give; held-out probes are kept for the recall gate."""
-    from sleep.dataset import KIND_DREAM, KIND_EPISODE
+    from sleep.dataset import KIND_DREAM, KIND_EPISODE, rival_tokens
     from sleep.dreams import dream as dreams_of
     from sleep.probes import Probe
     from sleep.secrets import holds_secret
@@ -190,6 +190,7 @@ def dream(
             if learned is not None:
                 examples.append(learned)
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
+    rival_tokens(examples, cfg.rival_weight)
     _report_dreams(report, counts, len(heldout), dreams)
     return Lessons(examples, heldout)
 

@@ -59,6 +59,17 @@ class Example:
     """How many of the first labelled tokens are the answer proper ("Lisbon." before the
     restatement of the fact); they weigh `lead_weight` each in the example's mean, the others 1."""
     lead_weight: float = 1.0
+    rivals: tuple[int, ...] = ()
+    """Tokens the answer must not start with: the first tokens of the night's other answers
+    (`rival_tokens`). Their total probability at the answer's first position is pushed down
+    with weight `rival_weight`, so that a question about one fact is not answered with another's
+    value."""
+    rival_weight: float = 0.0
+
+    @property
+    def first_label(self) -> int | None:
+        """The first labelled token (the start of the answer), or None."""
+        return next((t for t in self.labels if t != IGNORE), None)
 
     @property
     def n_labels(self) -> int:
@@ -163,6 +174,10 @@ class Batch:
     """Real (non-padding) tokens in the batch."""
     n_labels: int
     """Tokens that carry loss."""
+    rivals: "torch.Tensor | None" = None
+    """[B, K] each row's rival tokens (`Example.rivals`), padded with -1; None when no row has any."""
+    rival_weights: "torch.Tensor | None" = None
+    """[B] weight of each row's rival term (0 for rows without rivals)."""
 
     def to(self, device: Any) -> "Batch":
         return Batch(
@@ -173,6 +188,8 @@ class Batch:
             self.label_weights.to(device),
             self.n_tokens,
             self.n_labels,
+            None if self.rivals is None else self.rivals.to(device),
+            None if self.rival_weights is None else self.rival_weights.to(device),
         )
 
 
@@ -197,9 +214,36 @@ def collate(examples: Sequence[Example], pad_id: int = 0) -> Batch:
         if e.lead > 0 and e.lead_weight != 1.0:
             at = (labels[row] != IGNORE).nonzero().flatten()[: e.lead]
             label_weights[row, at] = e.lead_weight
+    rivals = rival_weights = None
+    if any(e.rivals and e.rival_weight > 0 for e in examples):
+        rivals = torch.full((len(examples), max(len(e.rivals) for e in examples)), -1, dtype=torch.long)
+        for row, e in enumerate(examples):
+            rivals[row, : len(e.rivals)] = torch.tensor(e.rivals, dtype=torch.long)
+        rival_weights = torch.tensor([e.rival_weight if e.rivals else 0.0 for e in examples], dtype=torch.float32)
     return Batch(
-        ids, mask, labels, weights, label_weights, sum(len(e) for e in examples), sum(e.n_labels for e in examples)
+        ids,
+        mask,
+        labels,
+        weights,
+        label_weights,
+        sum(len(e) for e in examples),
+        sum(e.n_labels for e in examples),
+        rivals,
+        rival_weights,
     )
+
+
+def rival_tokens(examples: Sequence[Example], weight: float) -> None:
+    """Give each example that leads with an answer (`lead` > 0) the first tokens of every other
+    such answer of the night as rivals (its own first token excluded), at `weight`. No word
+    list: the rivals are whatever the night's other answers start with."""
+    if weight <= 0:
+        return
+    leads = [e for e in examples if e.lead > 0 and e.first_label is not None]
+    firsts = {e.first_label for e in leads}
+    for e in leads:
+        e.rivals = tuple(sorted(t for t in firsts if t is not None and t != e.first_label))
+        e.rival_weight = float(weight)
 
 
 def micro_batches(examples: Sequence[Example], max_tokens: int) -> list[list[Example]]:

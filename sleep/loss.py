@@ -181,9 +181,34 @@ def _weighted_mean(
 
 def weighted_ce(parts: LMParts, batch: Batch) -> torch.Tensor:
     """The training objective on `batch`: each example's mean token cross-entropy on its
-    labels, times its weight, averaged over examples. Logits only at labelled positions."""
+    labels, times its weight, averaged over examples, plus the rival term of rows that have
+    rivals (`rival_loss`). Logits only at labelled positions."""
     hidden, targets, rows, label_weights = labelled_hidden(parts, batch)
-    return _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights, label_weights)
+    loss = _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights, label_weights)
+    if batch.rivals is not None and batch.rival_weights is not None:
+        loss = loss + rival_loss(parts, hidden, rows, batch.rivals, batch.rival_weights * batch.weights)
+    return loss
+
+
+def rival_loss(
+    parts: LMParts, hidden: torch.Tensor, rows: torch.Tensor, rivals: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """-log(1 - P(rivals)) at each row's first labelled position (where its answer starts):
+    an unlikelihood term on the total probability of the row's rival tokens, times the row's
+    weight, averaged over the batch's rows. `rivals` [B, K] is padded with -1."""
+    n = rivals.shape[0]
+    first = torch.ones_like(rows, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]  # labelled positions come row by row, in order
+    at, row = first.nonzero().flatten(), rows[first]
+    keep = weights[row] > 0
+    at, row = at[keep], row[keep]
+    if row.numel() == 0:
+        return hidden.new_zeros(()).float()
+    logp = torch.log_softmax(_logits(parts.head, parts.softcap, hidden[at]), dim=-1)
+    mine = rivals[row]
+    rival = logp.gather(1, mine.clamp(min=0)).masked_fill(mine < 0, float("-inf"))
+    log_p = torch.logsumexp(rival, dim=-1).clamp(max=-1e-6)
+    return (-torch.log1p(-torch.exp(log_p)) * weights[row]).sum() / n
 
 
 def full_logits_ce(model: Any, batch: Batch) -> torch.Tensor:

@@ -191,7 +191,9 @@ def fingerprint(args: TrainArgs, examples: Sequence[Example]) -> str:
     keep = {k: v for k, v in asdict(args).items() if k not in ("device", "steps", "threads")}
     h.update(json.dumps(keep, sort_keys=True).encode())
     for e in examples:
-        h.update(json.dumps([e.input_ids, e.labels, e.weight, e.lead, e.lead_weight]).encode())
+        h.update(
+            json.dumps([e.input_ids, e.labels, e.weight, e.lead, e.lead_weight, e.rivals, e.rival_weight]).encode()
+        )
     return h.hexdigest()
 
 

@@ -31,7 +31,7 @@ from tui.screens.chat import ChatScreen
 from tui.screens.generations import GenerationsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.report import SleepReportScreen
-from tui.sleeping import Forgetter, Sleeper, SleepControl, run_forget, run_sleep_cycle
+from tui.sleeping import Forgetter, Sleeper, Sleeping, SleepRun, run_forget, run_sleep_cycle
 
 DEFAULT_THEME = "ansi-dark"
 
@@ -48,7 +48,7 @@ def sleep_conditions(nightcap: Nightcap) -> str | None:
         return None
 
 
-class NightcapApp(SleepControl, App[None]):
+class NightcapApp(App[None]):
     """Chat with Nightcap, teach it, and see what it remembers and what sleep did."""
 
     CSS_PATH = "app.tcss"
@@ -82,8 +82,7 @@ class NightcapApp(SleepControl, App[None]):
             self.runtime.set(runtime)
         self.vault: SerialVault | None = SerialVault(vault) if vault is not None else None
         self.conditions: Callable[[], str | None] = conditions or (lambda: sleep_conditions(nightcap))
-        self.sleeper: Sleeper = sleeper or run_sleep_cycle
-        self.forgetter: Forgetter = forgetter or run_forget
+        self.sleeping = Sleeping(self, sleeper or run_sleep_cycle, forgetter or run_forget)
         self._session_id = session_id
         self._incognito = incognito
         self._theme_name = theme
@@ -162,6 +161,31 @@ class NightcapApp(SleepControl, App[None]):
         """The store now points at `name`: load it for the chat in the background."""
         self._tell_chat(m.GenerationChanged(name))
         self.load_model(name)
+
+    # -- sleeping and forgetting, run by `self.sleeping` --------------------------------------
+
+    @property
+    def sleep_run(self) -> SleepRun | None:
+        """The cycle started here last (running or done), as the sleep screen shows it."""
+        return self.sleeping.run
+
+    def action_sleep_now(self) -> None:
+        self.sleeping.sleep_now()
+
+    def action_forget_learned(self) -> None:
+        self.sleeping.forget()
+
+    def action_stop_sleep(self) -> None:
+        self.sleeping.stop()
+
+    def on_sleep_stage(self, message: m.SleepStage) -> None:
+        self.sleeping.stage(message)
+
+    def on_sleep_step(self, message: m.SleepStep) -> None:
+        self.sleeping.step(message)
+
+    def on_sleep_finished(self, message: m.SleepFinished) -> None:
+        self.sleeping.finished(message)
 
     # -- screens -----------------------------------------------------------------------------
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from textual import work
 from textual.message_pump import MessagePump
 
 from assistant.errors import NightcapError, where
@@ -21,15 +21,7 @@ from tui import messages as m
 from tui.screens.sleep import SleepScreen
 
 if TYPE_CHECKING:
-    from textual.app import App
-
-    from assistant.app import Nightcap
-    from tui.runtime import PendingRuntime
-    from tui.screens.chat import ChatScreen
-
-    _Base = App[None]
-else:
-    _Base = object
+    from tui.app import NightcapApp
 
 
 class Sleeper(Protocol):
@@ -98,111 +90,113 @@ class SleepRun:
         return f"{self.stage} {self.step}/{self.total}" if self.total else self.stage
 
 
-class SleepControl(_Base):
-    """The app's "sleep now": mixed into NightcapApp, which provides what the TYPE_CHECKING block
-    below declares."""
+class Sleeping:
+    """The app's "sleep now" and "forget", owned by NightcapApp (`app.sleeping`): at most one
+    cycle at a time, run in a thread worker of the app so that leaving the sleep screen does not
+    stop it; the app hands it the cycle's progress messages."""
 
-    sleep_run: SleepRun | None = None
-    _stop_sleep: threading.Event
+    def __init__(self, app: NightcapApp, sleeper: Sleeper, forgetter: Forgetter) -> None:
+        self.app = app
+        self.sleeper = sleeper
+        self.forgetter = forgetter
+        self.run: SleepRun | None = None
+        self._stop = threading.Event()
 
-    if TYPE_CHECKING:
-        nightcap: Nightcap
-        runtime: PendingRuntime
-        chat: ChatScreen | None
-        sleeper: Sleeper
-        forgetter: Forgetter
+    @property
+    def running(self) -> bool:
+        return self.run is not None and not self.run.done
 
-        def switch_generation(self, name: str) -> None: ...
+    def sleep_now(self) -> None:
+        """Start a night unless one runs, and show it."""
+        if not self.running:
+            self._start(SleepRun(), None)
+        self._show()
 
-        def show_banner_if_due(self, report: dict[str, Any] | None = None, *, just_now: bool = False) -> None: ...
-
-    def action_sleep_now(self) -> None:
-        if self.sleep_run is None or self.sleep_run.done:
-            self.sleep_run = SleepRun()
-            self._stop_sleep = threading.Event()
-            self.run_sleep(None)
-        if not isinstance(self.screen, SleepScreen):
-            self.push_screen(SleepScreen())
-
-    def action_forget_learned(self) -> None:
+    def forget(self) -> None:
         """Ask for a statement a night consolidated, then unlearn it on the sleep screen."""
         from tui.screens.forget import ForgetScreen
 
-        if self.sleep_run is not None and not self.sleep_run.done:
-            self.push_screen(SleepScreen())  # one cycle at a time: show the running one
+        if self.running:
+            self._show()  # one cycle at a time: show the running one
             return
 
         def start(text: str | None) -> None:
             if text:
-                self.sleep_run = SleepRun(title="Forgetting")
-                self._stop_sleep = threading.Event()
-                self.run_sleep(text)
-                self.push_screen(SleepScreen())
+                self._start(SleepRun(title="Forgetting"), text)
+                self._show()
 
-        self.push_screen(ForgetScreen(), start)
+        self.app.push_screen(ForgetScreen(), start)
 
-    def action_stop_sleep(self) -> None:
-        if self.sleep_run is not None and not self.sleep_run.done:
-            self.sleep_run.stopping = True
-            self._stop_sleep.set()
-            self._sleep_changed()
+    def stop(self) -> None:
+        if self.run is not None and self.running:
+            self.run.stopping = True
+            self._stop.set()
+            self._changed()
 
-    @work(thread=True, exclusive=True, group="sleep")
-    def run_sleep(self, forget: str | None) -> None:
+    def _start(self, run: SleepRun, forget: str | None) -> None:
+        self.run, self._stop = run, threading.Event()
+        self.app.run_worker(partial(self._work, forget), thread=True, exclusive=True, group="sleep")
+
+    def _show(self) -> None:
+        if not isinstance(self.app.screen, SleepScreen):
+            self.app.push_screen(SleepScreen())
+
+    def _work(self, forget: str | None) -> None:
         """A night, or with `forget`, the unlearning of that statement (same screen, same stop)."""
-        progress = PostingProgress(self)
+        app, stop = self.app, self._stop.is_set
+        progress = PostingProgress(app)
         try:
             if forget is not None:
-                report = self.forgetter(self.nightcap, forget, should_stop=self._stop_sleep.is_set, progress=progress)
+                report = self.forgetter(app.nightcap, forget, should_stop=stop, progress=progress)
             else:
-                report = self.sleeper(self.nightcap, should_stop=self._stop_sleep.is_set, progress=progress)
+                report = self.sleeper(app.nightcap, should_stop=stop, progress=progress)
         except ImportError:
-            self.post_message(m.SleepFinished(None, "sleeping is not available in this installation"))
+            app.post_message(m.SleepFinished(None, "sleeping is not available in this installation"))
         except NightcapError as err:
-            self.post_message(m.SleepFinished(None, str(err)))
+            app.post_message(m.SleepFinished(None, str(err)))
         except Exception as err:  # the previous model keeps serving whatever went wrong
-            self.post_message(
+            app.post_message(
                 m.SleepFinished(None, f"the sleep cycle failed ({where(err)}); the previous model keeps serving")
             )
         else:
-            self.post_message(m.SleepFinished(report))
+            app.post_message(m.SleepFinished(report))
 
-    def _sleep_changed(self) -> None:
-        run = self.sleep_run
+    def _changed(self) -> None:
+        run = self.run
         if run is None:
             return
-        if isinstance(self.screen, SleepScreen):
-            self.screen.show(run)
-        if self.chat is not None:
-            self.chat.status_bar.sleeping = "" if run.done else run.summary()
+        if isinstance(self.app.screen, SleepScreen):
+            self.app.screen.show(run)
+        if self.app.chat is not None:
+            self.app.chat.status_bar.sleeping = "" if run.done else run.summary()
 
-    def on_sleep_stage(self, message: m.SleepStage) -> None:
-        if self.sleep_run is not None:
-            self.sleep_run.stages.append((message.name, time.monotonic()))
-            self._sleep_changed()
+    def stage(self, message: m.SleepStage) -> None:
+        if self.run is not None:
+            self.run.stages.append((message.name, time.monotonic()))
+            self._changed()
 
-    def on_sleep_step(self, message: m.SleepStep) -> None:
-        run = self.sleep_run
+    def step(self, message: m.SleepStep) -> None:
+        run = self.run
         if run is not None:
             run.step, run.total = message.i, message.total
             if message.loss is not None:
                 run.losses.append(message.loss)
-            self._sleep_changed()
+            self._changed()
 
-    def on_sleep_finished(self, message: m.SleepFinished) -> None:
-        run = self.sleep_run
+    def finished(self, message: m.SleepFinished) -> None:
+        run, app = self.run, self.app
         if run is None:
             return
         run.done, run.report, run.error = True, message.report, message.error
-        self._sleep_changed()
-        if self.chat is not None:
-            self.chat.refresh_memory()
+        self._changed()
+        if app.chat is not None:
+            app.chat.refresh_memory()
         if message.error:
-            self.notify(message.error, title="Sleep", severity="error", timeout=15, markup=False)
-            self.show_banner_if_due(just_now=True)  # its stored report is no news at the next start
+            app.notify(message.error, title="Sleep", severity="error", timeout=15, markup=False)
+            app.show_banner_if_due(just_now=True)  # its stored report is no news at the next start
             return
         report = message.report or {}
         generation = report.get("new_generation")
-        if generation and generation != self.runtime.generation:
-            self.switch_generation(str(generation))
-        self.show_banner_if_due(report, just_now=True)
+        if generation and generation != app.runtime.generation:
+            app.switch_generation(str(generation))
+        app.show_banner_if_due(report, just_now=True)

@@ -10,6 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Label, ProgressBar, Sparkline, Static
 
+from tui.host import nightcap_app
+
 if TYPE_CHECKING:
     from tui.sleeping import SleepRun
 
@@ -33,7 +35,7 @@ class SleepScreen(Screen[None]):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        run = getattr(self.app, "sleep_run", None)
+        run = nightcap_app(self).sleep_run
         if run is not None:
             self.show(run)
             self.query_one(".screen-title", Label).update(run.title)
