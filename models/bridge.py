@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import ModelError
+from assistant.stoppoints import stop_point
 from models.ggufmeta import GGUFMeta, TensorInfo, read_meta
 from models.tensormap import ArchSpec, arch_spec, gguf_name, head_counts, name_map, to_hf
 
@@ -169,6 +170,7 @@ def load_torch_model(gguf_path: Path) -> LoadedModel:
     tied = bool(config.tie_word_embeddings)
     with open(meta.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for hf_name in model.state_dict():
+            stop_point()  # a night asked to stop gives the machine back between tensors
             tensor_name = gguf_name(names, hf_name)
             if tensor_name is None or tensor_name not in by_name:
                 if tied and hf_name == "lm_head.weight":

@@ -242,6 +242,10 @@ def attach_lora(model: Any, args: TrainArgs) -> Any:
         raise SleepError(f"sleep.lora_targets match no layer of this model ({err}); fix them in config.toml") from err
 
 
+class _Abandoned(Exception):
+    """A training step was given up part-way because the night was asked to stop."""
+
+
 def _step(
     model: Any,
     parts: Any,
@@ -253,13 +257,23 @@ def _step(
     device: torch.device,
     amp: torch.dtype | None,
     extra_losses: Sequence[LossTerm],
+    should_stop: Callable[[], bool] | None = None,
 ) -> StepInfo:
-    """One optimizer step (0-based `step`); returns its StepInfo (1-based step number)."""
+    """One optimizer step (0-based `step`); returns its StepInfo (1-based step number). Raises
+    `_Abandoned` when `should_stop` says so between its micro-batches and loss terms, before the
+    optimizer has changed anything: a step on a big model takes long, and a stop waits for none
+    of it."""
+
+    def poll() -> None:
+        if should_stop is not None and should_stop():
+            raise _Abandoned
+
     t0 = time.perf_counter()
     chosen = [examples[i] for i in batch_indices(len(examples), args.batch_size, args.seed, step)]
     optimizer.zero_grad(set_to_none=True)
     ce, n_tokens, n_labels = 0.0, 0, 0
     for piece in micro_batches(chosen, args.max_batch_tokens):
+        poll()
         batch = collate(piece).to(device)
         with autocast(device, amp):
             # weighted_ce averages over the piece; rescale so the pieces sum to the batch mean
@@ -269,10 +283,12 @@ def _step(
         n_tokens, n_labels = n_tokens + batch.n_tokens, n_labels + batch.n_labels
     extras: dict[str, float] = {}
     for term in extra_losses:
+        poll()
         with autocast(device, amp):
             value = term(model, step)
         value.backward()  # each term's graph is freed before the next one is built
         extras[term.name] = float(value.detach())
+    poll()
     if args.max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
     for group in optimizer.param_groups:
@@ -326,7 +342,18 @@ def train_lora(
             if should_stop is not None and should_stop():
                 interrupted = True
                 break
-            info = _step(peft_model, parts, optimizer, params, examples, args, step, device, amp, extra_losses)
+            rng = _rng_state(device)
+            try:
+                info = _step(
+                    peft_model, parts, optimizer, params, examples, args, step, device, amp, extra_losses, should_stop
+                )
+            except _Abandoned:
+                # Nothing was applied: the state is that of the last finished step, as if the stop
+                # had come before this one (random state included, so a resume matches).
+                optimizer.zero_grad(set_to_none=True)
+                _set_rng_state(rng, device)
+                interrupted = True
+                break
             step += 1
             losses.append(info.loss)
             tokens, seconds = tokens + info.tokens, seconds + info.seconds

@@ -140,3 +140,17 @@ def test_fast_q8_0_dequantization_matches_gguf_py() -> None:
     want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0)
     got = _dequantize_q8_0(torch.from_numpy(raw.copy().reshape(-1))).reshape(64, 256)
     assert np.array_equal(got.numpy(), want)
+
+
+def test_a_stop_asked_during_the_load_is_seen_between_tensors(tiny_files: dict[str, Path]) -> None:
+    from assistant.stoppoints import Stopped, stop_points
+
+    polls: list[int] = []
+
+    def stop_after_three() -> bool:
+        polls.append(1)
+        return len(polls) > 3
+
+    with stop_points(stop_after_three), pytest.raises(Stopped):
+        load_torch_model(tiny_files["llama"])
+    assert len(polls) == 4  # the fourth tensor was not read

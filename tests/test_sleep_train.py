@@ -223,8 +223,10 @@ def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str, sche
     examples, args = _examples(), _args(steps=7, device=device, lr_schedule=schedule)
     whole = train_lora(tiny_model("llama"), examples, args)
 
-    calls = iter(range(100))
-    first = train_lora(tiny_model("llama"), examples, args, should_stop=lambda: next(calls) >= 3)
+    done: list[int] = []
+    first = train_lora(
+        tiny_model("llama"), examples, args, on_step=lambda s: done.append(s.step), should_stop=lambda: len(done) >= 3
+    )
     assert first.interrupted and first.steps == 3 and len(first.losses) == 3
     saved = first.state.to_bytes()
     assert isinstance(saved, bytes)
@@ -239,6 +241,28 @@ def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str, sche
         assert rest.losses == pytest.approx(whole.losses, rel=1e-5)
         for name, value in _adapter(whole).items():
             assert torch.allclose(value, _adapter(rest)[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_stop_inside_a_step_gives_it_up_and_the_resume_matches_an_uninterrupted_run() -> None:
+    examples, args = _examples(), _args(steps=5, batch_size=5, max_batch_tokens=80)
+    whole = train_lora(tiny_model("gemma3"), examples, args)
+    polls: list[int] = []
+    done: list[int] = []
+
+    def stop_in_step_three() -> bool:
+        polls.append(len(done))
+        # The third poll of the third step: after its first micro-batch, before the update.
+        return polls.count(2) >= 3
+
+    first = train_lora(
+        tiny_model("gemma3"), examples, args, on_step=lambda s: done.append(s.step), should_stop=stop_in_step_three
+    )
+    assert first.interrupted and first.steps == 2 and len(first.losses) == 2
+    assert polls.count(2) == 3  # asked inside the step, not only before it
+    rest = train_lora(tiny_model("gemma3"), examples, args, resume=TrainState.from_bytes(first.state.to_bytes()))
+    assert rest.steps == 5 and rest.losses == whole.losses
+    for name, value in whole.state.adapter.items():
+        assert torch.equal(value, rest.state.adapter[name]), name
 
 
 def test_micro_batches_give_the_same_update_as_one_pass() -> None:
