@@ -7,8 +7,10 @@ model often gives none worth keeping), and only for that wording. So each episod
 statement at a time (`statements`: sentences, without secrets or small talk), becomes:
 
 - deterministic augmentations: the fact restated in the second person as the answer to several
-  templated questions about its topic ("What do you know about my sister?"), a cloze question
-  for every "X is Y" clause, and an acknowledgement of the statement itself;
+  templated questions about its topic ("What do you know about my sister?") and a cloze
+  question for every "X is Y" clause (the statement itself is not answered with an
+  acknowledgement: that taught the slept model to answer questions with "Noted: " and the
+  question back);
 - model-written dreams: the pre-sleep model, prompted with a few worked examples, writes a
   paraphrase and question/answer pairs. A small model writes many bad ones, so each is verified
   against the statement: an answer must be words of the statement, a paraphrase must keep every
@@ -186,7 +188,7 @@ def augment(source: str) -> list[Dream]:
     if not fact:
         return []
     told = _sentence(second_person(fact))
-    out = [Dream(source, f"Noted: {told[:1].lower() + told[1:]}")]
+    out: list[Dream] = []
     subjects = topics(fact)
     for i, topic in enumerate(subjects):
         for q in TOPIC_QUESTIONS[i % 2 :: 1 + i]:
