@@ -162,6 +162,7 @@ def load_torch_model(gguf_path: Path) -> LoadedModel:
     meta = read_meta(Path(gguf_path))
     spec = arch_spec(meta.arch)
     config = hf_config_from_meta(meta)
+    stop_point()
     model = _instantiate(spec, config)
     names = name_map(meta.arch, meta.n_layers)
     by_name = {t.name: t for t in meta.tensors}

@@ -129,12 +129,14 @@ def train_args(cfg: "SleepConfig", gen: "Generation") -> "TrainArgs":
 
 def load(gguf: Path, args: "TrainArgs") -> Learner:
     """The generation in `gguf` as a trainable torch model, with its tokenizer and template."""
+    from assistant.stoppoints import stop_point
     from models.bridge import load_torch_model
     from models.tokenizer import Tokenizer
     from sleep.train import slim_for_training
 
     tokenizer = Tokenizer.from_gguf(gguf)
     template = tokenizer.chat_template()
+    stop_point()
     model = load_torch_model(gguf).model
     slim_for_training(model, args)
     return Learner(model, tokenizer, template)
