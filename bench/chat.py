@@ -92,10 +92,11 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     from models.runtime import LlamaRuntime
 
     chat = ChatConfig(temperature=0.0, max_tokens=max_tokens, repeat_penalty=1.0, seed=0, system_prompt="")
-    ours = LlamaRuntime(gguf, "bench", ModelConfig(n_ctx=4096), chat)
+    served = ModelConfig(n_ctx=4096)
+    ours = LlamaRuntime(gguf, "bench", served, chat)
     ours.load()
     stop = list(ours.template.stop)
-    same = raw_settings(gguf, ModelConfig(n_ctx=4096), chat, stop)
+    same = raw_settings(gguf, served, chat, stop)
     raw = llama_cpp.Llama(
         model_path=str(gguf),
         n_ctx=same["n_ctx"],
