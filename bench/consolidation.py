@@ -178,11 +178,7 @@ def sleep_run(
         steps.append(report.steps)
         outcomes.append(report.outcome)
         gates.append(
-            ", ".join(
-                f"{k} {g['value']:.3g}"
-                for k, g in report.gates.items()
-                if g.get("value") is not None and k != "answers"
-            )
+            ", ".join(f"{k} {g.value:.3g}" for k, g in report.gates.items() if g.value is not None and k != "answers")
             or "health"
         )
         log(

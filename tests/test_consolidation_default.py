@@ -39,7 +39,8 @@ def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provi
     assert set(report.loss_terms) == {"kl", "ewc"}
     gates = report.gates
     assert {"recall", "retention", "perplexity", "drift"} <= set(gates)
-    assert gates["retention"]["passed"] and gates["retention"]["value"] >= app.config.sleep.gate_min_retention
-    assert gates["perplexity"]["value"] <= app.config.sleep.gate_max_perplexity_rise
-    assert gates["recall"]["value"] >= app.config.sleep.gate_min_recall
+    retention, perplexity, recall = gates["retention"].value, gates["perplexity"].value, gates["recall"].value
+    assert gates["retention"].passed and retention is not None and retention >= app.config.sleep.gate_min_retention
+    assert perplexity is not None and perplexity <= app.config.sleep.gate_max_perplexity_rise
+    assert recall is not None and recall >= app.config.sleep.gate_min_recall
     assert app.store.current().name == report.new_generation

@@ -18,6 +18,7 @@ from assistant.errors import UsageError
 from assistant.vault.vault import KEYSTORE
 from scripted import ScriptedRuntime
 from sleep.progress import SleepProgress
+from sleep.report import SleepReport
 from tui import messages as m
 from tui.app import make_app
 from tui.screens.passphrase import PassphraseScreen
@@ -113,9 +114,9 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
     nightcap = Nightcap.load()
     write_generations(nightcap.home.models)
     vault = FakeVault(SESSIONS)
-    report = dict(REPORT, new_generation="gen-0003")
+    report = SleepReport.from_dict(dict(REPORT, new_generation="gen-0003"))
 
-    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
+    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> SleepReport:
         for stage in ("gather", "train"):
             progress.stage(stage)
         for i in (1, 2, 3):
@@ -152,7 +153,7 @@ def test_sleep_now_shows_progress_then_the_banner(scripted_models: None) -> None
 
 
 def test_sleep_failure_is_reported_and_changes_nothing() -> None:
-    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
+    def sleeper(nightcap: Nightcap, *, should_stop: Callable[[], bool], progress: SleepProgress) -> SleepReport:
         progress.stage("gather")
         raise ImportError("No module named 'torch'")
 
@@ -183,12 +184,12 @@ def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: Non
 
     def forgetter(
         nightcap: Nightcap, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress
-    ) -> dict[str, Any]:
+    ) -> SleepReport:
         asked.append(text)
         for stage in ("load", "train"):
             progress.stage(stage)
         progress.step(1, 1, 0.5)
-        return {"kind": "forget", "outcome": "promoted", "new_generation": "gen-0002"}
+        return SleepReport(kind="forget", outcome="promoted", new_generation="gen-0002")
 
     app = make_app(
         nightcap, runtime=ScriptedRuntime("gen-0002"), vault=FakeVault(), conditions=lambda: None, forgetter=forgetter
@@ -212,7 +213,7 @@ def test_f6_forgets_a_learned_statement_on_the_sleep_screen(scripted_models: Non
     posted = drive(app, script)
     assert asked == ["my locker code is 4417"]
     (finished,) = of(posted, m.SleepFinished)
-    assert finished.error is None and finished.report is not None and finished.report["kind"] == "forget"
+    assert finished.error is None and finished.report is not None and finished.report.kind == "forget"
 
 
 def test_rollback_switches_the_serving_model(scripted_models: None) -> None:
@@ -291,26 +292,30 @@ def test_banner_is_shown_once_per_report(tmp_path: Any) -> None:
 
     home = Home.resolve(tmp_path / "h")
     now = time.time()
-    report = dict(REPORT, finished=datetime.fromtimestamp(now - 3600).isoformat())
-    assert banner_due(home, report)
+    stored = dict(REPORT, finished=datetime.fromtimestamp(now - 3600).isoformat())
+
+    def report(**changes: Any) -> SleepReport:
+        return SleepReport.from_dict({**stored, **changes})
+
+    assert banner_due(home, report())
     mark_banner_shown(home, now)
-    assert not banner_due(home, report)
-    assert banner_due(home, dict(report, finished=datetime.fromtimestamp(now + 60).isoformat()))
+    assert not banner_due(home, report())
+    assert banner_due(home, report(finished=datetime.fromtimestamp(now + 60).isoformat()))
     assert not banner_due(home, None)
-    assert banner_text(report, now) == (
+    assert banner_text(report(), now) == (
         "Last night Nightcap consolidated 14 conversations; their transcripts were destroyed."
     )
-    assert banner_text(dict(report, consolidated_sessions=1), now) == (
+    assert banner_text(report(consolidated_sessions=1), now) == (
         "Last night Nightcap consolidated 1 conversation; its transcript was destroyed."
     )
     # Only a promoted cycle destroyed anything; the others say the model is unchanged, or nothing.
-    assert banner_text(dict(report, outcome="rejected"), now) == (
+    assert banner_text(report(outcome="rejected"), now) == (
         "Last night's sleep was rejected by its safety checks; the model is unchanged and nothing was forgotten."
     )
-    assert banner_text(dict(report, outcome="nothing-to-do", consolidated_sessions=0), now) is None
-    earlier = banner_text(REPORT, now)
+    assert banner_text(report(outcome="nothing-to-do", consolidated_sessions=0), now) is None
+    earlier = banner_text(SleepReport.from_dict(REPORT), now)
     assert earlier is not None and earlier.startswith("On Mar 14 Nightcap consolidated 14 conversations")
-    assert banner_text(dict(report, outcome="failed"), now, just_now=True) is None
+    assert banner_text(report(outcome="failed"), now, just_now=True) is None
 
 
 def test_teaching_reaches_the_real_vault() -> None:

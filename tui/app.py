@@ -23,6 +23,7 @@ from assistant.app import Nightcap
 from assistant.commands.status import last_report
 from assistant.errors import NightcapError
 from models.runtime import Runtime
+from sleep.report import SleepReport
 from tui import messages as m
 from tui.memory import SerialVault
 from tui.reports import banner_due, banner_text, mark_banner_shown
@@ -201,7 +202,7 @@ class NightcapApp(App[None]):
         if not isinstance(self.screen, GenerationsScreen):
             self.push_screen(GenerationsScreen(self.nightcap.store))
 
-    def show_banner_if_due(self, report: dict[str, Any] | None = None, *, just_now: bool = False) -> None:
+    def show_banner_if_due(self, report: SleepReport | None = None, *, just_now: bool = False) -> None:
         """The morning banner, once per sleep report (`just_now`: after a sleep started here)."""
         report = report if report is not None else last_report(self.nightcap)
         if self.chat is None or report is None or not (just_now or banner_due(self.nightcap.home, report)):

@@ -14,6 +14,7 @@ from typing import Any
 from textual.message import Message
 
 from assistant.episode import Episode
+from sleep.report import SleepReport
 
 
 @dataclass
@@ -151,7 +152,7 @@ class SleepStep(Message, bubble=False):
 class SleepFinished(Message, bubble=False):
     """The sleep cycle ended: `report` on success, `error` when it failed or could not start."""
 
-    report: dict[str, Any] | None
+    report: SleepReport | None
     error: str | None = None
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from assistant.errors import NightcapError
 from assistant.fsutil import atomic_write_json, read_json
 from assistant.home import Home
+from sleep.report import SleepReport
 
 STATE_FILE = "tui.json"
 
@@ -30,23 +31,16 @@ def as_time(value: Any) -> float | None:
     return None
 
 
-def report_time(report: dict[str, Any]) -> float | None:
+def report_time(report: SleepReport) -> float | None:
     """When the report's cycle finished (or started), as a Unix time."""
-    for key in ("finished", "started"):
-        found = as_time(report.get(key))
+    for value in (report.finished, report.started):
+        found = as_time(value)
         if found is not None:
             return found
     return None
 
 
-def consolidated_count(report: dict[str, Any]) -> int:
-    value = report.get("consolidated_sessions", 0)
-    if isinstance(value, list):  # some writers may list the ids instead of counting them
-        return len(value)
-    return int(value or 0)
-
-
-def banner_text(report: dict[str, Any], now: float | None = None, *, just_now: bool = False) -> str | None:
+def banner_text(report: SleepReport, now: float | None = None, *, just_now: bool = False) -> str | None:
     """One sentence on what the night did, or None when there is nothing worth saying.
 
     Only a promoted cycle destroyed transcripts; a rejected or failed one changed nothing, and the
@@ -55,16 +49,16 @@ def banner_text(report: dict[str, Any], now: float | None = None, *, just_now: b
     """
     now = time.time() if now is None else now
     if just_now:
-        n = consolidated_count(report)
-        if report.get("outcome") != "promoted" or not n:
+        n = report.consolidated_sessions
+        if report.outcome != "promoted" or not n:
             return None
         noun = "conversation; its transcript was" if n == 1 else "conversations; their transcripts were"
         return f"Nightcap just consolidated {n} {noun} destroyed."
     finished = report_time(report)
     recent = finished is None or now - finished < 24 * 3600
     day = "" if recent else " on " + time.strftime("%b %d", time.localtime(finished))
-    outcome = report.get("outcome")
-    n = consolidated_count(report)
+    outcome = report.outcome
+    n = report.consolidated_sessions
     if outcome == "promoted" and n:
         when = "Last night" if recent else "On " + time.strftime("%b %d", time.localtime(finished))
         noun = "conversation; its transcript was" if n == 1 else "conversations; their transcripts were"
@@ -87,7 +81,7 @@ def _state(home: Home) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def banner_due(home: Home, report: dict[str, Any] | None) -> bool:
+def banner_due(home: Home, report: SleepReport | None) -> bool:
     """Whether `report` is newer than the last banner shown."""
     if not report:
         return False

@@ -17,6 +17,7 @@ from textual.message_pump import MessagePump
 
 from assistant.errors import NightcapError, where
 from sleep.progress import SleepProgress
+from sleep.report import SleepReport
 from tui import messages as m
 from tui.screens.sleep import SleepScreen
 
@@ -25,33 +26,31 @@ if TYPE_CHECKING:
 
 
 class Sleeper(Protocol):
-    """Runs one sleep cycle and returns its report as a dict (`SleepReport.to_dict()`)."""
+    """Runs one sleep cycle and returns its report."""
 
-    def __call__(
-        self, nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress
-    ) -> dict[str, Any]: ...
+    def __call__(self, nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress) -> SleepReport: ...
 
 
 class Forgetter(Protocol):
-    """Unlearns one consolidated statement and returns the report as a dict (`sleep.forget`)."""
+    """Unlearns one consolidated statement and returns its report (`sleep.forget`)."""
 
     def __call__(
         self, nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress
-    ) -> dict[str, Any]: ...
+    ) -> SleepReport: ...
 
 
-def run_forget(nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
+def run_forget(nightcap: Any, text: str, *, should_stop: Callable[[], bool], progress: SleepProgress) -> SleepReport:
     """The real unlearning pass. Raises ImportError when the sleep side is not installed."""
     from sleep.forget import forget  # deferred: imports torch, transformers and peft
 
-    return forget(nightcap, text, should_stop=should_stop, progress=progress).to_dict()
+    return forget(nightcap, text, should_stop=should_stop, progress=progress)
 
 
-def run_sleep_cycle(nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress) -> dict[str, Any]:
+def run_sleep_cycle(nightcap: Any, *, should_stop: Callable[[], bool], progress: SleepProgress) -> SleepReport:
     """The real cycle. Raises ImportError when the sleep side is not installed."""
     from sleep.cycle import run_cycle  # deferred: imports torch, transformers and peft
 
-    return run_cycle(nightcap, should_stop=should_stop, progress=progress).to_dict()
+    return run_cycle(nightcap, should_stop=should_stop, progress=progress)
 
 
 class PostingProgress:
@@ -78,7 +77,7 @@ class SleepRun:
     done: bool = False
     stopping: bool = False
     error: str | None = None
-    report: dict[str, Any] | None = None
+    report: SleepReport | None = None
     title: str = "Sleeping"
 
     @property
@@ -195,8 +194,7 @@ class Sleeping:
             app.notify(message.error, title="Sleep", severity="error", timeout=15, markup=False)
             app.show_banner_if_due(just_now=True)  # its stored report is no news at the next start
             return
-        report = message.report or {}
-        generation = report.get("new_generation")
+        generation = message.report.new_generation if message.report else None
         if generation and generation != app.runtime.generation:
-            app.switch_generation(str(generation))
-        app.show_banner_if_due(report, just_now=True)
+            app.switch_generation(generation)
+        app.show_banner_if_due(message.report, just_now=True)

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.app import Nightcap
 from assistant.commands._common import parser, print_json
 from assistant.errors import NightcapError
 
+if TYPE_CHECKING:
+    from sleep.report import SleepReport
 
-def last_report(app: Nightcap) -> dict[str, Any] | None:
+
+def last_report(app: Nightcap) -> SleepReport | None:
     """The newest stored sleep report (no conversation content), if any."""
-    reports = sorted(app.home.reports.glob("sleep-*.json"))
-    if not reports:
+    from sleep.report import newest_report
+
+    return newest_report(app.home.reports)
+
+
+def last_sleep(report: SleepReport | None) -> dict[str, Any] | None:
+    """What `status` shows of the last sleep."""
+    if report is None:
         return None
-    try:
-        return json.loads(reports[-1].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return {
+        "finished": report.finished,
+        "outcome": report.outcome,
+        "new_generation": report.new_generation,
+        "episodes": report.episodes,
+    }
 
 
 def gather(app: Nightcap) -> dict[str, Any]:
@@ -39,10 +49,7 @@ def gather(app: Nightcap) -> dict[str, Any]:
     except NightcapError as err:
         out["pending_episodes"] = None
         out["vault"] = str(err)
-    report = last_report(app)
-    out["last_sleep"] = (
-        {k: report.get(k) for k in ("finished", "outcome", "new_generation", "episodes")} if report else None
-    )
+    out["last_sleep"] = last_sleep(last_report(app))
     try:
         from sleep.conditions import check_conditions  # optional until the daemon lands
 

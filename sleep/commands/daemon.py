@@ -26,7 +26,7 @@ ACTIONS = ("run", "install", "uninstall", "status")
 
 def gather_status(app: Nightcap, now: datetime | None = None) -> dict[str, Any]:
     """Everything `status` shows, as one JSON-ready dict (no conversation content)."""
-    from assistant.commands.status import last_report
+    from assistant.commands.status import last_report, last_sleep
 
     pid = holder(lock_path(app.home.root))
     out: dict[str, Any] = {"service": service.status().to_dict(), "running": pid is not None, "pid": pid or None}
@@ -35,10 +35,7 @@ def gather_status(app: Nightcap, now: datetime | None = None) -> dict[str, Any]:
     except (NightcapError, ImportError) as err:
         pending, out["pending_error"] = None, str(err)
     out["conditions"] = check_conditions(app.config, pending=pending, activity=app.home.api_activity).to_dict()
-    report = last_report(app)
-    out["last_sleep"] = (
-        {k: report.get(k) for k in ("finished", "outcome", "new_generation", "episodes")} if report else None
-    )
+    out["last_sleep"] = last_sleep(last_report(app))
     out["next_sleep"] = next_sleep(app, now or datetime.now())
     return out
 

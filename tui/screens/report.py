@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static
 
 from sleep.cycle import STAGES
-from tui.reports import consolidated_count
+from sleep.report import SleepReport
 
 NO_REPORT = (
     "Nightcap has not slept yet. It sleeps at night when the machine is plugged in and idle; "
@@ -51,10 +51,9 @@ def _words(key: str) -> str:
     return key.replace("_", " ").replace("-", " ")
 
 
-def training_lines(examples: dict[str, Any]) -> list[str]:
+def training_lines(counts: dict[str, int]) -> list[str]:
     """The report's example counters as sentences: what was trained on, what became of the
     model-written dreams, and what was set aside."""
-    counts = {k: v for k, v in examples.items() if isinstance(v, int) and not isinstance(v, bool)}
     trained = [f"{counts[k]} {names[counts[k] != 1]}" for k, names in TRAINED.items() if counts.get(k)]
     lines = ["trained on " + " · ".join(trained)] if trained else []
     if counts.get("dreams_written"):
@@ -73,24 +72,22 @@ def training_lines(examples: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summary(report: dict[str, Any]) -> Text:
+def summary(report: SleepReport) -> Text:
     """The report's headline numbers, a few short lines."""
     text = Text()
-    text.append(f"{report.get('outcome', 'unknown')}", style="bold")
-    gen = report.get("new_generation")
+    text.append(report.outcome or "unknown", style="bold")
+    gen = report.new_generation
     text.append(f"  ->  {gen}" if gen else "  (the model was not changed)")
-    text.append(f"\nstarted {report.get('started', '-')}   finished {report.get('finished', '-')}")
-    if report.get("error"):
-        text.append(f"\n{report['error']}", style="red")
+    text.append(f"\nstarted {report.started or '-'}   finished {report.finished or '-'}")
+    if report.error:
+        text.append(f"\n{report.error}", style="red")
     text.append(
-        f"\n{_num(report.get('episodes'))} episodes · {_num(report.get('steps'))} training steps · "
-        f"{consolidated_count(report)} conversations consolidated and destroyed"
+        f"\n{report.episodes} episodes · {report.steps} training steps · "
+        f"{report.consolidated_sessions} conversations consolidated and destroyed"
     )
-    examples = report.get("examples") or {}
-    if isinstance(examples, dict):
-        for line in training_lines(examples):
-            text.append("\n" + line)
-    text.append(f"\nmodel sha256 {_short(report.get('old_sha256'))} -> {_short(report.get('new_sha256'))}")
+    for line in training_lines(report.examples):
+        text.append("\n" + line)
+    text.append(f"\nmodel sha256 {_short(report.old_sha256)} -> {_short(report.new_sha256)}")
     return text
 
 
@@ -99,7 +96,7 @@ class SleepReportScreen(Screen[None]):
 
     BINDINGS = [Binding("escape,f3,q", "app.pop_screen", "Back")]
 
-    def __init__(self, report: dict[str, Any] | None) -> None:
+    def __init__(self, report: SleepReport | None) -> None:
         super().__init__()
         self.report = report
 
@@ -118,7 +115,7 @@ class SleepReportScreen(Screen[None]):
             with Vertical(id="stages-box"):
                 yield Label("Durations", classes="section")
                 yield DataTable(id="stages", cursor_type="none")
-        losses = [float(x) for x in report.get("losses") or [] if isinstance(x, (int, float))]
+        losses = [float(x) for x in report.losses]
         with Horizontal(id="loss-box"):
             first = f"{losses[0]:.2f}" if losses else "-"
             last = f"{losses[-1]:.2f}" if losses else "-"
@@ -132,15 +129,13 @@ class SleepReportScreen(Screen[None]):
             return
         gates = self.query_one("#gates", DataTable)
         gates.add_columns("gate", "passed", "value", "threshold")
-        for name, gate in (self.report.get("gates") or {}).items():
-            gate = gate if isinstance(gate, dict) else {"passed": bool(gate)}
-            passed = gate.get("passed")
-            mark = Text("yes", style="green") if passed else Text("NO", style="bold red")
-            gates.add_row(name, mark, _num(gate.get("value")), _num(gate.get("threshold")))
+        for name, gate in self.report.gates.items():
+            mark = Text("yes", style="green") if gate.passed else Text("NO", style="bold red")
+            gates.add_row(name, mark, _num(gate.value), _num(gate.threshold))
         stages = self.query_one("#stages", DataTable)
         stages.add_columns("stage", "seconds")
         total = 0.0
-        times = self.report.get("stages") or {}
+        times = self.report.stages
         order = {name: i for i, name in enumerate(STAGES)}
         for name, seconds in sorted(times.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
             stages.add_row(name, Text(f"{float(seconds):.1f}", justify="right"))

@@ -45,7 +45,7 @@ class SleepScreen(Screen[None]):
         if run.error:
             state = f"The sleep did not finish: {run.error}"
         elif run.done:
-            outcome = (run.report or {}).get("outcome", "done")
+            outcome = (run.report.outcome if run.report else "") or "done"
             state = f"Finished: {outcome}. Press F3 for the report."
         elif run.stopping:
             state = f"Stopping (during {run.stage}); it resumes from here next time…"
