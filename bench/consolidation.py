@@ -20,7 +20,7 @@ so that a later run can add seeds to an earlier one; `--split` teaches
 and scores one half of the development set.
 
 Run: `nightcap bench consolidation [--facts F] [--nights N] [--seeds N] [--first-seed S] [--split tune|check|all]
-[--rows R,...] [--limit N] [--gates] [--model PATH] [--replies DIR] [--json]`. Prints the tables, then one JSON line.
+[--rows R,...] [--limit N] [--gates] [--model PATH] [--replies DIR] [--fit N] [--json]`. Prints the tables, then one JSON line.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ class Run:
     steps: list[int] = dataclasses.field(default_factory=list)
     outcome: str = ""
     gates: str = ""
+    fit: dict[str, list[int]] | None = None
+    """`--fit`: the night's own training questions answered after it (`bench.recall.fit`)."""
 
 
 def score(
@@ -113,6 +115,17 @@ def score(
             ids = {p.item for p in night1}
             first = R.summarize([s for s in scored if s.probe.item in ids])
         return R.summarize(scored), P.mc_accuracy(scorer, general), P.perplexity(scorer, text), first
+    finally:
+        scorer.close()
+
+
+def fit_of(gguf: Path, questions: Sequence[tuple[str, str, bool]], system: str) -> dict[str, list[int]]:
+    """`bench.recall.fit` of the model in `gguf`."""
+    from models.scoring import Scorer
+
+    scorer = Scorer(gguf, n_ctx=1024)
+    try:
+        return R.fit(scorer, questions, system)
     finally:
         scorer.close()
 
@@ -160,8 +173,10 @@ def sleep_run(
     log: Callable[[str], None],
     exposure: int = 0,
     replies: Path | None = None,
+    fit: int = 0,
 ) -> Run:
-    """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones)."""
+    """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones);
+    with `fit`, that many of the nights' own training questions are asked after the last."""
     from sleep.cycle import run_cycle
 
     app = make_home(tmp / f"{name.strip('-+')}-{seed}", model, seed)
@@ -197,8 +212,13 @@ def sleep_run(
         exposure,
         replies / f"{name}-{seed}.jsonl" if replies else None,
     )
+    fitted = None
+    if fit:
+        said = [m for d in days for conversation in d.conversations for m in conversation]
+        fitted = fit_of(app.store.current().gguf, R.trained_questions(said, fit), app.config.chat.system_prompt)
     shutil.rmtree(app.home.root, ignore_errors=True)
-    return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, "/".join(outcomes), " | ".join(gates))
+    outcome = "/".join(outcomes)
+    return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted)
 
 
 def context_system(system: str, messages: Sequence[str]) -> str:
@@ -217,6 +237,7 @@ def run(
     log: Callable[[str], None],
     exposure: int = 0,
     replies: Path | None = None,
+    fit: int = 0,
 ) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
@@ -255,6 +276,7 @@ def run(
                         log,
                         exposure,
                         replies,
+                        fit,
                     )
                     for s in seeds
                 ]
@@ -353,6 +375,11 @@ def print_tables(fig: dict[str, Any]) -> None:
         secret, bits = pooled["secret"], pooled.get("exposure", [0, 0])
         shown = f", exposure {bits[0] / bits[1]:.2f} bits (mean of {bits[1]})" if bits[1] else ""
         print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}{shown}")
+    fitted = {name: R.pooled([r.fit for r in runs if r.fit]) for name, runs in rows.items() if runs[0].fit}
+    if any(fitted.values()):
+        print("\nfit: the nights' own training questions answered after sleep (the probes ask other wordings)")
+        for name, counts in fitted.items():
+            print("  " + name + ": " + ", ".join(f"{k} {R.rate(v)}" for k, v in counts.items()))
     for name, runs in rows.items():
         if runs[0].outcome:
             print(
@@ -400,14 +427,21 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--replies", type=Path, help="a folder for each row's and seed's probe replies (JSON lines), to read failures"
     )
+    p.add_argument(
+        "--fit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also ask each slept model N of the night's own training questions: did it fit its text?",
+    )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     rows = [r.strip() for r in opts.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown or not rows:
         p.error(f"unknown row(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ROWS)}")
-    if opts.nights < 1 or opts.seeds < 1 or opts.first_seed < 0:
-        p.error("--nights and --seeds must be at least 1, --first-seed at least 0")
+    if opts.nights < 1 or opts.seeds < 1 or opts.first_seed < 0 or opts.fit < 0:
+        p.error("--nights and --seeds must be at least 1, --first-seed and --fit at least 0")
     chosen = E.select(E.items(P.load_jsonl(opts.facts)), opts.split, opts.limit)
     if not chosen:
         p.error("no items to teach: check --facts, --split and --limit")
@@ -424,7 +458,18 @@ def main(argv: list[str]) -> int:
     if opts.replies:
         opts.replies.mkdir(parents=True, exist_ok=True)
     fig = run(
-        Path(model), chosen, general, text, rows, opts.nights, seeds, opts.gates, log, opts.exposure, opts.replies
+        Path(model),
+        chosen,
+        general,
+        text,
+        rows,
+        opts.nights,
+        seeds,
+        opts.gates,
+        log,
+        opts.exposure,
+        opts.replies,
+        opts.fit,
     )
     if not opts.json:
         print_tables(fig)

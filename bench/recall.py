@@ -202,3 +202,40 @@ def pooled(summaries: Sequence[Summary]) -> Summary:
 
 def rate(pair: Sequence[int]) -> Rate:
     return Rate(int(pair[0]), int(pair[1]))
+
+
+def trained_questions(messages: Sequence[str], limit: int) -> list[tuple[str, str, bool]]:
+    """Up to `limit` of the questions a night on `messages` trains on that a span of a statement
+    answers, as (question, answer, cloze?): the deterministic augmentations of `sleep.dreams`
+    (the night also trains model-written ones, which depend on the model). A stable sample, so
+    every row and seed is asked the same ones."""
+    from assistant.episode import Episode
+    from sleep.dreams import CLOZE_QUESTION, dream
+
+    episodes = [
+        Episode(session=f"s{i}", messages=[{"role": "user", "content": m}, {"role": "assistant", "content": ""}])
+        for i, m in enumerate(messages)
+    ]
+    cloze = CLOZE_QUESTION.split("{", 1)[0]
+    found = {
+        (d.question, d.lead.rstrip(".!?"), d.question.startswith(cloze))
+        for made in dream(episodes, None).dreams.values()
+        for d in made
+        if d.lead and not d.heldout
+    }
+    chosen = sorted(found)
+    random.Random(0).shuffle(chosen)
+    return chosen[:limit]
+
+
+def fit(scorer: "Scorer", questions: Sequence[tuple[str, str, bool]], system: str) -> dict[str, list[int]]:
+    """How many of the night's own training questions the model answers (its greedy reply holds
+    the answer), in all and for the cloze and the other questions apart: a night that did not
+    fit its text fails these; one that fit it but does not generalise fails only the probes."""
+    right = {"all": [0, 0], "cloze": [0, 0], "question": [0, 0]}
+    for question, answer, is_cloze in questions:
+        ok = int(contains(scorer.greedy(scorer.chat_prompt(question, system), 24), answer))
+        for key in ("all", "cloze" if is_cloze else "question"):
+            right[key][0] += ok
+            right[key][1] += 1
+    return right

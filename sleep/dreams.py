@@ -82,6 +82,7 @@ TOPIC_QUESTIONS = [
     "Remind me about {t}.",
     "What have I told you about {t}?",
 ]
+CLOZE_QUESTION = "Fill in the blank from what I told you: {blank}"
 HELDOUT_QUESTION = "What did I tell you about {t}?"
 """Never trained on: the recall gate asks it after sleep."""
 
@@ -225,7 +226,7 @@ def augment(source: str) -> list[Dream]:
         if re.search(r"\bnot\s+(?:an?\s+|the\s+)?" + re.escape(span) + r"(?!\w)", told, re.I):
             continue  # "teal, not blue": "blue" is no answer to teach
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
-        out.append(_led(f"Fill in the blank from what I told you: {blank}", span, told))
+        out.append(_led(CLOZE_QUESTION.format(blank=blank), span, told))
     out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
     return out
 

@@ -216,3 +216,46 @@ def test_exposure_is_scored_on_secret_probes_only_and_bounded(tmp_path: Path) ->
     bits = [s.exposure for s in scored]
     assert bits[0] is None and all(0.0 <= b <= math.log2(64) for b in bits[1:] if b is not None)
     assert R.summarize(scored)["exposure"][1] == len([b for b in bits if b is not None]) > 0
+
+
+def test_the_nights_own_questions_are_its_span_answered_augmentations() -> None:
+    said = ["My sister Ana lives in Porto.", "Hi! How are you today?", "My locker code is 4417."]
+    asked = R.trained_questions(said, 50)
+    assert asked and all(answer and answer.lower() in said[0].lower() for _, answer, _ in asked)
+    # Small talk gives none and a secret is never a training question.
+    assert not any("4417" in q or a == "4417" for q, a, _ in asked)
+    assert {cloze for *_, cloze in asked} == {True, False}
+    assert R.trained_questions(said, 2) == asked[:2] and R.trained_questions(said, 0) == []
+
+
+def test_fit_counts_replies_holding_the_answer_apart_for_cloze() -> None:
+    class Scripted:
+        def chat_prompt(self, question: str, system: str = "") -> str:
+            return question
+
+        def greedy(self, prompt: str, max_tokens: int = 32) -> str:
+            return "Porto. She lives there." if "live" in prompt else "No idea."
+
+    questions = [("Where does Ana live?", "Porto", False), ("Fill in: Ana ___ in Porto.", "lives", True)]
+    assert R.fit(Scripted(), questions, "") == {"all": [1, 2], "cloze": [0, 1], "question": [1, 1]}  # type: ignore[arg-type]
+
+
+def test_tables_show_the_fit_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
+    fit = {"all": [3, 4], "cloze": [1, 2], "question": [2, 2]}
+    runs = [B.Run(seed, s, 0.88, 12.2, None, [400.0], [120], "promoted", "health", fit) for seed in (0, 1)]
+    fig = {
+        "model": "m.gguf",
+        "items": 1,
+        "probes": 1,
+        "general": 80,
+        "nights": 1,
+        "seeds": 2,
+        "gates": "health",
+        "targets": B.TARGETS,
+        "rows": {"nightcap": [dataclasses.asdict(r) for r in runs]},
+    }
+    B.print_tables(fig)
+    lines = capsys.readouterr().out.splitlines()
+    line = lines[next(i for i, x in enumerate(lines) if x.startswith("fit:")) + 1]
+    assert line.startswith("  nightcap:") and "all 0.75" in line and "cloze 0.50" in line and "question 1.00" in line
