@@ -135,6 +135,21 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
         B.main(argv)
 
 
+def _fig(rows: dict[str, list[B.Run]], items: int = 1, nights: int = 1) -> dict[str, object]:
+    """A benchmark figure as `run` returns it, for the table tests."""
+    return {
+        "model": "m.gguf",
+        "items": items,
+        "probes": items,
+        "general": 80,
+        "nights": nights,
+        "seeds": max(len(runs) for runs in rows.values()),
+        "gates": "health",
+        "targets": B.TARGETS,
+        "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in rows.items()},
+    }
+
+
 def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixture[str]) -> None:
     scored = [
         _scored("a", "Lisbon", "Lisbon"),
@@ -146,18 +161,7 @@ def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixtu
     night = [
         B.Run(seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health") for seed in (0, 1)
     ]
-    fig = {
-        "model": "m.gguf",
-        "items": 3,
-        "probes": 3,
-        "general": 80,
-        "nights": 2,
-        "seeds": 2,
-        "gates": "health",
-        "targets": B.TARGETS,
-        "rows": {"none": [dataclasses.asdict(none)], "nightcap": [dataclasses.asdict(r) for r in night]},
-    }
-    B.print_tables(fig)
+    B.print_tables(_fig({"none": [none], "nightcap": night}, items=3, nights=2))
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("nightcap"))
     assert "0.500" in row and "+2.0%" in row and "410" in row
@@ -167,18 +171,7 @@ def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixtu
 def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[str]) -> None:
     s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
     run = B.Run(0, s, 0.88, 12.24, None, [400.0], [120], "promoted", "health")
-    fig = {
-        "model": "m.gguf",
-        "items": 1,
-        "probes": 1,
-        "general": 80,
-        "nights": 1,
-        "seeds": 1,
-        "gates": "health",
-        "targets": B.TARGETS,
-        "rows": {"nightcap": [dataclasses.asdict(run)]},
-    }
-    B.print_tables(fig)
+    B.print_tables(_fig({"nightcap": [run]}))
     out = capsys.readouterr().out
     assert "run the none row" in out and "+0.0%" not in out
 
@@ -244,18 +237,7 @@ def test_tables_show_the_fit_when_asked(capsys: pytest.CaptureFixture[str]) -> N
     s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
     fit = {"all": [3, 4], "cloze": [1, 2], "question": [2, 2]}
     runs = [B.Run(seed, s, 0.88, 12.2, None, [400.0], [120], "promoted", "health", fit) for seed in (0, 1)]
-    fig = {
-        "model": "m.gguf",
-        "items": 1,
-        "probes": 1,
-        "general": 80,
-        "nights": 1,
-        "seeds": 2,
-        "gates": "health",
-        "targets": B.TARGETS,
-        "rows": {"nightcap": [dataclasses.asdict(r) for r in runs]},
-    }
-    B.print_tables(fig)
+    B.print_tables(_fig({"nightcap": runs}))
     lines = capsys.readouterr().out.splitlines()
     line = lines[next(i for i, x in enumerate(lines) if x.startswith("fit:")) + 1]
     assert line.startswith("  nightcap:") and "all 0.75" in line and "cloze 0.50" in line and "question 1.00" in line
