@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import NightcapError
+from sleep.report import SleepReport, read_report
 
 if TYPE_CHECKING:
     from assistant.app import Nightcap
@@ -54,7 +55,7 @@ class AuditContext:
     vault: "Vault | None" = None
     vault_error: str | None = None
     tombstones: list[dict[str, Any]] = field(default_factory=list)
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, SleepReport] = field(default_factory=dict)
     bad_reports: list[str] = field(default_factory=list)
     generations: dict[str, GenerationInfo] = field(default_factory=dict)
     current: str | None = None
@@ -83,13 +84,11 @@ class AuditContext:
     def _load_reports(self) -> None:
         # Paths are built by hand: Home's properties would create missing folders, and the audit only reads.
         for path in sorted((self.home.root / "reports").glob("sleep-*.json")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                assert isinstance(data, dict)
-            except (OSError, ValueError, AssertionError):
+            report = read_report(path)
+            if report is None:
                 self.bad_reports.append(path.name)
                 continue
-            self.reports[str(data.get("id") or path.stem.removeprefix("sleep-"))] = data
+            self.reports[report.id or path.stem.removeprefix("sleep-")] = report
 
     def _load_generations(self) -> None:
         models = self.home.root / "models"

@@ -52,11 +52,9 @@ def check_chain(ctx: AuditContext) -> Check:
 def _report_for(ctx: AuditContext, epoch: str, generation: str) -> str | None:
     """Id of a stored report that records `epoch` going into `generation`."""
     for rid, rep in ctx.reports.items():
-        stored = rep.get("shred")
-        shred: dict[str, Any] = stored if isinstance(stored, dict) else {}
-        if epoch in (rep.get("epochs") or []) and rep.get("new_generation") == generation:
+        if epoch in rep.epochs and rep.new_generation == generation:
             return rid
-        if epoch in (shred.get("epochs") or []) and shred.get("generation") == generation:
+        if epoch in (rep.shred.get("epochs") or []) and rep.shred.get("generation") == generation:
             return rid
     return None
 
@@ -66,7 +64,7 @@ def _unlearning_problem(ctx: AuditContext, stone: dict[str, Any], pruned: set[st
     gen = stone.get("generation")
     if not gen:
         return "a forget entry in the ledger names no model generation"
-    if not any(r.get("kind") == "forget" and r.get("new_generation") == gen for r in ctx.reports.values()):
+    if not any(r.kind == "forget" and r.new_generation == gen for r in ctx.reports.values()):
         return f"no stored forget report records making {gen}, which the ledger says unlearned a statement"
     if str(gen) not in ctx.generations:
         pruned.add(str(gen))

@@ -29,10 +29,10 @@ def _known(ctx: AuditContext, name: str) -> tuple[list[str], str | None, bool] |
     gen = ctx.generations.get(name)
     if gen is not None:
         return gen.epochs, gen.parent, True
-    reports = [r for r in ctx.reports.values() if r.get("new_generation") == name]
-    epochs = [str(e) for r in reports for e in r.get("epochs") or []]
+    reports = [r for r in ctx.reports.values() if r.new_generation == name]
+    epochs = [e for r in reports for e in r.epochs]
     epochs += [str(s["epoch"]) for s in ctx.tombstones if s.get("generation") == name and s.get("epoch") is not None]
-    parent = next((str(r["old_generation"]) for r in reports if r.get("old_generation")), None)
+    parent = next((r.old_generation for r in reports if r.old_generation), None)
     if not epochs and parent is None:
         return None
     return list(dict.fromkeys(epochs)), parent, parent is not None
