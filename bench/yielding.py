@@ -11,13 +11,19 @@ more nights, each in a fresh home, are really stopped at random points, and the 
 first "stop" to `run_cycle` raising `SleepInterrupted` is printed beside. Target: wait + unwind
 <= 10 s at every point.
 
+Resuming is measured too (`--resume`, on by default): one more night is paused as it finishes
+training, the user says something new, and the night is run again. The resumed night must not
+train again (its report says `skipped: ["train"]`), and what was said after the pause waits for
+the next night; its time is printed beside the uninterrupted night's.
+
 The night is the bench day of `nightcap bench sleep` (built-in exchanges, never the user's) on
 the given model with default settings, in a throwaway home, in this process.
-Run: `nightcap bench yield [--model PATH] [--points 100] [--real-stops 2] [--json]`.
+Run: `nightcap bench yield [--model PATH] [--points 100] [--real-stops 2] [--no-resume] [--json]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import math
 import random
@@ -123,6 +129,61 @@ def stopped_night(app: Any, night_fn: NightFn, at: float) -> tuple[float, float,
     return time.monotonic() - start - at, seen - at, trace.stage_at(seen)
 
 
+class _PauseAt(_Stages):
+    """SleepProgress that asks the night to stop once `target` starts (a stop point in it sees that)."""
+
+    def __init__(self, trace: Trace, start: float, target: str) -> None:
+        super().__init__(trace, start)
+        self.target, self.pausing = target, False
+
+    def stage(self, name: str) -> None:
+        super().stage(name)
+        self.pausing = self.pausing or name == self.target
+
+
+def resumed_night(
+    app: Any, night_fn: NightFn, chat_fn: Callable[[Any], Any], pause_at: str = "merge"
+) -> dict[str, Any]:
+    """Pause a night when `pause_at` starts (right after training), let the user say something
+    (`chat_fn` adds it and returns the app to go on with), then run the night again: what the
+    resumed night skipped and how long each part took."""
+    from sleep.cycle import SleepInterrupted
+
+    trace, start = Trace(), time.monotonic()
+    pauser = _PauseAt(trace, start, pause_at)
+    try:
+        night_fn(app, should_stop=lambda: pauser.pausing, progress=pauser)
+        paused = False
+    except SleepInterrupted:
+        paused = True
+    first_s = time.monotonic() - start
+    app = chat_fn(app)
+    start = time.monotonic()
+    report = night_fn(app, should_stop=lambda: False, progress=_Stages(Trace(), start))
+    return {
+        "paused_at": pause_at if paused else "finished",
+        "paused_after_s": round(first_s, 2),
+        "resumed_s": round(time.monotonic() - start, 2),
+        "skipped": list(getattr(report, "skipped", [])),
+        "resumed_from_step": getattr(report, "resumed_from_step", None),
+        "steps": getattr(report, "steps", None),
+        "train_s": getattr(report, "stages", {}).get("train"),
+        "outcome": getattr(report, "outcome", None),
+        "episodes": getattr(report, "episodes", None),
+    }
+
+
+def chat_since(app: Any) -> Any:
+    """The user comes back and says something new; the home as the next night opens it."""
+    from assistant.app import Nightcap
+    from assistant.episode import Episode
+    from bench.training import NIGHT_PASSPHRASE
+
+    said = Episode.from_exchange("back", "My bike is the green one by the door.", "Got it.", "bench", time.time())
+    app.vault(passphrase=NIGHT_PASSPHRASE).append(said)
+    return Nightcap.load(app.home.root)
+
+
 def fresh_home(root: Path, model: Path) -> Any:
     """A throwaway home serving `model`, with the bench day's exchanges pending."""
     from assistant.app import Nightcap
@@ -144,9 +205,12 @@ def run(
     log: Callable[[str], None],
     night_fn: NightFn | None = None,
     home_fn: Callable[[Path, Path], Any] = fresh_home,
+    resume: bool = True,
+    chat_fn: Callable[[Any], Any] = chat_since,
 ) -> dict[str, Any]:
-    """Trace one night, then stop `real_stops` more; `night_fn` and `home_fn` are the real night
-    and home unless a test gives fakes."""
+    """Trace one night, then stop `real_stops` more, then (with `resume`) pause one after
+    training and resume it after a chat; `night_fn`, `home_fn` and `chat_fn` are the real night,
+    home and chat unless a test gives fakes."""
     if night_fn is None:
         from sleep.cycle import run_cycle
 
@@ -163,6 +227,10 @@ def run(
             log(f"night {i + 1} of {real_stops} stopped at {at:.0f} s ...")
             unwind, wait, stage = stopped_night(home_fn(Path(tmp) / f"stopped-{i}", model), night_fn, at)
             stops.append({"at_s": round(at, 2), "stage": stage, "wait_s": round(wait, 3), "return_s": round(unwind, 3)})
+        resumed = None
+        if resume:
+            log("a night paused after training, then resumed after a new chat ...")
+            resumed = resumed_night(home_fn(Path(tmp) / "resumed", model), night_fn, chat_fn)
     longest = max(seen, default=0.0)
     return {
         "bench": "yield",
@@ -176,6 +244,7 @@ def run(
         "longest_gap_by_stage_s": {k: round(v, 3) for k, v in longest_gaps(trace).items()},
         "wait_max_s": round(longest, 3),
         "real_stops": stops,
+        "resumed": resumed,
         "target_s": TARGET_S,
     }
 
@@ -210,6 +279,17 @@ def print_table(fig: dict[str, Any]) -> None:
         f"longest wait {fig['wait_max_s']:.3f} s; with the slowest unwind measured: {worst:.3f} s "
         f"(target <= {fig['target_s']:.0f} s)"
     )
+    r = fig.get("resumed")
+    if r:
+        stages = dict((name, t) for t, name in fig["stages"])
+        trained = round(stages["merge"] - stages["train"], 1) if "train" in stages and "merge" in stages else None
+        print(
+            f"paused at the start of {r['paused_at']} after {r['paused_after_s']:.0f} s; after a new chat the resumed "
+            f"night took {r['resumed_s']:.0f} s (the whole night: {fig['night_s']:.0f} s), "
+            f"skipped {', '.join(r['skipped']) or 'nothing'}, train {r['train_s']} s "
+            f"(uninterrupted: {trained} s), step {r['resumed_from_step']} of {r['steps']}, "
+            f"{r['episodes']} episode(s) learned, {r['outcome']}"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -218,6 +298,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--points", type=int, default=100, help="random stop times over the traced night")
     p.add_argument("--real-stops", type=int, default=2, help="nights really stopped at a random point")
     p.add_argument("--seed", type=int, default=0, help="seed of the stop times")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also pause a night after training and resume it after a new chat (one more night)",
+    )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     args = p.parse_args(argv)
     model = args.model
@@ -226,7 +312,7 @@ def main(argv: list[str]) -> int:
 
         model = Nightcap.load().store.current().gguf
     log = (lambda _: None) if args.json else (lambda s: print(s, flush=True))
-    fig = run(model, args.points, args.real_stops, args.seed, log)
+    fig = run(model, args.points, args.real_stops, args.seed, log, resume=args.resume)
     if not args.json:
         print_table(fig)
     print_json(fig)

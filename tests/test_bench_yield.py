@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
@@ -53,7 +54,14 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_bench_traces_a_night_and_stops_others_where_it_was_asked(tmp_path: Path) -> None:
     fig = BY.run(
-        tmp_path / "model.gguf", 50, 2, 0, lambda _: None, night_fn=fake_night, home_fn=lambda root, model: object()
+        tmp_path / "model.gguf",
+        50,
+        2,
+        0,
+        lambda _: None,
+        night_fn=fake_night,
+        home_fn=lambda root, model: object(),
+        resume=False,
     )
     assert fig["checks"] == 12 and len(fig["waits_s"]) == 50 and fig["night_s"] == 136.0
     assert [name for _, name in fig["stages"]] == ["load", "train", "gate"]
@@ -75,3 +83,51 @@ def test_a_stopped_night_reports_when_the_stop_was_seen_and_when_it_returned() -
     unwind, wait, stage = BY.stopped_night(object(), fake_night, at=17.0)
     # Asked at 17 s, inside the first 30 s of gate work (gate starts at 16 s): seen at 46 s.
     assert stage == "gate" and wait == 29.0 and unwind == 29.0
+
+
+class ResumableNight:
+    """A fake night that keeps its training when paused after it, as the real one's checkpoint does."""
+
+    def __init__(self) -> None:
+        self.trained = False
+        self.chats = 0
+
+    def __call__(self, app: Any, should_stop: Callable[[], bool], progress: SleepProgress) -> Any:
+        skipped = []
+        for stage in ("load", "train", "merge", "gate"):
+            progress.stage(stage)
+            if stage == "train":
+                if self.trained:
+                    skipped.append("train")
+                else:
+                    Clock.now += 50.0
+                    self.trained = True
+            Clock.now += 2.0
+            if should_stop():
+                raise SleepInterrupted("stopped")
+        return SimpleNamespace(
+            skipped=skipped, resumed_from_step=3, steps=3, stages={"train": 0.1}, outcome="promoted", episodes=2
+        )
+
+    def chat(self, app: Any) -> Any:
+        self.chats += 1
+        return app
+
+
+def test_the_resumed_night_is_paused_after_training_and_says_what_it_skipped() -> None:
+    night = ResumableNight()
+    out = BY.resumed_night(object(), night, night.chat)
+    assert night.chats == 1
+    assert out["paused_at"] == "merge" and out["paused_after_s"] == 56.0
+    assert out["skipped"] == ["train"] and out["resumed_s"] == 8.0 and out["outcome"] == "promoted"
+
+
+def test_a_night_that_does_not_keep_its_training_shows_in_the_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    night = ResumableNight()
+    forgetful = lambda app: (setattr(night, "trained", False), app)[1]  # noqa: E731 - the pause loses the training
+    fig = BY.run(
+        Path("m.gguf"), 5, 0, 0, lambda _: None, night_fn=night, home_fn=lambda root, model: object(), chat_fn=forgetful
+    )
+    assert fig["resumed"]["skipped"] == [] and fig["resumed"]["resumed_s"] == 58.0
+    BY.print_table(fig)
+    assert "skipped nothing" in capsys.readouterr().out
