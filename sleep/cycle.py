@@ -106,12 +106,17 @@ def stages(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool
         if stoppable and stop():
             raise _Stop(name)
         progress.stage(name)
+        # Each stage's own peak where the system can restart the count (what the process held
+        # before is kept in the night's peak first).
+        report.peak_rss_mb = max(report.peak_rss_mb, round(_peak_rss_mb(), 1))
+        reset_peak_rss()
         t0 = time.perf_counter()
         try:
             yield
         finally:
             report.stages[name] = round(time.perf_counter() - t0, 3)
-            report.stage_rss_mb[name] = report.peak_rss_mb = round(_peak_rss_mb(), 1)  # the stored report's too
+            report.stage_rss_mb[name] = round(_peak_rss_mb(), 1)
+            report.peak_rss_mb = max(report.peak_rss_mb, report.stage_rss_mb[name])  # the stored report's too
 
     return stage
 
@@ -203,7 +208,7 @@ def run_cycle(
             ) from err
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-            report.peak_rss_mb = round(_peak_rss_mb(), 1)
+            report.peak_rss_mb = max(report.peak_rss_mb, round(_peak_rss_mb(), 1))
     return report
 
 

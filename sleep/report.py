@@ -86,8 +86,9 @@ class SleepReport:
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     stage_rss_mb: dict[str, float] = field(default_factory=dict)
-    """Peak resident memory of the process when each stage ended (a high-water mark, so the
-    stage where it jumps is the one that needed the memory)."""
+    """Peak resident memory of the process during each stage (on Linux; elsewhere the
+    high-water mark when the stage ended, so the stage where it jumps needed the memory).
+    `peak_rss_mb` is the largest."""
     device: str = ""
     old_generation: str | None = None
     new_generation: str | None = None
