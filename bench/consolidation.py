@@ -88,6 +88,8 @@ class Run:
     gates: str = ""
     fit: dict[str, list[int]] | None = None
     """`--fit`: the night's own training questions answered after it (`bench.recall.fit`)."""
+    peak_rss_mb: list[float] = dataclasses.field(default_factory=list)
+    """Each night's peak resident memory (its report's `peak_rss_mb`)."""
 
 
 def score(
@@ -181,7 +183,7 @@ def sleep_run(
 
     app = make_home(tmp / f"{name.strip('-+')}-{seed}", model, seed)
     base = dataclasses.replace(app.config.sleep, **overrides)
-    sleep_s, steps, outcomes, gates = [], [], [], []
+    sleep_s, steps, outcomes, gates, peaks = [], [], [], [], []
     for i, day in enumerate(days):
         teach(app, day.conversations)
         app.config.sleep = (
@@ -192,6 +194,8 @@ def sleep_run(
         sleep_s.append(round(time.perf_counter() - t0, 1))
         steps.append(report.steps)
         outcomes.append(report.outcome)
+        peaks.append(report.peak_rss_mb)
+        heaviest = max(report.stage_rss_mb, key=lambda k: report.stage_rss_mb[k], default="-")
         gates.append(
             ", ".join(f"{k} {g.value:.3g}" for k, g in report.gates.items() if g.value is not None and k != "answers")
             or "health"
@@ -199,6 +203,7 @@ def sleep_run(
         log(
             f"  {name} seed {seed} night {i + 1}: {report.outcome} in {sleep_s[-1]:.0f}s ({report.steps} steps, "
             f"examples {report.examples}); stages {' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}; "
+            f"peak RSS {report.peak_rss_mb / 1024:.2f} GB (in {heaviest}); "
             f"gates: {gates[-1]}" + (f"; {report.error}" if report.error else "")
         )
     told = [it for d in days for it in d.items]
@@ -218,7 +223,7 @@ def sleep_run(
         fitted = fit_of(app.store.current().gguf, R.trained_questions(said, fit), app.config.chat.system_prompt)
     shutil.rmtree(app.home.root, ignore_errors=True)
     outcome = "/".join(outcomes)
-    return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted)
+    return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted, peaks)
 
 
 def context_system(system: str, messages: Sequence[str]) -> str:
@@ -385,6 +390,11 @@ def print_tables(fig: dict[str, Any]) -> None:
             print(
                 f"{name}: nights {' / '.join(str(r.sleep_s) for r in runs)} s; steps "
                 f"{' / '.join(str(r.steps) for r in runs)}; {' / '.join(r.outcome for r in runs)}"
+                + (
+                    "; peak RSS " + " / ".join(str([round(m / 1024, 2) for m in r.peak_rss_mb]) for r in runs) + " GB"
+                    if any(r.peak_rss_mb for r in runs)
+                    else ""
+                )
             )
     t = fig["targets"]
     print(

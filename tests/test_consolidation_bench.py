@@ -159,13 +159,16 @@ def test_tables_show_each_row_split_kind_and_leakage(capsys: pytest.CaptureFixtu
     s = R.summarize(scored)
     none = B.Run(0, s, 0.9, 12.0)
     night = [
-        B.Run(seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health") for seed in (0, 1)
+        B.Run(
+            seed, s, 0.88, 12.24, s, [400.0, 410.0], [120, 120], "promoted/promoted", "health", None, [2900.0, 3100.0]
+        )
+        for seed in (0, 1)
     ]
     B.print_tables(_fig({"none": [none], "nightcap": night}, items=3, nights=2))
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("nightcap"))
     assert "0.500" in row and "+2.0%" in row and "410" in row
-    assert "reverse" in out and "leakage" in out and "[120, 120]" in out
+    assert "reverse" in out and "leakage" in out and "[120, 120]" in out and "peak RSS [2.83, 3.03]" in out
 
 
 def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[str]) -> None:
