@@ -96,13 +96,15 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
         fig["night_s"] = round(time.perf_counter() - t0, 1)
         log(f"night: {night.outcome} in {fig['night_s']:.0f}s")
         fig["slept"] = mc(app.store.current().gguf, groups, general, system)
-        fig["forget_s"] = []
+        fig["forget_s"], fig["forget_stages_s"] = [], []
         for it in gone:
             t0 = time.perf_counter()
             report = forget(app, " ".join(it.teach))
             fig["forget_s"].append(round(time.perf_counter() - t0, 1))
+            fig["forget_stages_s"].append({k: round(v, 1) for k, v in report.stages.items()})
             log(
-                f"forget {it.id}: {report.outcome} in {fig['forget_s'][-1]:.0f}s, answers' log-probability "
+                f"forget {it.id}: {report.outcome} in {fig['forget_s'][-1]:.0f}s "
+                f"({' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}), answers' log-probability "
                 f"{report.forgotten.get('answer_logprob_before')} -> {report.forgotten.get('answer_logprob_after')}"
             )
         fig["forgotten"] = mc(app.store.current().gguf, groups, general, system)
