@@ -124,7 +124,11 @@ def test_the_resumed_night_is_paused_after_training_and_says_what_it_skipped() -
 
 def test_a_night_that_does_not_keep_its_training_shows_in_the_figure(capsys: pytest.CaptureFixture[str]) -> None:
     night = ResumableNight()
-    forgetful = lambda app: (setattr(night, "trained", False), app)[1]  # noqa: E731 - the pause loses the training
+
+    def forgetful(app: Any) -> Any:
+        night.trained = False  # the pause loses the training
+        return app
+
     fig = BY.run(
         Path("m.gguf"), 5, 0, 0, lambda _: None, night_fn=night, home_fn=lambda root, model: object(), chat_fn=forgetful
     )
