@@ -195,7 +195,7 @@ def sleep_run(
         steps.append(report.steps)
         outcomes.append(report.outcome)
         peaks.append(report.peak_rss_mb)
-        heaviest = max(report.stage_rss_mb, key=lambda k: report.stage_rss_mb[k], default="-")
+        heaviest = max(report.stage_rss_mb, key=report.stage_rss_mb.__getitem__, default="-")
         gates.append(
             ", ".join(f"{k} {g.value:.3g}" for k, g in report.gates.items() if g.value is not None and k != "answers")
             or "health"

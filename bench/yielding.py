@@ -164,12 +164,12 @@ def resumed_night(
         "paused_at": pause_at if paused else "finished",
         "paused_after_s": round(first_s, 2),
         "resumed_s": round(time.monotonic() - start, 2),
-        "skipped": list(getattr(report, "skipped", [])),
-        "resumed_from_step": getattr(report, "resumed_from_step", None),
-        "steps": getattr(report, "steps", None),
-        "train_s": getattr(report, "stages", {}).get("train"),
-        "outcome": getattr(report, "outcome", None),
-        "episodes": getattr(report, "episodes", None),
+        "skipped": list(report.skipped),
+        "resumed_from_step": report.resumed_from_step,
+        "steps": report.steps,
+        "train_s": report.stages.get("train"),
+        "outcome": report.outcome,
+        "episodes": report.episodes,
     }
 
 
@@ -280,7 +280,7 @@ def print_table(fig: dict[str, Any]) -> None:
     )
     r = fig.get("resumed")
     if r:
-        stages = dict((name, t) for t, name in fig["stages"])
+        stages = {name: t for t, name in fig["stages"]}
         trained = round(stages["merge"] - stages["train"], 1) if "train" in stages and "merge" in stages else None
         print(
             f"paused at the start of {r['paused_at']} after {r['paused_after_s']:.0f} s; after a new chat the resumed "
