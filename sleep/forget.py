@@ -95,7 +95,10 @@ class NPO:
     L = -(2/beta) * mean(log sigmoid(-beta * (log p(answer) - log p_ref(answer)))), with p_ref
     the serving model (the adapter disabled). It lowers the answers' likelihood relative to where
     it started and flattens out once they are well below it: gradient ascent has no such floor
-    and wrecks a small model within a few steps. Samples of step s are a pure function of s."""
+    and wrecks a small model within a few steps. Samples of step s are a pure function of s.
+    The serving model never changes during training, so each example's reference
+    log-probability is computed the first time it is picked and kept (a resumed run computes
+    the same, with the adapter disabled)."""
 
     name = "npo"
 
@@ -106,25 +109,41 @@ class NPO:
             raise ValueError("NPO needs at least one example to forget")
         self.examples, self.weight, self.per_step, self.beta = list(examples), float(weight), max(1, per_step), beta
         self._parts: Any = None
+        self._ref: dict[int, float] = {}
+        self.reference_passes = 0
+        """How many no-grad passes of the serving model computed reference log-probabilities."""
+
+    def pick_indices(self, step: int) -> list[int]:
+        n = len(self.examples)
+        return [(step * self.per_step + i) % n for i in range(min(self.per_step, n))]
 
     def pick(self, step: int) -> list["Example"]:
-        n = len(self.examples)
-        return [self.examples[(step * self.per_step + i) % n] for i in range(min(self.per_step, n))]
+        return [self.examples[i] for i in self.pick_indices(step)]
+
+    def reference(self, model: Any, indices: Sequence[int], device: Any) -> "torch.Tensor":
+        """The serving model's log-probability of each example in `indices` (cached)."""
+        import torch
+
+        missing = [i for i in dict.fromkeys(indices) if i not in self._ref]
+        if missing:
+            with torch.no_grad(), model.disable_adapter():
+                values = sequence_logprobs(self._parts, [self.examples[i] for i in missing], device)
+            self._ref.update(zip(missing, values.tolist()))
+            self.reference_passes += 1
+        return torch.tensor([self._ref[i] for i in indices], dtype=torch.float32, device=device)
 
     def __call__(self, model: Any, step: int) -> "torch.Tensor":
-        import torch
         import torch.nn.functional as F
 
         from sleep.loss import lm_parts
 
         if self._parts is None:
             self._parts = lm_parts(model)
-        picked = self.pick(step)
+        chosen = self.pick_indices(step)
         device = next(model.parameters()).device
-        with torch.no_grad(), model.disable_adapter():
-            ref = sequence_logprobs(self._parts, picked, device)
-        now = sequence_logprobs(self._parts, picked, device)
-        return self.weight * (-(2.0 / self.beta) * F.logsigmoid(-self.beta * (now - ref.detach())).mean())
+        ref = self.reference(model, chosen, device)
+        now = sequence_logprobs(self._parts, [self.examples[i] for i in chosen], device)
+        return self.weight * (-(2.0 / self.beta) * F.logsigmoid(-self.beta * (now - ref.to(now.dtype))).mean())
 
 
 def forget(

@@ -411,3 +411,30 @@ def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert autocast_dtype("auto", cpu) is torch.bfloat16
     with pytest.raises(ConfigError):
         autocast_dtype("fp8", cpu)
+
+
+def test_npo_keeps_each_reference_and_equals_recomputing_it() -> None:
+    """The forget's NPO term computes the serving model's log-probability of each example once;
+    with a trained adapter its loss equals the one that runs the frozen model at every step."""
+    import torch.nn.functional as F
+
+    from sleep.forget import NPO, sequence_logprobs
+    from sleep.train import attach_lora
+
+    model = attach_lora(tiny_model("gemma3", softcap=5.0), _args(lora_r=4))
+    examples = _examples()
+    term = NPO(examples, weight=1.0, per_step=2)
+    for step in range(6):
+        with torch.no_grad():  # the adapter moves between steps, as in training
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.05)
+        picked = term.pick(step)
+        parts = lm_parts(model)
+        with torch.no_grad(), model.disable_adapter():
+            ref = sequence_logprobs(parts, picked, "cpu")
+        now = sequence_logprobs(parts, picked, "cpu")
+        expected = -(2.0 / term.beta) * F.logsigmoid(-term.beta * (now - ref)).mean()
+        assert float(term(model, step)) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
+    # 5 examples, 2 a step: steps 0-2 meet each example once (3 passes), then all are known.
+    assert term.reference_passes == 3
