@@ -16,22 +16,29 @@ forgets and after relearning; the other items' MC falls by at most 0.05; general
 of the slept model's; each forget at most 3 minutes on 2 CPU cores. Prints a table, then one
 JSON line.
 
-Run: `nightcap bench forget [--facts N] [--forget K] [--relearn R] [--seed S] [--model PATH]`.
+Run: `nightcap bench forget [--facts N] [--forget K] [--relearn R] [--seed S] [--model PATH]
+[--dir D] [--forget-steps N]`. With `--dir`, the slept home and the figures up to it are kept
+in D: a rerun with the same items, seed and model starts from the slept home (the night is most
+of the bench's time), so settings of the forget itself (`--forget-steps`) can be compared on
+one night.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
+from assistant.errors import UsageError
 from bench import data_path
 from bench import evalset as E
 from bench import recall as R
-from bench.consolidation import make_home, teach
+from bench.consolidation import BENCH_PASSPHRASE, make_home, teach
 from sleep import probes as P
 
 TARGETS = {"forgotten_above_pre": 0.10, "kept_drop": 0.05, "general_ratio": 0.98, "forget_minutes": 3.0}
@@ -66,9 +73,61 @@ def chosen_items(n: int, k: int, relearn: int) -> tuple[list[E.Item], list[E.Ite
     return told[:k], told[k:], rest[:relearn]
 
 
-def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[str, Any]:
+SLEPT, STATE = "slept", "state.json"
+"""In `--dir`: the home as the night left it, and the figures measured up to there."""
+
+
+def slept_home(
+    d: Path | None, work: Path, settings: dict[str, Any], first_night: Callable[[Any], dict[str, Any]]
+) -> tuple[Any, dict[str, Any]]:
+    """The home after the bench's night, in `work`, and the figures measured up to it: from `d`
+    when it holds this run's night, else made by `first_night(app)` on a fresh home (and kept
+    in `d` when one is named)."""
+    from assistant.app import Nightcap
+    from assistant.fsutil import atomic_write_json
+
+    home = work / "home"
+    state_path = d / STATE if d else None
+    if d and state_path and state_path.exists():
+        kept = json.loads(state_path.read_text(encoding="utf-8"))
+        if kept.get("settings") != settings:
+            raise UsageError(f"{d} holds a forget bench run with other settings; name another --dir")
+        shutil.copytree(d / SLEPT, home, symlinks=True)
+        app = Nightcap.load(home)
+        app.vault(passphrase=BENCH_PASSPHRASE)
+        return app, {**kept["figures"], "reused": True}
+    app = make_home(home, Path(settings["model"]), settings["seed"])
+    figures = first_night(app)
+    if d:
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(d / SLEPT, ignore_errors=True)
+        shutil.copytree(home, d / SLEPT, symlinks=True)
+        atomic_write_json(d / STATE, {"settings": settings, "figures": figures})
+    return app, figures
+
+
+def run(
+    model: Path,
+    n: int,
+    k: int,
+    relearn: int,
+    seed: int,
+    log: Any,
+    *,
+    d: Path | None = None,
+    forget_steps: int | None = None,
+    night_fn: Callable[[Any], Any] | None = None,
+    forget_fn: Callable[[Any, str], Any] | None = None,
+    score_fn: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The bench's figures. `night_fn(app)`, `forget_fn(app, text)` and `score_fn` (like `mc`)
+    default to the real night, forget and scoring: seams for the bench's own tests."""
     from sleep.cycle import run_cycle
     from sleep.forget import forget
+
+    sleep_night = night_fn or run_cycle
+    forget_one = forget_fn or forget
+    score = score_fn or mc
 
     gone, kept, later = chosen_items(n, k, relearn)
     groups = {
@@ -76,30 +135,33 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
         "kept": [p for it in kept for p in it.probes if p.kind != "secret"],
     }
     general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
-    tmp = Path(tempfile.mkdtemp(prefix="nightcap-bench-forget-"))
-    try:
-        app = make_home(tmp / "home", model, seed)
+    settings = {"model": str(model), "facts": n, "forget": k, "relearn": relearn, "seed": seed}
+
+    def first_night(app: Any) -> dict[str, Any]:
         system = app.config.chat.system_prompt
-        fig: dict[str, Any] = {
-            "bench": "forget",
-            "model": str(model),
-            "facts": n,
-            "forget": k,
-            "relearn": relearn,
-            "seed": seed,
-            "targets": TARGETS,
-        }
-        fig["pre"] = mc(app.store.current().gguf, groups, general, system)
+        out: dict[str, Any] = {"pre": score(app.store.current().gguf, groups, general, system)}
         teach(app, [it.teach for it in gone + kept])
         t0 = time.perf_counter()
-        night = run_cycle(app)
-        fig["night_s"] = round(time.perf_counter() - t0, 1)
-        log(f"night: {night.outcome} in {fig['night_s']:.0f}s")
-        fig["slept"] = mc(app.store.current().gguf, groups, general, system)
+        night = sleep_night(app)
+        out["night_s"] = round(time.perf_counter() - t0, 1)
+        log(f"night: {night.outcome} in {out['night_s']:.0f}s")
+        out["slept"] = score(app.store.current().gguf, groups, general, system)
+        return out
+
+    tmp = Path(tempfile.mkdtemp(prefix="nightcap-bench-forget-"))
+    try:
+        app, before = slept_home(d, tmp, settings, first_night)
+        if before.get("reused"):
+            log(f"night: the slept home kept in {d} (night of {before['night_s']:.0f}s)")
+        fig: dict[str, Any] = {"bench": "forget", **settings, "targets": TARGETS, **before}
+        if forget_steps is not None:
+            app.config.sleep = dataclasses.replace(app.config.sleep, forget_steps=forget_steps)
+        fig["forget_steps"] = app.config.sleep.forget_steps
+        system = app.config.chat.system_prompt
         fig["forget_s"], fig["forget_stages_s"] = [], []
         for it in gone:
             t0 = time.perf_counter()
-            report = forget(app, " ".join(it.teach))
+            report = forget_one(app, " ".join(it.teach))
             fig["forget_s"].append(round(time.perf_counter() - t0, 1))
             fig["forget_stages_s"].append({k: round(v, 1) for k, v in report.stages.items()})
             log(
@@ -107,10 +169,10 @@ def run(model: Path, n: int, k: int, relearn: int, seed: int, log: Any) -> dict[
                 f"({' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}), answers' log-probability "
                 f"{report.forgotten.get('answer_logprob_before')} -> {report.forgotten.get('answer_logprob_after')}"
             )
-        fig["forgotten"] = mc(app.store.current().gguf, groups, general, system)
+        fig["forgotten"] = score(app.store.current().gguf, groups, general, system)
         teach(app, [it.teach for it in later])
-        run_cycle(app)
-        fig["relearned"] = mc(app.store.current().gguf, groups, general, system)
+        sleep_night(app)
+        fig["relearned"] = score(app.store.current().gguf, groups, general, system)
         return fig
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,8 +184,8 @@ def print_table(fig: dict[str, Any]) -> None:
         return f"{pair[0] / max(1, pair[1]):.3f} [{lo:.2f}-{hi:.2f}]"
 
     print(
-        f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time, {fig['relearn']} others learned "
-        f"after; seed {fig['seed']}; model {fig['model']}"
+        f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each), "
+        f"{fig['relearn']} others learned after; seed {fig['seed']}; model {fig['model']}"
     )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
     for row in ("pre", "slept", "forgotten", "relearned"):
@@ -146,6 +208,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--relearn", type=int, default=5, help="other items learned in a night after (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", type=Path, default=None, help="GGUF to start from (default: the current generation)")
+    p.add_argument("--dir", type=Path, default=None, help="keep the slept home here; a rerun starts from it")
+    p.add_argument("--forget-steps", type=int, default=None, help="training steps of each forget (default: config)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     model = args.model or Nightcap.load().store.current().gguf
@@ -156,6 +220,8 @@ def main(argv: list[str]) -> int:
         args.relearn,
         args.seed,
         (lambda s: None) if args.json else (lambda s: print(s, flush=True)),
+        d=args.dir,
+        forget_steps=args.forget_steps,
     )
     if not args.json:
         print_table(fig)
