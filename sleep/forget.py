@@ -189,7 +189,9 @@ def _run(
     dreams = forget_dreams(text)
     if not dreams:
         raise UsageError("that text holds no statement to forget; give the fact as you told it")
-    cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
+    # Earlier nights' memory Fisher would hold the forgotten statement in place with the rest;
+    # it is derived from the old generation and goes with it (`assistant.vault.derived`).
+    cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False, memory_ewc_weight=0.0)
     system_prompt = app.config.chat.system_prompt
     args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
     with stage("load"):

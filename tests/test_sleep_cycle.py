@@ -646,3 +646,36 @@ def test_killed_at_any_point_nothing_is_lost_and_the_next_night_completes_once(
     assert_consolidated_once(home, before)
     audit = run_audit(Nightcap.load(home))
     assert not [c.reason for c in audit.checks if c.status == FAIL]
+
+
+def test_each_night_seals_the_fisher_of_what_it_learned_and_the_next_nights_protect_it(home: Path) -> None:
+    """With `sleep.memory_ewc_weight` on, a night seals its lessons' Fisher with the generation
+    it promotes; the next night adds a penalty on changing those weights and carries them on
+    with its own; a forget, a rollback or a switch leaves them behind with their generation."""
+    from assistant.audit import PASS, run_audit
+    from assistant.vault.derived import MEMORY_PREFIX
+    from sleep.ewc import load_memory
+    from sleep.forget import forget
+
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace("[sleep]\n", "[sleep]\nmemory_ewc_weight = 1.0\n"))
+    first = run_cycle(Nightcap.load(home))
+    assert first.outcome == "promoted" and "ewc_memory" not in first.loss_terms  # nothing learned before
+    assert first.examples["memory_fisher_nights"] == 0
+    app = Nightcap.load(home)
+    sha1 = app.store.current().manifest["sha256"]
+    memories = lambda: [n for n in Nightcap.load(home).vault().blob_names() if n.startswith(MEMORY_PREFIX)]  # noqa: E731
+    assert memories() == [MEMORY_PREFIX + sha1[:32]] and len(load_memory(app.vault(), sha1)) == 1
+
+    app.vault().append(Episode.from_exchange("s2", "my dog is called rex", "ok", "gen-0001", time.time()))
+    second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted" and second.examples["memory_fisher_nights"] == 1
+    assert "ewc_memory" in second.loss_terms and second.loss_terms["ewc_memory"][-1] > 0
+    app = Nightcap.load(home)
+    sha2 = app.store.current().manifest["sha256"]
+    assert memories() == [MEMORY_PREFIX + sha2[:32]] and len(load_memory(app.vault(), sha2)) == 2
+    assert run_audit(app).check("sealed-state").status == PASS
+
+    report = forget(app, "my dog is called rex")
+    assert report.outcome == "promoted" and "ewc_memory" not in report.loss_terms
+    assert MEMORY_PREFIX + sha2[:32] in report.dropped_state and memories() == []
