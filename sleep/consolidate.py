@@ -343,14 +343,13 @@ def _ewc(
 
 
 def memory_fisher(
-    model: Any, examples: Sequence["Example"], gen: "Generation", vault: "Vault", args: "TrainArgs", cfg: "SleepConfig"
+    model: Any, examples: Sequence["Example"], earlier: "Sequence[Fisher]", args: "TrainArgs", cfg: "SleepConfig"
 ) -> "list[Fisher] | None":
-    """What the night learned, as a Fisher to protect in later nights: measured on the trained
-    `model` over `cfg.memory_fisher_samples` of the night's lessons (its dreams, spread evenly),
-    after those of the earlier nights that `gen` carries. None when the term is off or the night
-    has no lessons."""
+    """What a night (or a forget) taught, as a Fisher for later nights to protect: measured on
+    the trained `model` over `cfg.memory_fisher_samples` of its lessons (its dreams, spread
+    evenly), after the `earlier` ones. None when the term is off or there are no lessons."""
     from sleep.dataset import KIND_DREAM
-    from sleep.ewc import estimate_fisher, load_memory
+    from sleep.ewc import estimate_fisher
 
     if cfg.memory_ewc_weight <= 0:
         return None
@@ -359,7 +358,6 @@ def memory_fisher(
         return None
     n = max(1, min(cfg.memory_fisher_samples, len(lessons)))
     chosen = [lessons[i * len(lessons) // n] for i in range(n)]
-    earlier = load_memory(vault, gen.manifest.get("sha256") or gen.name)
     return [*earlier, estimate_fisher(model, chosen, args.lora_targets)]
 
 

@@ -235,6 +235,7 @@ def _run(
     app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool], progress: SleepProgress, scratch: Path
 ) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
+    from sleep.ewc import load_memory
     from sleep.train import fingerprint
 
     vault = app.vault()
@@ -297,7 +298,8 @@ def _run(
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     merged = scratch / "merged.gguf"
     with stage("merge"):
-        memory = consolidate.memory_fisher(result.model, lessons.examples, gen, vault, args, cfg)
+        earlier = load_memory(vault, gen.manifest.get("sha256") or gen.name) if cfg.memory_ewc_weight > 0 else []
+        memory = consolidate.memory_fisher(result.model, lessons.examples, earlier, args, cfg)
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
         # The torch copy goes before the write-back and llama.cpp's loads: these are its last
         # holders (the loss terms hold its layers too).

@@ -651,7 +651,7 @@ def test_killed_at_any_point_nothing_is_lost_and_the_next_night_completes_once(
 def test_each_night_seals_the_fisher_of_what_it_learned_and_the_next_nights_protect_it(home: Path) -> None:
     """With `sleep.memory_ewc_weight` on, a night seals its lessons' Fisher with the generation
     it promotes; the next night adds a penalty on changing those weights and carries them on
-    with its own; a forget, a rollback or a switch leaves them behind with their generation."""
+    with its own; a forget leaves them behind with their generation and seals its own lessons."""
     from assistant.audit import PASS, run_audit
     from assistant.vault.derived import MEMORY_PREFIX
     from sleep.ewc import load_memory
@@ -678,4 +678,8 @@ def test_each_night_seals_the_fisher_of_what_it_learned_and_the_next_nights_prot
 
     report = forget(app, "my dog is called rex")
     assert report.outcome == "promoted" and "ewc_memory" not in report.loss_terms
-    assert MEMORY_PREFIX + sha2[:32] in report.dropped_state and memories() == []
+    # The nights' memory goes with the generation that held the forgotten statement; the
+    # forget's own lessons are what the next night protects.
+    sha3 = Nightcap.load(home).store.current().manifest["sha256"]
+    assert MEMORY_PREFIX + sha2[:32] in report.dropped_state and memories() == [MEMORY_PREFIX + sha3[:32]]
+    assert len(load_memory(Nightcap.load(home).vault(), sha3)) == 1
