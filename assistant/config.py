@@ -174,13 +174,6 @@ class SleepConfig:
     model generation under the home's cache/ directory)."""
     ewc_weight: float = 1.0
     """Weight of the EWC penalty (the Fisher is normalised to mean 1 over the adapted layers)."""
-    memory_ewc_weight: float = 0.0
-    """Weight of the EWC penalty that protects what earlier nights learned: each night measures
-    the Fisher of its own lessons on the model it trained, and later nights penalise changing
-    the weights it marks (one term per earlier night). 0 turns it off (nothing is measured or
-    kept)."""
-    memory_fisher_samples: int = 64
-    """Lessons of the night its memory Fisher is measured on (spread over the night's examples)."""
     surprise: bool = True
     """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
     correction_boost: float = 1.5

@@ -15,7 +15,7 @@ import gc
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, cast
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, cast
 
 from assistant.episode import with_system
 from sleep.progress import SleepProgress
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from models.tokenizer import Tokenizer
     from sleep.dataset import Example
     from sleep.dreams import Dream, DreamSet
-    from sleep.ewc import Fisher
     from sleep.loss import LossTerm
     from sleep.probes import Probe
     from sleep.train import TrainArgs, TrainResult, TrainState
@@ -261,20 +260,12 @@ def replay(
     keep_rehearsal: Callable[[str], bool] | None = None,
 ) -> list["LossTerm"]:
     """The loss terms that protect what the model knows: foundational replay (KL to the frozen
-    model on self-written samples), EWC (on general knowledge, and on what earlier nights
-    learned: `memory_fisher`), and rehearsal of a slept model's memories of its user.
+    model on self-written samples), EWC, and rehearsal of a slept model's memories of its user.
     `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold what it
     forgets)."""
     from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
 
     terms: list[LossTerm] = []
-    if cfg.memory_ewc_weight > 0:
-        from sleep.ewc import EWCPenalty, load_memory
-
-        nights = load_memory(vault, gen.manifest.get("sha256") or gen.name)
-        report.examples["memory_fisher_nights"] = len(nights)
-        if nights:
-            terms.append(EWCPenalty(nights, cfg.memory_ewc_weight, name="ewc_memory"))
     if not (cfg.replay or cfg.ewc):
         return terms
     n = sample_count(n_episodes, cfg.replay_samples)
@@ -340,25 +331,6 @@ def _ewc(
         fisher = estimate_fisher(model, samples, args.lora_targets)
         seal(vault, sha, fisher)
     return EWCPenalty(fisher, cfg.ewc_weight)
-
-
-def memory_fisher(
-    model: Any, examples: Sequence["Example"], earlier: "Sequence[Fisher]", args: "TrainArgs", cfg: "SleepConfig"
-) -> "list[Fisher] | None":
-    """What a night (or a forget) taught, as a Fisher for later nights to protect: measured on
-    the trained `model` over `cfg.memory_fisher_samples` of its lessons (its dreams, spread
-    evenly), after the `earlier` ones. None when the term is off or there are no lessons."""
-    from sleep.dataset import KIND_DREAM
-    from sleep.ewc import estimate_fisher
-
-    if cfg.memory_ewc_weight <= 0:
-        return None
-    lessons = [e for e in examples if e.kind == KIND_DREAM] or list(examples)
-    if not lessons:
-        return None
-    n = max(1, min(cfg.memory_fisher_samples, len(lessons)))
-    chosen = [lessons[i * len(lessons) // n] for i in range(n)]
-    return [*earlier, estimate_fisher(model, chosen, args.lora_targets)]
 
 
 def train(

@@ -8,12 +8,10 @@
     dream     generative replay: variations of each episode (sleep.consolidate)
     replay    self-written samples for the KL term, and the EWC Fisher
     train     LoRA on episodes + dreams + replay, pausable with an encrypted checkpoint
-    merge     W' = W + scale * B @ A, written back under the GGUF's tensor names (first, with
-              `sleep.memory_ewc_weight` on, the Fisher of the night's lessons, for later nights)
+    merge     W' = W + scale * B @ A, written back under the GGUF's tensor names
     quantize  llama_model_quantize to the serving generation's file type
     gate      the candidate must load, answer, recall and retain (else: rejected)
     promote   atomic switch of `current` to the new generation; older ones kept for rollback
-              (the memory Fishers are sealed with it)
     shred     destroy the consumed epochs' keys and files; ledger tombstone; report
 
 A failure at any stage leaves the previous generation serving and the episodes readable; the
@@ -54,7 +52,6 @@ if TYPE_CHECKING:
     from assistant.vault import Vault
     from models.master import Master
     from models.store import Generation
-    from sleep.ewc import Fisher
 
 
 class SleepInterrupted(NightcapError):
@@ -132,21 +129,16 @@ def promote(
     *,
     source: str,
     extra: dict[str, Any],
-    memory: "list[Fisher] | None" = None,
 ) -> "Generation":
-    """Store `candidate` as a new generation, seal the weight master it came from (and the
-    memory Fishers it carries), and switch to it. On any failure the new generation is removed:
-    never keep weights that learned unshredded logs. The caller holds the vault."""
+    """Store `candidate` as a new generation, seal the weight master it came from, and switch to
+    it. On any failure the new generation is removed: never keep weights that learned unshredded
+    logs. The caller holds the vault."""
     new = app.store.add(candidate, source=source, parent=parent.name, link=True, extra=extra)
     try:
         if master is not None:
             from sleep.weights import keep_master
 
             keep_master(app.vault(), master, new.manifest["sha256"])
-        if memory:
-            from sleep.ewc import seal_memory
-
-            seal_memory(app.vault(), new.manifest["sha256"], memory)
         app.store.use(new.name)
     except BaseException:
         shutil.rmtree(new.dir, ignore_errors=True)
@@ -235,7 +227,6 @@ def _run(
     app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool], progress: SleepProgress, scratch: Path
 ) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
-    from sleep.ewc import load_memory
     from sleep.train import fingerprint
 
     vault = app.vault()
@@ -298,8 +289,6 @@ def _run(
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     merged = scratch / "merged.gguf"
     with stage("merge"):
-        earlier = load_memory(vault, gen.manifest.get("sha256") or gen.name) if cfg.memory_ewc_weight > 0 else []
-        memory = consolidate.memory_fisher(result.model, lessons.examples, earlier, args, cfg)
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
         # The torch copy goes before the write-back and llama.cpp's loads: these are its last
         # holders (the loss terms hold its layers too).
@@ -323,13 +312,7 @@ def _run(
         _unless_forgotten(vault, epochs, report)
         with stage("promote"):
             new = promote(
-                app,
-                candidate,
-                gen,
-                master,
-                source="sleep",
-                extra={"epochs": list(epochs), "report": report.id},
-                memory=memory,
+                app, candidate, gen, master, source="sleep", extra={"epochs": list(epochs), "report": report.id}
             )
             report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
             # Stored before the shred: a night killed after its commit (finished on the next open)

@@ -16,13 +16,6 @@ The Fisher belongs to a model generation: it is computed once per generation and
 the generation's sha256. A slept generation learned from conversations, and so did the samples it
 writes, so the sleep cycle keeps the Fisher as a sealed vault blob (`load_sealed` / `seal`), like
 every other derivative of the episodes; only the newest generation's is kept.
-
-That Fisher protects general knowledge; what earlier nights learned about the user is not in the
-samples it is measured on. So a night also measures the Fisher of its own lessons on the model it
-trained (an adapted model's layers included) and seals it, with those of the earlier nights,
-with the generation it promotes (`seal_memory`); the next night penalises changes to the
-weights each of them marks, as EWC sums one penalty per earlier task. No text is kept: two
-vectors per layer and night.
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ import torch
 from assistant.fsutil import atomic_write_bytes
 from assistant.stoppoints import stop_point
 from assistant.vault.derived import FISHER_PREFIX as BLOB_PREFIX
-from assistant.vault.derived import MEMORY_PREFIX, SHA_CHARS
+from assistant.vault.derived import SHA_CHARS
 from sleep.dataset import Example, collate
 from sleep.loss import lm_parts, weighted_ce
 
@@ -45,13 +38,11 @@ Fisher = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[str], batch: int = 4) -> Fisher:
-    """Diagonal (Kronecker-factored) Fisher of every linear whose name ends with one of `targets`
-    (of a peft model: of each adapted layer, base and adapter together), keyed by its name in the
-    plain model."""
+    """Diagonal (Kronecker-factored) Fisher of every linear whose name ends with one of `targets`."""
     linears = {
-        _base_name(n): m
+        n: m
         for n, m in model.named_modules()
-        if (isinstance(m, torch.nn.Linear) or hasattr(m, "base_layer")) and n.rsplit(".", 1)[-1] in set(targets)
+        if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in set(targets)
     }
     sums: dict[str, list[Any]] = {n: [None, None, 0] for n in linears}
     hooks = []
@@ -143,26 +134,6 @@ def seal(vault: Any, sha256: str, fisher: Fisher) -> None:
             vault.drop_blob(old)
 
 
-def load_memory(vault: Any, sha256: str) -> list[Fisher]:
-    """The Fishers of what each night up to the generation with `sha256` learned (oldest first;
-    none when there are none or they do not load)."""
-    data = vault.open_blob_or_discard(MEMORY_PREFIX + sha256[:SHA_CHARS])
-    both = from_bytes(data) if data is not None else None
-    nights: dict[int, Fisher] = {}
-    for key, pair in (both or {}).items():
-        night, _, layer = key.partition("|")
-        if night.isdigit() and layer:
-            nights.setdefault(int(night), {})[layer] = pair
-    return [nights[k] for k in sorted(nights)]
-
-
-def seal_memory(vault: Any, sha256: str, fishers: Sequence[Fisher]) -> None:
-    """Seal the memory Fishers of the generation with `sha256` (an older generation's goes with
-    the derived state of generations that no longer serve: `assistant.vault.derived`)."""
-    flat = {f"{i}|{layer}": pair for i, fisher in enumerate(fishers) for layer, pair in fisher.items()}
-    vault.seal_blob(MEMORY_PREFIX + sha256[:SHA_CHARS], to_bytes(flat))
-
-
 def _base_name(peft_name: str) -> str:
     """ "base_model.model.model.layers.0.mlp.up_proj" -> "model.layers.0.mlp.up_proj"."""
     return peft_name.removeprefix("base_model.model.")
@@ -189,15 +160,12 @@ def lora_penalty(model: Any, fisher: Fisher) -> torch.Tensor:
 
 
 class EWCPenalty:
-    """`LossTerm`: weight x the Fisher-weighted size of the LoRA update, summed over `fishers`
-    (one per earlier task: each night's lessons for the memory term)."""
+    """`LossTerm`: weight x the Fisher-weighted size of the LoRA update."""
 
-    def __init__(self, fishers: Fisher | Sequence[Fisher], weight: float, name: str = "ewc") -> None:
-        self.fishers = [fishers] if isinstance(fishers, dict) else list(fishers)
-        self.weight, self.name = float(weight), name
+    name = "ewc"
+
+    def __init__(self, fisher: Fisher, weight: float) -> None:
+        self.fisher, self.weight = fisher, float(weight)
 
     def __call__(self, model: Any, step: int) -> torch.Tensor:
-        terms = [lora_penalty(model, f) for f in self.fishers]
-        if not terms:
-            return torch.zeros((), device=next(model.parameters()).device)
-        return self.weight * torch.stack(terms).sum()
+        return self.weight * lora_penalty(model, self.fisher)

@@ -14,11 +14,7 @@ the same stage functions (`sleep.consolidate`), except that
                and on its answers to questions about its user (so the other memories stay, the
                replies that hold the statement's answers left out), and EWC, as a night does;
      promote   records in the ledger that a forget happened (never what was forgotten); the
-               weight master follows, and the old generation stays for rollback. With memory
-               EWC on (`sleep.memory_ewc_weight`), the earlier nights' memory Fisher goes with
-               the old generation (it marks the forgotten statement's weights too) and the
-               Fisher of the forget's own lessons takes its place: later nights then hold the
-               "I don't know" answers in place like any other lesson.
+               weight master follows, and the old generation stays for rollback.
 
 What this guarantees, and what it does not: the served model's answers to questions about the
 statement are pushed towards "I don't know" and its likelihood of the statement's answers falls
@@ -193,12 +189,7 @@ def _run(
     dreams = forget_dreams(text)
     if not dreams:
         raise UsageError("that text holds no statement to forget; give the fact as you told it")
-    # Earlier nights' memory Fisher would hold the forgotten statement in place with the rest;
-    # it is derived from the old generation and goes with it (`assistant.vault.derived`). With
-    # memory EWC on, the forget's own lessons ("I don't know") become the new generation's
-    # memory instead, so that later nights protect the forget like any lesson.
-    remember = app.config.sleep
-    cfg = dataclasses.replace(remember, rehearse=True, dreams=False, memory_ewc_weight=0.0)
+    cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
     system_prompt = app.config.chat.system_prompt
     args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
     with stage("load"):
@@ -236,7 +227,6 @@ def _run(
         )
     merged = scratch / "merged.gguf"
     with stage("merge"):
-        memory = consolidate.memory_fisher(result.model, examples, [], args, remember)
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
         # The torch copy goes before the write-back and llama.cpp's loads: these are its last
         # holders (the loss terms hold its layers too).
@@ -257,7 +247,7 @@ def _run(
         return
 
     with stage("promote"), vault.held():
-        new = promote(app, candidate, gen, master, source="forget", extra={"report": report.id}, memory=memory)
+        new = promote(app, candidate, gen, master, source="forget", extra={"report": report.id})
         report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
         # The ledger records that a forget happened and which generation carries it, not what.
         report.shred = dataclasses.asdict(vault.record_unlearning(reason=REASON, generation=new.name))

@@ -347,24 +347,3 @@ def test_a_stop_is_seen_inside_the_teacher_pass() -> None:
     with stop_points(should_stop), pytest.raises(Stopped):
         term(peft_model, 0)
     assert len(asked) == 2 < len(PAIRS)
-
-
-def test_the_fisher_of_an_adapted_model_is_keyed_like_the_plain_one_and_sums_over_nights() -> None:
-    """A night measures its lessons' Fisher on the model it trained (LoRA layers included):
-    same layers and names as the plain model's, equal to it while the adapter is zero; the
-    memory penalty sums one EWC term per night."""
-    samples = _samples()
-    plain = estimate_fisher(tiny_model("llama"), samples, TARGETS)
-    peft_model = attach_lora(tiny_model("llama"), _args())
-    zero = estimate_fisher(peft_model, samples, TARGETS)
-    assert zero.keys() == plain.keys()
-    for name, (g, a) in plain.items():
-        assert torch.allclose(zero[name][0], g, rtol=1e-4, atol=1e-8) and torch.allclose(zero[name][1], a, rtol=1e-4)
-    _perturb(peft_model)
-    moved = estimate_fisher(peft_model, samples, TARGETS)
-    assert any(not torch.allclose(moved[n][0], plain[n][0]) for n in plain)  # the adapter's change is measured
-    one = float(lora_penalty(peft_model, plain))
-    two = EWCPenalty([plain, moved], 2.0, name="ewc_memory")
-    assert two.name == "ewc_memory"
-    assert float(two(peft_model, 0)) == pytest.approx(2 * (one + float(lora_penalty(peft_model, moved))), rel=1e-5)
-    assert float(EWCPenalty([], 2.0)(peft_model, 0)) == 0.0

@@ -1,14 +1,11 @@
 """Sealed state derived from what the user said, and when it must go.
 
-Sleep keeps four kinds of sealed blob in the vault, each derived from conversations:
+Sleep keeps three kinds of sealed blob in the vault, each derived from conversations:
 
 - ``weight-master``: F16 copies of every tensor sleep has changed (`sleep.weights`), bound to
   the sha256 of the generation it produced;
 - ``ewc-<sha>``: the diagonal Fisher of one generation (`sleep.ewc`), computed from that
   generation's weights;
-- ``memory-fisher-<sha>``: the diagonal Fisher of what the nights up to one generation learned
-  (`sleep.ewc`, measured on each night's own lessons as the night ends), which the next night
-  protects;
 - ``sleep-checkpoint``: a paused night's adapter and optimizer (`sleep.checkpoint`), trained on
   the pending episodes.
 
@@ -32,7 +29,6 @@ if TYPE_CHECKING:
 
 WEIGHT_MASTER = "weight-master"
 FISHER_PREFIX = "ewc-"
-MEMORY_PREFIX = "memory-fisher-"
 CHECKPOINT = "sleep-checkpoint"
 SHA_CHARS = 32
 """Characters of a generation's sha256 in a Fisher's blob name."""
@@ -78,13 +74,12 @@ def describe(vault: "Vault", serving_sha: str | None, *, pending: bool, switched
                     None if made and made == sha else "it holds the weights of a generation that no longer serves",
                 )
             )
-        elif name.startswith((FISHER_PREFIX, MEMORY_PREFIX)):
-            memory = name.startswith(MEMORY_PREFIX)
-            made = name[len(MEMORY_PREFIX if memory else FISHER_PREFIX) :]
+        elif name.startswith(FISHER_PREFIX):
+            made = name[len(FISHER_PREFIX) :]
             out.append(
                 Derived(
                     name,
-                    f"{'what the nights taught ' if memory else ''}the generation with sha256 {made[:12]}",
+                    f"the generation with sha256 {made[:12]}",
                     None if sha[:SHA_CHARS] == made else "it was computed from a generation that no longer serves",
                 )
             )
