@@ -88,7 +88,7 @@ def slept_home(
 
     home = work / "home"
     state_path = d / STATE if d else None
-    if d and state_path and state_path.exists():
+    if d and state_path and state_path.exists() and (d / SLEPT).is_dir():
         kept = json.loads(state_path.read_text(encoding="utf-8"))
         if kept.get("settings") != settings:
             raise UsageError(f"{d} holds a forget bench run with other settings; name another --dir")
