@@ -4,6 +4,7 @@ real ones are what the benchmark measures)."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,6 @@ def test_a_rerun_starts_from_the_kept_slept_home(
     assert again["slept"] == first["slept"] and again["night_s"] == first["night_s"]
     with pytest.raises(UsageError, match="other settings"):
         BF.run(default_gguf, 4, 1, 1, 0, lambda m: None, d=kept, **seams)
+    shutil.rmtree(kept / BF.SLEPT)  # the kept home is gone: the night runs again, and is kept again
+    BF.run(default_gguf, 3, 1, 1, 0, lambda m: None, d=kept, **seams)
+    assert len(nights) == 5 and (kept / BF.SLEPT).is_dir()
