@@ -87,9 +87,8 @@ def slept_home(
     from assistant.fsutil import atomic_write_json
 
     home = work / "home"
-    state_path = d / STATE if d else None
-    if d and state_path and state_path.exists() and (d / SLEPT).is_dir():
-        kept = json.loads(state_path.read_text(encoding="utf-8"))
+    if d and (d / STATE).exists() and (d / SLEPT).is_dir():
+        kept = json.loads((d / STATE).read_text(encoding="utf-8"))
         if kept.get("settings") != settings:
             raise UsageError(f"{d} holds a forget bench run with other settings; name another --dir")
         shutil.copytree(d / SLEPT, home, symlinks=True)
