@@ -204,6 +204,11 @@ class SleepConfig:
     to 0.775 (0.787 at 24 steps); the other facts' loss was the same (MC 0.633 -> 0.510)."""
     forget_npo_weight: float = 1.0
     """Weight of the term that pushes the forgotten statement's answers down (NPO)."""
+    forget_idk_weight: float = 1.0
+    """Weight of the forget's lessons that answer the statement's questions with "I don't know"
+    (0 leaves NPO alone). On `nightcap bench forget` (5 forgets after a 20-fact night) at 1 the
+    forgotten facts' MC went back to the pre-sleep 0.526 but the other facts' fell 0.633 ->
+    0.510; at 0 the other facts kept 0.633 and the forgotten ones stayed at 0.684."""
     weight_master: bool = True
     """Merge each night into a sealed F16 copy of the touched weights and quantize from it, so
     quantization error does not compound night after night (costs ~2 bytes per adapted weight

@@ -17,10 +17,10 @@ of the slept model's; each forget at most 3 minutes on 2 CPU cores. Prints a tab
 JSON line.
 
 Run: `nightcap bench forget [--facts N] [--forget K] [--relearn R] [--seed S] [--model PATH]
-[--dir D] [--forget-steps N]`. With `--dir`, the slept home and the figures up to it are kept
+[--dir D] [--forget-steps N] [--forget-idk-weight W]`. With `--dir`, the slept home and the figures up to it are kept
 in D: a rerun with the same items, seed and model starts from the slept home (the night is most
-of the bench's time), so settings of the forget itself (`--forget-steps`) can be compared on
-one night.
+of the bench's time), so settings of the forget itself (`--forget-steps`, `--forget-idk-weight`)
+can be compared on one night.
 """
 
 from __future__ import annotations
@@ -114,12 +114,13 @@ def run(
     log: Any,
     *,
     d: Path | None = None,
-    forget_steps: int | None = None,
+    forget_settings: Mapping[str, Any] | None = None,
     night_fn: Callable[[Any], Any] | None = None,
     forget_fn: Callable[[Any, str], Any] | None = None,
     score_fn: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The bench's figures. `night_fn(app)`, `forget_fn(app, text)` and `score_fn` (like `mc`)
+    """The bench's figures. `forget_settings` replaces those `sleep.forget_*` settings for the
+    forgets (not the nights). `night_fn(app)`, `forget_fn(app, text)` and `score_fn` (like `mc`)
     default to the real night, forget and scoring: seams for the bench's own tests."""
     from sleep.cycle import run_cycle
     from sleep.forget import forget
@@ -153,9 +154,9 @@ def run(
         if before.get("reused"):
             log(f"night: the slept home kept in {d} (night of {before['night_s']:.0f}s)")
         fig: dict[str, Any] = {"bench": "forget", **settings, "targets": TARGETS, **before}
-        if forget_steps is not None:
-            app.config.sleep = dataclasses.replace(app.config.sleep, forget_steps=forget_steps)
+        app.config.sleep = dataclasses.replace(app.config.sleep, **(forget_settings or {}))
         fig["forget_steps"] = app.config.sleep.forget_steps
+        fig["forget_idk_weight"] = app.config.sleep.forget_idk_weight
         system = app.config.chat.system_prompt
         fig["forget_s"], fig["forget_stages_s"] = [], []
         for it in gone:
@@ -183,7 +184,8 @@ def print_table(fig: dict[str, Any]) -> None:
         return f"{pair[0] / max(1, pair[1]):.3f} [{lo:.2f}-{hi:.2f}]"
 
     print(
-        f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each), "
+        f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each, "
+        f"'I don't know' weight {fig.get('forget_idk_weight', 1.0)}), "
         f"{fig['relearn']} others learned after; seed {fig['seed']}; model {fig['model']}"
     )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
@@ -209,6 +211,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--model", type=Path, default=None, help="GGUF to start from (default: the current generation)")
     p.add_argument("--dir", type=Path, default=None, help="keep the slept home here; a rerun starts from it")
     p.add_argument("--forget-steps", type=int, default=None, help="training steps of each forget (default: config)")
+    p.add_argument(
+        "--forget-idk-weight", type=float, default=None, help="weight of each forget's 'I don't know' lessons"
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     model = args.model or Nightcap.load().store.current().gguf
@@ -220,7 +225,11 @@ def main(argv: list[str]) -> int:
         args.seed,
         (lambda s: None) if args.json else (lambda s: print(s, flush=True)),
         d=args.dir,
-        forget_steps=args.forget_steps,
+        forget_settings={
+            k: v
+            for k, v in (("forget_steps", args.forget_steps), ("forget_idk_weight", args.forget_idk_weight))
+            if v is not None
+        },
     )
     if not args.json:
         print_table(fig)

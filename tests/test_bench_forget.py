@@ -38,7 +38,7 @@ def test_a_rerun_starts_from_the_kept_slept_home(
         return FakeReport()
 
     def forget(app: Any, text: str) -> FakeReport:
-        forgets.append((app.config.sleep.forget_steps, text))
+        forgets.append((app.config.sleep.forget_steps, app.config.sleep.forget_idk_weight, text))
         return FakeReport()
 
     def score(gguf: Path, groups: Any, general: Any, system: str) -> dict[str, Any]:
@@ -46,14 +46,25 @@ def test_a_rerun_starts_from_the_kept_slept_home(
 
     seams: dict[str, Any] = {"night_fn": night, "forget_fn": forget, "score_fn": score}
     kept = tmp_path / "kept"
-    first = BF.run(default_gguf, 3, 1, 1, 0, lambda m: None, d=kept, forget_steps=5, **seams)
+    first = BF.run(default_gguf, 3, 1, 1, 0, lambda m: None, d=kept, forget_settings={"forget_steps": 5}, **seams)
     assert len(nights) == 2 and nights[0] > 0  # the bench's night, then the relearning night
-    assert (kept / BF.SLEPT).is_dir() and first["forget_steps"] == 5
+    assert (kept / BF.SLEPT).is_dir() and first["forget_steps"] == 5 and first["forget_idk_weight"] == 1.0
     logged: list[str] = []
-    again = BF.run(default_gguf, 3, 1, 1, 0, logged.append, d=kept, forget_steps=7, **seams)
+    again = BF.run(
+        default_gguf,
+        3,
+        1,
+        1,
+        0,
+        logged.append,
+        d=kept,
+        forget_settings={"forget_steps": 7, "forget_idk_weight": 0.5},
+        **seams,
+    )
     assert len(nights) == 3  # only the relearning night ran again
     assert any("slept home kept" in line for line in logged)
-    assert [f[0] for f in forgets] == [5, 7] and forgets[0][1] == forgets[1][1]
+    assert [f[:2] for f in forgets] == [(5, 1.0), (7, 0.5)] and forgets[0][2] == forgets[1][2]
+    assert again["forget_idk_weight"] == 0.5
     assert again["slept"] == first["slept"] and again["night_s"] == first["night_s"]
     with pytest.raises(UsageError, match="other settings"):
         BF.run(default_gguf, 4, 1, 1, 0, lambda m: None, d=kept, **seams)

@@ -438,3 +438,18 @@ def test_npo_keeps_each_reference_and_equals_recomputing_it() -> None:
         assert float(term(model, step)) == pytest.approx(float(expected), rel=1e-5, abs=1e-6)
     # 5 examples, 2 a step: steps 0-2 meet each example once (3 passes), then all are known.
     assert term.reference_passes == 3
+
+
+def test_forget_lessons_weigh_as_configured() -> None:
+    """`sleep.forget_idk_weight` scales the "I don't know" lessons and leaves NPO's examples."""
+    from types import SimpleNamespace
+
+    from sleep.forget import forget_dreams, unlearning
+
+    learner = SimpleNamespace(template=template_for("gemma3"), tokenizer=ByteTokenizer())
+    dreams = forget_dreams("my cat is called miso")
+    for weight in (1.0, 0.25):
+        cfg = dataclasses.replace(SleepConfig(), forget_idk_weight=weight)
+        idk, npo = unlearning(learner, dreams, cfg, "")  # type: ignore[arg-type]
+        assert len(idk) == len(npo.examples) == len(dreams)
+        assert [e.weight for e in idk] == [weight] * len(idk) and {e.weight for e in npo.examples} == {1.0}
