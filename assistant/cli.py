@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"nightcap: unknown command '{name}'; run `nightcap --help` for the list", file=sys.stderr)
         return 2
+    from sleep.memory import limit_kernel_cache
+
+    limit_kernel_cache()  # before any command imports torch
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(args) or 0)

@@ -391,6 +391,7 @@ def write_back(src: Path, replacements: Mapping[str, "torch.Tensor"], dst: Path)
     the tensors written. Call it once nothing holds the torch copy of the model: the memory it
     freed goes back to the OS first, before the write-back and llama.cpp's loads."""
     from models.writeback import write_merged_gguf
+    from sleep.memory import release_freed_memory
 
     gc.collect()
     release_freed_memory()
@@ -445,21 +446,6 @@ def file_type(name: str, source: int | None) -> int | None:
 
         raise ConfigError(f"sleep.file_type '{name}' is not a llama.cpp quantization type; use e.g. Q8_0 or source")
     return int(value)
-
-
-def release_freed_memory() -> None:
-    """Hand memory that Python and torch freed back to the OS (glibc keeps small freed blocks
-    for reuse; without this the process stays as large as the training was)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
-    except OSError:  # not glibc: nothing to trim
-        pass
 
 
 def _is_question(text: str) -> bool:

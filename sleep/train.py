@@ -31,6 +31,7 @@ from assistant.errors import ConfigError, SleepError
 from sleep.dataset import Example, collate, micro_batches
 from sleep.device import autocast, autocast_dtype, lora_input_casts_off, pick_device
 from sleep.loss import LossTerm, lm_parts, store_vocab_in, weighted_ce
+from sleep.memory import release_freed_memory
 
 STATE_VERSION = 1
 
@@ -357,6 +358,8 @@ def train_lora(
             step += 1
             losses.append(info.loss)
             tokens, seconds = tokens + info.tokens, seconds + info.seconds
+            if device.type == "cpu":
+                release_freed_memory()  # keeps the resident set from climbing step after step
             if on_step is not None:
                 on_step(info)
     peft_model.eval()

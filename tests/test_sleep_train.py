@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import pytest
@@ -453,3 +454,25 @@ def test_forget_lessons_weigh_as_configured() -> None:
         idk, npo = unlearning(learner, dreams, cfg, "")  # type: ignore[arg-type]
         assert len(idk) == len(npo.examples) == len(dreams)
         assert [e.weight for e in idk] == [weight] * len(idk) and {e.weight for e in npo.examples} == {1.0}
+
+
+def test_cpu_training_hands_freed_memory_back_after_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleep.train as train_mod
+
+    trims: list[int] = []
+    seen: list[int] = []
+    monkeypatch.setattr(train_mod, "release_freed_memory", lambda: trims.append(len(seen)))
+    result = train_lora(tiny_model("llama"), _examples(), _args(steps=3), on_step=lambda info: seen.append(info.step))
+    assert result.steps == 3 and trims == [0, 1, 2]  # one trim per step, before the step is reported
+
+
+def test_kernel_cache_cap_leaves_a_setting_already_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleep.memory import KERNEL_CACHE_CAPACITY, limit_kernel_cache, release_freed_memory
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(KERNEL_CACHE_CAPACITY)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
+    limit_kernel_cache()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+    release_freed_memory()  # glibc here; elsewhere a no-op, never an error

@@ -1,0 +1,53 @@
+"""Keeping a night's training memory flat on CPU.
+
+Two things make a CPU night's resident memory climb step after step although each step frees
+what it allocated: glibc keeps freed heap blocks for reuse instead of handing them back, and
+oneDNN (torch's CPU kernels) keeps a compiled kernel per tensor shape it has met, up to 1,024
+of them, while every micro-batch has its own sequence length. Measured on the default model,
+20 training steps on a 36-item night's examples (one run each):
+
+    glibc and oneDNN defaults                 2.55 s/step, peak 3283 MB
+    malloc_trim after every step              3.08 s/step, peak 3008 MB
+      + a kernel cache of 256                 2.68 s/step, peak 2832 MB
+      + no kernel cache                       5.71 s/step, peak 2633 MB
+
+`release_freed_memory` is the trim; `limit_kernel_cache` sets the cache's capacity, which
+oneDNN reads once, at its first use in the process: it runs when the command line starts.
+No torch import here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+
+KERNEL_CACHE_CAPACITY = 256
+"""oneDNN primitive-cache entries (its default is 1,024): enough for a night's shapes to be
+reused within a step, small enough that a night's many sequence lengths do not pile up."""
+
+
+def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
+    """Cap oneDNN's kernel cache unless the environment already sets it. Only effective before
+    torch first runs a CPU kernel in this process."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory that Python and torch freed back to the OS (glibc keeps small freed blocks
+    for reuse; without this the process stays as large as its largest moment). A no-op where
+    the C library is not glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
