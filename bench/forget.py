@@ -17,10 +17,10 @@ of the slept model's; each forget at most 3 minutes on 2 CPU cores. Prints a tab
 JSON line.
 
 Run: `nightcap bench forget [--facts N] [--forget K] [--relearn R] [--seed S] [--model PATH]
-[--dir D] [--forget-steps N] [--forget-idk-weight W]`. With `--dir`, the slept home and the figures up to it are kept
-in D: a rerun with the same items, seed and model starts from the slept home (the night is most
-of the bench's time), so settings of the forget itself (`--forget-steps`, `--forget-idk-weight`)
-can be compared on one night.
+[--dir D] [--forget-steps N] [--forget-idk-weight W] [--forget-npo-weight W]`. With `--dir`,
+the slept home and the figures up to it are kept in D: a rerun with the same items, seed and
+model starts from the slept home (the night is most of the bench's time), so settings of the
+forget itself (`--forget-steps`, `--forget-*-weight`) can be compared on one night.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def chosen_items(n: int, k: int, relearn: int) -> tuple[list[E.Item], list[E.Ite
     told, rest = pool[:n], pool[n:]
     return told[:k], told[k:], rest[:relearn]
 
+
+FORGET_SETTINGS = ("forget_steps", "forget_idk_weight", "forget_npo_weight")
+"""The `sleep.*` settings of a forget that the command line can change for the bench's forgets."""
 
 SLEPT, STATE = "slept", "state.json"
 """In `--dir`: the home as the night left it, and the figures measured up to there."""
@@ -155,8 +158,7 @@ def run(
             log(f"night: the slept home kept in {d} (night of {before['night_s']:.0f}s)")
         fig: dict[str, Any] = {"bench": "forget", **settings, "targets": TARGETS, **before}
         app.config.sleep = dataclasses.replace(app.config.sleep, **(forget_settings or {}))
-        fig["forget_steps"] = app.config.sleep.forget_steps
-        fig["forget_idk_weight"] = app.config.sleep.forget_idk_weight
+        fig.update({k: getattr(app.config.sleep, k) for k in FORGET_SETTINGS})
         system = app.config.chat.system_prompt
         fig["forget_s"], fig["forget_stages_s"] = [], []
         for it in gone:
@@ -185,7 +187,7 @@ def print_table(fig: dict[str, Any]) -> None:
 
     print(
         f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each, "
-        f"'I don't know' weight {fig.get('forget_idk_weight', 1.0)}), "
+        f"'I don't know' weight {fig['forget_idk_weight']}, NPO weight {fig['forget_npo_weight']}), "
         f"{fig['relearn']} others learned after; seed {fig['seed']}; model {fig['model']}"
     )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
@@ -214,6 +216,7 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--forget-idk-weight", type=float, default=None, help="weight of each forget's 'I don't know' lessons"
     )
+    p.add_argument("--forget-npo-weight", type=float, default=None, help="weight of each forget's NPO term")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     model = args.model or Nightcap.load().store.current().gguf
@@ -225,11 +228,7 @@ def main(argv: list[str]) -> int:
         args.seed,
         (lambda s: None) if args.json else (lambda s: print(s, flush=True)),
         d=args.dir,
-        forget_settings={
-            k: v
-            for k, v in (("forget_steps", args.forget_steps), ("forget_idk_weight", args.forget_idk_weight))
-            if v is not None
-        },
+        forget_settings={k: v for k in FORGET_SETTINGS if (v := getattr(args, k)) is not None},
     )
     if not args.json:
         print_table(fig)
