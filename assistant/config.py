@@ -168,7 +168,11 @@ class SleepConfig:
     """With augmentations or dreams on, train at least this many passes over the night's
     examples: steps become max(steps, min_epochs x examples / batch_size), at most `max_steps`."""
     max_steps: int = 120
-    """Upper bound on the steps `min_epochs` may ask for (bounds the night's duration)."""
+    """Upper bound on the steps `min_epochs` may ask for (bounds the night's duration). A day of
+    40 facts makes ~455 examples: 120 steps are 2.1 passes over them. On `nightcap bench nights
+    --nights 1 --per-night 40` (seed 0, 120 of its probes) 170 steps (3 passes, as a 10-fact
+    night gets) gave MC 0.59 and generation 0.30 against 0.60 and 0.27 at 120, general MC 0.787
+    against 0.800, and a night of 1037 s against 796 s."""
     ewc: bool = True
     """EWC: penalise changing weights the old knowledge relies on (diagonal Fisher, cached per
     model generation under the home's cache/ directory)."""
