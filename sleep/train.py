@@ -275,6 +275,8 @@ def _step(
     ce, n_tokens, n_labels = 0.0, 0, 0
     for piece in micro_batches(chosen, args.max_batch_tokens):
         poll()
+        if not any(e.weight for e in piece):
+            continue  # weighs nothing (a forget with its lessons weighted 0): no pass to run
         batch = collate(piece).to(device)
         with autocast(device, amp):
             # weighted_ce averages over the piece; rescale so the pieces sum to the batch mean

@@ -476,3 +476,24 @@ def test_kernel_cache_cap_leaves_a_setting_already_made(monkeypatch: pytest.Monk
     limit_kernel_cache()
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
     release_freed_memory()  # glibc here; elsewhere a no-op, never an error
+
+
+def test_examples_that_weigh_nothing_cost_no_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forget with its lessons weighted 0 trains on its extra terms alone, without running
+    the model on lessons whose loss would be multiplied by 0."""
+    import sleep.train as train_mod
+
+    calls: list[int] = []
+    real = train_mod.weighted_ce
+    monkeypatch.setattr(train_mod, "weighted_ce", lambda parts, batch: calls.append(1) or real(parts, batch))
+    term = _Penalty(1.0)
+    infos: list[StepInfo] = []
+    examples = _examples()
+    for e in examples:
+        e.weight = 0.0
+    result = train_lora(tiny_model("llama"), examples, _args(steps=3), extra_losses=[term], on_step=infos.append)
+    assert result.steps == 3 and term.steps == [0, 1, 2] and not calls
+    assert [i.ce for i in infos] == [0.0] * 3 and infos[0].tokens == 0
+    examples[1].weight = 1.0
+    train_lora(tiny_model("llama"), examples, _args(steps=3))
+    assert calls  # a batch with weight in it runs as before
