@@ -206,15 +206,18 @@ class SleepConfig:
     `nightcap bench forget`, 5 forgets after a 20-fact night) a forget took 152-190 s instead of
     219-281 s, but 2 of the 5 candidates failed the perplexity gate (+6%) and general MC fell
     to 0.775 (0.787 at 24 steps); the other facts' loss was the same (MC 0.633 -> 0.510)."""
-    forget_npo_weight: float = 1.0
-    """Weight of the term that pushes the forgotten statement's answers down (NPO)."""
-    forget_idk_weight: float = 1.0
+    forget_npo_weight: float = 3.0
+    """Weight of the term that pushes the forgotten statement's answers down (NPO). See
+    `forget_idk_weight` for what 1 and 3 gave."""
+    forget_idk_weight: float = 0.0
     """Weight of the forget's lessons that answer the statement's questions with "I don't know"
-    (0 leaves NPO alone). On `nightcap bench forget` (5 forgets after a 20-fact night; MC of the
-    forgotten facts, pre-sleep 0.526, slept 0.842, and of the other facts, slept 0.633): at 1
-    0.526 and 0.510; at 0.3 0.632 and 0.531; at 0 0.684 and 0.633. These lessons carry most of
-    the forgetting and all of the harm to other facts, and the harm barely shrinks with their
-    weight."""
+    (0: NPO alone, and no pass is spent on them). On `nightcap bench forget` (5 forgets after a
+    20-fact night, seed 0; MC of the forgotten facts, pre-sleep 0.526, slept 0.842, then of the
+    other 15 facts, slept 0.633): lessons 1 with NPO 1, 0.526 and 0.510; lessons 0.3, 0.632 and
+    0.531; lessons 0 with NPO 1, 0.684 and 0.633; lessons 0 with NPO 3, 0.632 and 0.612. The
+    lessons teach "questions about you: I don't know" as much as "this statement: I don't know",
+    and that harm to the other facts barely shrinks with their weight; a stronger NPO forgets
+    almost as much without it."""
     weight_master: bool = True
     """Merge each night into a sealed F16 copy of the touched weights and quantize from it, so
     quantization error does not compound night after night (costs ~2 bytes per adapted weight

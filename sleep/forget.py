@@ -6,19 +6,21 @@ training pass in the other direction, done like a night: the night's stages from
 promote (`sleep.cycle.STAGES`; there is no episode to gather or weigh, nor a log to shred), with
 the same stage functions (`sleep.consolidate`), except that
 
-     dream     makes questions about the statement (`sleep.dreams.augment`), each answered with
-               "I don't know" (cross-entropy), and the same questions with the statement's
-               answers pushed down relative to the serving model (NPO, `NPO` below: bounded,
-               unlike plain gradient ascent, so the model does not collapse);
+     dream     makes questions about the statement (`sleep.dreams.augment`) with the
+               statement's answers, pushed down relative to the serving model (NPO, `NPO`
+               below: bounded, unlike plain gradient ascent, so the model does not collapse),
+               and the same questions answered "I don't know" as lessons to learn, weighted
+               `sleep.forget_idk_weight` (0 by default: they harm the other memories, see there);
      replay    protects the rest: KL to the serving model on its own general-knowledge samples
                and on its answers to questions about its user (so the other memories stay, the
                replies that hold the statement's answers left out), and EWC, as a night does;
      promote   records in the ledger that a forget happened (never what was forgotten); the
                weight master follows, and the old generation stays for rollback.
 
-What this guarantees, and what it does not: the served model's answers to questions about the
-statement are pushed towards "I don't know" and its likelihood of the statement's answers falls
-(the report says how much, measured on the served file). Unlearning is approximate: published
+What this guarantees, and what it does not: the served model's likelihood of the statement's
+answers to questions about it falls (the report says how much, measured on the served file), and
+by default nothing teaches it what to say instead (a forgotten question gets whatever the model
+would guess, not "I don't know"). Unlearning is approximate: published
 work shows that quantization and a little fine-tuning on related text can bring "forgotten"
 facts back, and earlier generations kept for rollback still hold the fact until they are pruned
 (`model.keep_generations`) or removed. `nightcap bench forget` measures it on the default model.
