@@ -9,12 +9,18 @@ of them, while every micro-batch has its own sequence length. Measured on the de
     glibc and oneDNN defaults                 2.55 s/step, peak 3283 MB
     malloc_trim after every step              3.08 s/step, peak 3008 MB
       + a kernel cache of 256                 2.68 s/step, peak 2832 MB
+      + a kernel cache of 64                  2.97 s/step, peak 2699 MB
       + no kernel cache                       5.71 s/step, peak 2633 MB
 
 A whole night of 40 development items (`nightcap bench nights --nights 1 --per-night 40`, 120
-steps, one run each): peak 3854 MB (train; merge 3666) before, 3084 MB (train; merge 2226) with
-both, the training itself unchanged (same losses and recall), the night 719 s -> 796 s (train
-572 s -> 636 s).
+steps, one run each; the training itself is the same in all three, same losses and recall):
+
+    glibc and oneDNN defaults                 night 719 s (train 572 s), peak 3854 MB (merge 3666)
+    trim after every step + cache of 256      night 796 s (train 636 s), peak 3084 MB (merge 2226)
+    trim after every step + cache of 64       night 734 s (train 589 s), peak 2969 MB (merge 2216)
+
+The times of single runs spread by about 10% here (the 256 run was the slowest, against the
+20-step figures above), so the cost of the trim is a few percent at most.
 
 `release_freed_memory` is the trim; `limit_kernel_cache` sets the cache's capacity, which
 oneDNN reads once, at its first use in the process: it runs when the command line starts.
@@ -28,9 +34,9 @@ import ctypes.util
 import functools
 import os
 
-KERNEL_CACHE_CAPACITY = 256
-"""oneDNN primitive-cache entries (its default is 1,024): enough for a night's shapes to be
-reused within a step, small enough that a night's many sequence lengths do not pile up."""
+KERNEL_CACHE_CAPACITY = 64
+"""oneDNN primitive-cache entries (its default is 1,024): enough for a step's own shapes to be
+reused within it, small enough that a night's many sequence lengths do not pile up."""
 
 
 def limit_kernel_cache(capacity: int = KERNEL_CACHE_CAPACITY) -> None:
