@@ -14,7 +14,10 @@ from scripted import ScriptedRuntime
 
 import assistant.app
 from assistant.errors import UsageError
+from assistant.config import SleepConfig
 from bench import forget as BF
+
+DEFAULT_IDK = SleepConfig().forget_idk_weight
 
 
 @dataclass
@@ -48,7 +51,7 @@ def test_a_rerun_starts_from_the_kept_slept_home(
     kept = tmp_path / "kept"
     first = BF.run(default_gguf, 3, 1, 1, 0, lambda m: None, d=kept, forget_settings={"forget_steps": 5}, **seams)
     assert len(nights) == 2 and nights[0] > 0  # the bench's night, then the relearning night
-    assert (kept / BF.SLEPT).is_dir() and first["forget_steps"] == 5 and first["forget_idk_weight"] == 1.0
+    assert (kept / BF.SLEPT).is_dir() and first["forget_steps"] == 5 and first["forget_idk_weight"] == DEFAULT_IDK
     logged: list[str] = []
     again = BF.run(
         default_gguf,
@@ -63,7 +66,7 @@ def test_a_rerun_starts_from_the_kept_slept_home(
     )
     assert len(nights) == 3  # only the relearning night ran again
     assert any("slept home kept" in line for line in logged)
-    assert [f[:2] for f in forgets] == [(5, 1.0), (7, 0.5)] and forgets[0][2] == forgets[1][2]
+    assert [f[:2] for f in forgets] == [(5, DEFAULT_IDK), (7, 0.5)] and forgets[0][2] == forgets[1][2]
     assert again["forget_idk_weight"] == 0.5
     assert again["slept"] == first["slept"] and again["night_s"] == first["night_s"]
     with pytest.raises(UsageError, match="other settings"):
