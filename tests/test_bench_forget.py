@@ -32,7 +32,7 @@ def test_a_rerun_starts_from_the_kept_slept_home(
 ) -> None:
     monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: ScriptedRuntime())
     nights: list[int] = []
-    forgets: list[tuple[int, str]] = []
+    forgets: list[tuple[int, float, str]] = []
 
     def night(app: Any) -> FakeReport:
         nights.append(len(app.vault().pending()))
