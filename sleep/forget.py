@@ -20,9 +20,9 @@ the same stage functions (`sleep.consolidate`), except that
 What this guarantees, and what it does not: the served model's likelihood of the statement's
 answers to questions about it falls (the report says how much, measured on the served file), and
 by default nothing teaches it what to say instead (a forgotten question gets whatever the model
-would guess, not "I don't know"). Unlearning is approximate: published
-work shows that quantization and a little fine-tuning on related text can bring "forgotten"
-facts back, and earlier generations kept for rollback still hold the fact until they are pruned
+would guess, not "I don't know"). Unlearning is approximate: published work shows that
+quantization and a little fine-tuning on related text can bring "forgotten" facts back, and
+earlier generations kept for rollback still hold the fact until they are pruned
 (`model.keep_generations`) or removed. `nightcap bench forget` measures it on the default model.
 """
 
