@@ -280,7 +280,7 @@ def unlearning(
         )
 
     idk = [e for d in dreams if (e := example(d.question, IDK)) is not None]
-    for e in idk:
+    for e in idk:  # weighed after they are made: an example of weight 0 is not made at all
         e.weight *= cfg.forget_idk_weight
     unwanted = [e for d in dreams if (e := example(d.question, d.answer, d.lead)) is not None]
     return idk, NPO(unwanted, cfg.forget_npo_weight, per_step=4)
