@@ -135,6 +135,12 @@ class SleepConfig:
     at 1.0, one night on 36 development items (seed 0) went from generation recall 27 to 21 of
     101 (multiple choice 51 to 53); the slept model answered with values from outside the night
     instead of the right one."""
+    stale_weight: float = 0.0
+    """Weight of the stale-answer term: before training, a model that slept before answers
+    each of the night's questions that lead with a value; where its answer does not hold the
+    value the user told tonight (an old value the user has since changed, or another fact's),
+    the tokens of that answer that tonight's answer does not use are pushed down at the answer's
+    first position (-log(1 - p)), as rivals of that example. 0 turns it off."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

@@ -47,6 +47,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-surprise": {"surprise": False},
     "-lead": {"lead_weight": 1.0},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
+    "+stale": {"stale_weight": 1.0},  # off by default: this row measures turning it on
 }
 NAIVE: dict[str, Any] = {
     "replay": False,

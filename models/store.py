@@ -58,6 +58,11 @@ class Generation:
         return self.arch in SLEEP_ARCHS
 
     @property
+    def slept(self) -> bool:
+        """Made by a night or a forget: it has learned from its user."""
+        return self.manifest.get("source") in ("sleep", "forget")
+
+    @property
     def parent(self) -> str | None:
         return self.manifest.get("parent")
 

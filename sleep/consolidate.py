@@ -160,10 +160,13 @@ def dream(
     cfg: "SleepConfig",
     system_prompt: str,
     report: SleepReport,
+    *,
+    slept: bool = False,
 ) -> Lessons:
     """The night's examples: each episode as logged, except that a stated fact (not a question)
     is learned through its augmentations and verified dreams instead of the reply the model
-    happened to give; held-out probes are kept for the recall gate."""
+    happened to give; held-out probes are kept for the recall gate. When the serving model
+    `slept` before, what it now answers to the night's questions is checked (`_stale_beliefs`)."""
     from sleep.dataset import KIND_DREAM, KIND_EPISODE, rival_tokens
     from sleep.dreams import dream as dreams_of
     from sleep.probes import Probe
@@ -174,6 +177,7 @@ def dream(
     heldout: list[Probe] = []
     counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
     examples: list[Example] = []
+    asked: list[tuple[Example, Dream]] = []
     for ep in episodes:
         weight = importance.get(ep.id, ep.importance)
         mine = dreams.dreams.get(ep.id, [])
@@ -192,9 +196,55 @@ def dream(
             if learned is not None:
                 examples.append(learned)
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
+                if d.lead:
+                    asked.append((learned, d))
     rival_tokens(examples, cfg.rival_weight)
+    if slept and cfg.stale_weight > 0 and asked:
+        render = _chat_prompt(learner.template, system_prompt)
+        checked, stale = _stale_beliefs(writer, render, learner.tokenizer, asked, cfg.stale_weight)
+        counts["beliefs_checked"], counts["beliefs_stale"] = checked, stale
     _report_dreams(report, counts, len(heldout), dreams)
     return Lessons(examples, heldout)
+
+
+STALE_TOKENS = 8
+"""Length of the pre-sleep model's answer to a night's question, in tokens: enough to read the
+value it leads with."""
+
+
+def _stale_beliefs(
+    writer: Writer,
+    render: Callable[[str], str],
+    tokenizer: "Tokenizer",
+    asked: Sequence[tuple["Example", "Dream"]],
+    weight: float,
+) -> tuple[int, int]:
+    """What the serving model believes now, where tonight's statements say otherwise.
+
+    A slept model answers each of the night's questions that lead with a value (greedy, in the
+    chat prompt, as serving would). Where its answer does not hold tonight's value, its tokens
+    that tonight's answer does not use become rivals of that example (`Example.rivals`, pushed
+    down at the answer's first position, at `weight`): most often the value an earlier night
+    taught and the user has since changed ("Gdansk" to "Where does my cousin live?" after "he's
+    in Wroclaw now"), which cross-entropy on the new value alone lifts too little to overtake.
+    No list of words: the rivals are whatever the model itself would have said. Returns
+    (questions asked, stale answers found)."""
+    replies: dict[str, str] = {}
+    stale = 0
+    for example, d in asked:
+        value = d.lead.rstrip(".").strip().lower()
+        if d.question not in replies:
+            replies[d.question] = writer.complete(render(d.question), STALE_TOKENS, ["\n"])
+        reply = replies[d.question].strip()
+        if not value or not reply or value in reply.lower():
+            continue
+        rivals = set(tokenizer.encode(reply, add_bos=False, special=False)) - set(example.labels)
+        if not rivals:
+            continue
+        example.rivals = tuple(sorted(set(example.rivals) | rivals))
+        example.rival_weight = max(example.rival_weight, weight)
+        stale += 1
+    return len(replies), stale
 
 
 def _episode_examples(
@@ -279,7 +329,7 @@ def replay(
         terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k))
     if cfg.ewc and samples:
         terms.append(_ewc(learner.model, samples, gen, vault, args, cfg))
-    if cfg.rehearse and gen.manifest.get("source") in ("sleep", "forget"):
+    if cfg.rehearse and gen.slept:
         # Only a slept model has memories of its user to rehearse.
         terms += _rehearsal(learner, writer, render, cfg, report, keep_rehearsal)
     return terms

@@ -250,7 +250,7 @@ def _run(
         importance = consolidate.weigh(learner, episodes, cfg)
     writer = consolidate.Writer(gen.gguf, cfg.seed)
     with stage("dream"):
-        lessons = consolidate.dream(learner, episodes, importance, writer, cfg, system_prompt, report)
+        lessons = consolidate.dream(learner, episodes, importance, writer, cfg, system_prompt, report, slept=gen.slept)
         # The step count follows the examples; settled before the night is fingerprinted.
         args = dataclasses.replace(args, steps=consolidate.steps_for(cfg, len(lessons.examples), args.batch_size))
     with stage("replay"), contextlib.closing(writer):  # the writer's memory goes before training

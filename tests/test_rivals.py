@@ -104,3 +104,34 @@ def test_weighted_ce_adds_the_term_only_where_there_are_rivals() -> None:
         plain = float(weighted_ce(parts, collate(_examples(weight=0.0))))
         with_rivals = float(weighted_ce(parts, collate(_examples(weight=1.0))))
     assert with_rivals > plain
+
+
+class _Serving:
+    """The serving model answering a night's questions: an old value for one, tonight's for another."""
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies, self.prompts = replies, []  # type: tuple[dict[str, str], list[str]]
+
+    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None) -> str:
+        self.prompts.append(prompt)
+        return next(r for q, r in self.replies.items() if q in prompt)
+
+
+def test_a_slept_models_other_answer_becomes_a_rival_of_that_question_only() -> None:
+    from sleep.consolidate import _stale_beliefs
+    from sleep.dreams import Dream
+
+    exs = _examples(weight=0.0)
+    asked = [(ex, Dream(q, a, lead=lead + ".")) for ex, (q, a, lead) in zip(exs, QA, strict=True)]
+    again = dataclasses.replace(exs[0])
+    asked.append((again, asked[0][1]))  # the same question of two statements is asked once
+    serving = _Serving({QA[0][0]: "Mirela, your dentist.", QA[1][0]: "Your uncle lives in Quito.", QA[2][0]: "Kiwi."})
+    checked, stale = _stale_beliefs(serving, lambda q: f"<q>{q}</q>", ByteTokenizer(), asked, 2.0)  # type: ignore[arg-type]
+    assert (checked, stale) == (3, 2) and len(serving.prompts) == 3
+    said = set(ByteTokenizer().encode("Mirela, your dentist.", add_bos=False)) - set(exs[0].labels)
+    assert (
+        exs[0].rivals == again.rivals == tuple(sorted(said)) and ByteTokenizer().encode("M", add_bos=False)[0] in said
+    )
+    assert exs[0].rival_weight == 2.0
+    # It said tonight's value (in other words, or first): nothing to push down.
+    assert not exs[1].rivals and not exs[2].rivals
