@@ -39,9 +39,11 @@ PROMPTS = [
 
 RAW_SCRIPT = """
 import json, sys, llama_cpp
+from models.runtime import plain_cpu_buffers
 s = json.loads(sys.argv[1])
-llm = llama_cpp.Llama(model_path=s["model"], n_ctx=s["n_ctx"], n_threads=s["n_threads"],
-                      n_gpu_layers=s["n_gpu_layers"], verbose=False, chat_format=s["chat_format"])
+with plain_cpu_buffers():  # as Nightcap loads: no AMX weight buffers (models.runtime)
+    llm = llama_cpp.Llama(model_path=s["model"], n_ctx=s["n_ctx"], n_threads=s["n_threads"],
+                          n_gpu_layers=s["n_gpu_layers"], verbose=False, chat_format=s["chat_format"])
 messages = [{"role": "system", "content": s["system"]}] if s["system"] else []
 out = llm.create_chat_completion(messages + [{"role": "user", "content": "hi"}], max_tokens=s["max_tokens"],
                                  temperature=0.0, stop=s["stop"])
@@ -89,7 +91,7 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     not stream pieces: llama-cpp-python merges pieces while it checks for stop strings."""
     import llama_cpp
 
-    from models.runtime import LlamaRuntime
+    from models.runtime import LlamaRuntime, plain_cpu_buffers
 
     chat = ChatConfig(temperature=0.0, max_tokens=max_tokens, repeat_penalty=1.0, seed=0, system_prompt="")
     served = ModelConfig(n_ctx=4096)
@@ -97,14 +99,15 @@ def bench_decode(gguf: Path, max_tokens: int, rounds: int) -> dict[str, float]:
     ours.load()
     stop = list(ours.template.stop)
     same = raw_settings(gguf, served, chat, stop)
-    raw = llama_cpp.Llama(
-        model_path=str(gguf),
-        n_ctx=same["n_ctx"],
-        n_threads=same["n_threads"],
-        n_gpu_layers=same["n_gpu_layers"],
-        verbose=False,
-        chat_format="gemma",
-    )
+    with plain_cpu_buffers():
+        raw = llama_cpp.Llama(
+            model_path=str(gguf),
+            n_ctx=same["n_ctx"],
+            n_threads=same["n_threads"],
+            n_gpu_layers=same["n_gpu_layers"],
+            verbose=False,
+            chat_format="gemma",
+        )
 
     def tokens(text: str) -> int:
         return len(raw.tokenize(text.encode("utf-8"), add_bos=False, special=True))

@@ -8,6 +8,7 @@ is not safe to share.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,45 @@ def _quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+def has_amx() -> bool:
+    """Whether llama.cpp's CPU backend runs with Intel AMX (it says so in its system info)."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+@contextlib.contextmanager
+def plain_cpu_buffers() -> Iterator[None]:
+    """Models loaded inside keep their weights in plain CPU buffers where the CPU has AMX.
+
+    llama.cpp repacks weights into an AMX buffer on such CPUs, and its AMX matrix product
+    crashes the process (a segmentation fault at the first completion) on the K-quant files
+    Nightcap serves (ggml-org/llama.cpp#20824). llama-cpp-python has no argument for it, so the
+    default model parameters it starts from are given `use_extra_bufts = False` for the load
+    (which also turns off the CPU repack on those machines). Elsewhere nothing changes."""
+    import llama_cpp.llama_cpp as native
+
+    if not has_amx():
+        yield
+        return
+    default = native.llama_model_default_params
+
+    def plain() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    with _PARAMS_LOCK:
+        native.llama_model_default_params = plain
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = default
+
+
 def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 0, n_gpu_layers: int = 0, **kw: Any) -> Any:
     """Open a GGUF in llama.cpp with Nightcap's defaults. Raises ModelError on failure."""
     import llama_cpp  # deferred: the native library takes a moment to load
@@ -112,14 +152,15 @@ def load_llama(path: Path, n_ctx: int = 2048, n_threads: int = 0, n_gpu_layers: 
     if not llama_cpp.llama_supports_gpu_offload():
         n_gpu_layers = 0
     try:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or max(1, (os.cpu_count() or 2)),
-            n_gpu_layers=n_gpu_layers,
-            verbose=False,
-            **kw,
-        )
+        with plain_cpu_buffers():
+            return llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or max(1, (os.cpu_count() or 2)),
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+                **kw,
+            )
     except (ValueError, RuntimeError, OSError) as err:
         raise ModelError(f"llama.cpp could not load {path} ({err}); try `nightcap models rollback`") from err
 
