@@ -53,7 +53,10 @@ def test_bridge_agrees_with_llama_cpp_on_next_tokens(default_gguf: Path, loaded:
         with torch.no_grad():
             ours = loaded.model(torch.tensor([ids])).logits[0].numpy()
         theirs = cpp_logits(default_gguf, ids)
-        assert ours[-1].argmax() == theirs[-1].argmax(), prompt
+        # The same next token, up to near-ties: llama.cpp's choice is one torch puts within a
+        # quarter of a logit of its own best (the CPU's kernels round differently; on an
+        # AVX-512 machine "Once upon a time, there was a" has three tokens within 0.07).
+        assert ours[-1][theirs[-1].argmax()] >= ours[-1].max() - 0.25, prompt
         # llama.cpp rounds activations inside its quantized matmuls: close, not identical.
         assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, theirs)) > 0.99, prompt
 
