@@ -141,10 +141,6 @@ class SleepConfig:
     value the user told tonight (an old value the user has since changed, or another fact's),
     the tokens of that answer that tonight's answer does not use are pushed down at the answer's
     first position (-log(1 - p)), as rivals of that example. 0 turns it off."""
-    stale_before: bool = False
-    """With the stale-answer term on: what the old answer leads with (a few words) is also kept
-    as the earlier value, "Before that: OLD." after tonight's answer, so that questions about
-    the past ("Where did my cousin live before?") still find it."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

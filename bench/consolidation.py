@@ -48,7 +48,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-lead": {"lead_weight": 1.0},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
     "+stale": {"stale_weight": 1.0},  # off by default: this row measures turning it on
-    "+before": {"stale_weight": 1.0, "stale_before": True},
 }
 NAIVE: dict[str, Any] = {
     "replay": False,

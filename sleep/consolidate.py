@@ -11,11 +11,8 @@ happen here, only when a night has work to do.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import gc
 import math
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, cast
@@ -180,7 +177,7 @@ def dream(
     heldout: list[Probe] = []
     counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
     examples: list[Example] = []
-    asked: list[tuple[int, Dream, Callable[[Dream], Example | None]]] = []
+    asked: list[tuple[Example, Dream]] = []
     for ep in episodes:
         weight = importance.get(ep.id, ep.importance)
         mine = dreams.dreams.get(ep.id, [])
@@ -194,21 +191,17 @@ def dream(
             logged = _episode_examples(learner, ep, weight, cfg, system_prompt)
             examples += logged
             counts[KIND_EPISODE] += len(logged)
-        make = functools.partial(
-            _dream_example, learner, source=ep.id, weight=weight, cfg=cfg, system_prompt=system_prompt
-        )
         for d in trained:
-            learned = make(d)
+            learned = _dream_example(learner, d, ep.id, weight, cfg, system_prompt)
             if learned is not None:
                 examples.append(learned)
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
                 if d.lead:
-                    asked.append((len(examples) - 1, d, make))
+                    asked.append((learned, d))
     rival_tokens(examples, cfg.rival_weight)
     if slept and cfg.stale_weight > 0 and asked:
         render = _chat_prompt(learner.template, system_prompt)
-        ask = lambda q: writer.complete(render(q), STALE_TOKENS, ["\n"])  # noqa: E731 - a one-line adapter
-        checked, stale = _stale_beliefs(ask, learner.tokenizer, examples, asked, cfg.stale_weight, cfg.stale_before)
+        checked, stale = _stale_beliefs(writer, render, learner.tokenizer, asked, cfg.stale_weight)
         counts["beliefs_checked"], counts["beliefs_stale"] = checked, stale
     _report_dreams(report, counts, len(heldout), dreams)
     return Lessons(examples, heldout)
@@ -218,55 +211,39 @@ STALE_TOKENS = 8
 """Length of the pre-sleep model's answer to a night's question, in tokens: enough to read the
 value it leads with."""
 
-_OLD_VALUE = re.compile(r"^([^.,;:!?\n]+)")
-"""What an answer leads with: up to its first punctuation."""
-
 
 def _stale_beliefs(
-    ask: Callable[[str], str],
+    writer: Writer,
+    render: Callable[[str], str],
     tokenizer: "Tokenizer",
-    examples: list["Example"],
-    asked: Sequence[tuple[int, "Dream", Callable[["Dream"], "Example | None"]]],
+    asked: Sequence[tuple["Example", "Dream"]],
     weight: float,
-    before: bool = False,
 ) -> tuple[int, int]:
     """What the serving model believes now, where tonight's statements say otherwise.
 
-    A slept model answers each of the night's questions that lead with a value (`ask`: greedy,
-    in the chat prompt, as serving would). Where its answer does not hold tonight's value, its
-    tokens that tonight's answer does not use become rivals of that example (`Example.rivals`,
-    pushed down at the answer's first position, at `weight`): most often the value an earlier
-    night taught and the user has since changed ("Gdansk" to "Where does my cousin live?" after
-    "he's in Wroclaw now"), which cross-entropy on the new value alone lifts too little to
-    overtake. No list of words: the rivals are whatever the model itself would have said.
-
-    With `before`, what that answer leads with (a few words, up to its first punctuation) is
-    also kept as the earlier value: the example (`asked` holds its index in `examples` and how
-    to make it again) is made again with "Before that: OLD." after its answer, so that a
-    question about the past still finds it. Returns (questions asked, stale answers found)."""
+    A slept model answers each of the night's questions that lead with a value (greedy, in the
+    chat prompt, as serving would). Where its answer does not hold tonight's value, its tokens
+    that tonight's answer does not use become rivals of that example (`Example.rivals`, pushed
+    down at the answer's first position, at `weight`): most often the value an earlier night
+    taught and the user has since changed ("Gdansk" to "Where does my cousin live?" after "he's
+    in Wroclaw now"), which cross-entropy on the new value alone lifts too little to overtake.
+    No list of words: the rivals are whatever the model itself would have said. Returns
+    (questions asked, stale answers found)."""
     replies: dict[str, str] = {}
     stale = 0
-    for at, d, make in asked:
+    for example, d in asked:
         value = d.lead.rstrip(".").strip().lower()
         if d.question not in replies:
-            replies[d.question] = ask(d.question)
+            replies[d.question] = writer.complete(render(d.question), STALE_TOKENS, ["\n"])
         reply = replies[d.question].strip()
         if not value or not reply or value in reply.lower():
             continue
-        example = examples[at]
         rivals = set(tokenizer.encode(reply, add_bos=False, special=False)) - set(example.labels)
         if not rivals:
             continue
-        stale += 1
-        lead = _OLD_VALUE.match(reply)
-        old = lead.group(1).strip() if lead else ""
-        if before and old and len(old.split()) <= 4:
-            again = make(dataclasses.replace(d, answer=f"{d.answer} Before that: {old}."))
-            if again is not None:
-                again.rivals, again.rival_weight = example.rivals, example.rival_weight
-                examples[at] = example = again
         example.rivals = tuple(sorted(set(example.rivals) | rivals))
         example.rival_weight = max(example.rival_weight, weight)
+        stale += 1
     return len(replies), stale
 
 
@@ -282,7 +259,7 @@ def _episode_examples(
 
 
 def _dream_example(
-    learner: Learner, d: "Dream", *, source: str, weight: float, cfg: "SleepConfig", system_prompt: str
+    learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig", system_prompt: str
 ) -> "Example | None":
     """One dream as a question and its answer, weighted by `sleep.dream_weight` on top of the
     episode's importance; the answer's lead weighs `sleep.lead_weight`."""

@@ -106,52 +106,32 @@ def test_weighted_ce_adds_the_term_only_where_there_are_rivals() -> None:
     assert with_rivals > plain
 
 
-def _asked(examples: list[Example], replies: dict[str, str], before: bool) -> tuple[tuple[int, int], list[str]]:
-    """`_stale_beliefs` over `examples` (made from QA, the first twice), with a serving model
-    that answers each question with `replies`; returns its counts and the questions it asked."""
-    from sleep.consolidate import _stale_beliefs
-    from sleep.dreams import Dream
+class _Serving:
+    """The serving model answering a night's questions: an old value for one, tonight's for another."""
 
-    def make(d: Dream) -> Example | None:
-        return example_from_messages(
-            [{"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}],
-            template_for("gemma3"),
-            ByteTokenizer(),
-            max_seq_len=128,
-        )
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies, self.prompts = replies, []  # type: tuple[dict[str, str], list[str]]
 
-    asked = [(i, Dream(q, a, lead=lead + "."), make) for i, (q, a, lead) in enumerate(QA)]
-    examples.append(dataclasses.replace(examples[0]))
-    asked.append((3, asked[0][1], make))  # the same question of two statements is asked once
-    questions: list[str] = []
-
-    def ask(question: str) -> str:
-        questions.append(question)
-        return replies[question]
-
-    return _stale_beliefs(ask, ByteTokenizer(), examples, asked, 2.0, before), questions
-
-
-REPLIES = {QA[0][0]: "Mirela, your dentist.", QA[1][0]: "Your uncle lives in Quito.", QA[2][0]: "Kiwi."}
+    def complete(self, prompt: str, max_tokens: int = 96, stop: list[str] | None = None) -> str:
+        self.prompts.append(prompt)
+        return next(r for q, r in self.replies.items() if q in prompt)
 
 
 def test_a_slept_models_other_answer_becomes_a_rival_of_that_question_only() -> None:
+    from sleep.consolidate import _stale_beliefs
+    from sleep.dreams import Dream
+
     exs = _examples(weight=0.0)
-    counts, questions = _asked(exs, REPLIES, before=False)
-    assert counts == (3, 2) and questions == [q for q, _, _ in QA]
+    asked = [(ex, Dream(q, a, lead=lead + ".")) for ex, (q, a, lead) in zip(exs, QA, strict=True)]
+    again = dataclasses.replace(exs[0])
+    asked.append((again, asked[0][1]))  # the same question of two statements is asked once
+    serving = _Serving({QA[0][0]: "Mirela, your dentist.", QA[1][0]: "Your uncle lives in Quito.", QA[2][0]: "Kiwi."})
+    checked, stale = _stale_beliefs(serving, lambda q: f"<q>{q}</q>", ByteTokenizer(), asked, 2.0)  # type: ignore[arg-type]
+    assert (checked, stale) == (3, 2) and len(serving.prompts) == 3
     said = set(ByteTokenizer().encode("Mirela, your dentist.", add_bos=False)) - set(exs[0].labels)
-    assert exs[0].rivals == exs[3].rivals == tuple(sorted(said)) and exs[0].rival_weight == 2.0
-    assert ByteTokenizer().encode("M", add_bos=False)[0] in said
+    assert (
+        exs[0].rivals == again.rivals == tuple(sorted(said)) and ByteTokenizer().encode("M", add_bos=False)[0] in said
+    )
+    assert exs[0].rival_weight == 2.0
     # It said tonight's value (in other words, or first): nothing to push down.
     assert not exs[1].rivals and not exs[2].rivals
-
-
-def test_before_keeps_the_old_answer_as_the_earlier_value_and_still_pushes_it_down() -> None:
-    exs = _examples(weight=0.0)
-    kept = exs[1]
-    _asked(exs, REPLIES, before=True)
-    answer = ByteTokenizer().decode([t for t in exs[0].labels if t >= 0])
-    assert answer.startswith("Zora. Before that: Mirela.")
-    said = set(ByteTokenizer().encode("Mirela, your dentist.", add_bos=False)) - set(_examples()[0].labels)
-    assert set(exs[0].rivals) == said  # "Mirela" is in the answer now, and still a rival at its start
-    assert exs[1] is kept  # no stale answer: the example is not made again
