@@ -143,8 +143,9 @@ class SleepConfig:
     first position (-log(1 - p)), as rivals of that example. 0 turns it off. Off by default:
     on 30 development items (the 15 update items and 15 others, 3 nights, 2 seeds) it found a
     stale answer for 111 of a night's 114 questions (a slept model rarely answers a new fact's
-    question with its value), made the dream stage 16-37 s longer, and gave MC 0.541 and generation 0.259
-    against 0.553 and 0.276 off (update-new MC 0.41 against 0.44), bleed 0.31 against 0.27."""
+    question with its value), made the dream stage 16-37 s longer, and gave MC 0.541 and
+    generation 0.259 against 0.553 and 0.276 off (update-new MC 0.41 against 0.44), bleed 0.31
+    against 0.27."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24
