@@ -227,8 +227,9 @@ def _stale_beliefs(
     down at the answer's first position, at `weight`): most often the value an earlier night
     taught and the user has since changed ("Gdansk" to "Where does my cousin live?" after "he's
     in Wroclaw now"), which cross-entropy on the new value alone lifts too little to overtake.
-    No list of words: the rivals are whatever the model itself would have said. Returns
-    (questions asked, stale answers found)."""
+    No list of words: the rivals are whatever the model itself would have said. Off by default
+    (`sleep.stale_weight`): measured, it flags nearly every question of a night and does not
+    make the new value win. Returns (questions asked, stale answers found)."""
     replies: dict[str, str] = {}
     stale = 0
     for example, d in asked:
