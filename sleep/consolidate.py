@@ -224,9 +224,10 @@ def _stale_beliefs(
     A slept model answers each of the night's questions that lead with a value (greedy, in the
     chat prompt, as serving would). Where its answer does not hold tonight's value, its tokens
     that tonight's answer does not use become rivals of that example (`Example.rivals`, pushed
-    down at the answer's first position, at `weight`): most often the value an earlier night
-    taught and the user has since changed ("Gdansk" to "Where does my cousin live?" after "he's
-    in Wroclaw now"), which cross-entropy on the new value alone lifts too little to overtake.
+    down at the answer's first position, at `weight`). Meant for a value an earlier night taught
+    and the user has since changed ("Tartu" to "Where does my aunt Ruth live?" after "Ruth is in
+    Valparaiso now"), which cross-entropy on the new value alone lifts too little to overtake;
+    but whatever else the model says to a new fact's question is pushed down just the same.
     No list of words: the rivals are whatever the model itself would have said. Off by default
     (`sleep.stale_weight`): measured, it flags nearly every question of a night and does not
     make the new value win. Returns (questions asked, stale answers found)."""
