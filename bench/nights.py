@@ -14,10 +14,16 @@ messages contain is swapped for one of that probe's distractors, the same swap e
 the item (messages, update, questions), and only those probes are kept (an implied answer such
 as a country would no longer follow).
 
+Each night runs as `nightcap sleep --now --json` in a process of its own, as the daemon's night
+would start in a process that has only chatted: its peak memory is the night's, not that of the
+models the bench scored in its own process before it (they held 1.0-1.5 GB when nights ran in
+the bench's process).
+
 Thirty nights take hours: all state lives in `--dir` (the home and `state.json`); a rerun with
 the same directory continues after the last finished night. A night killed midway is taught
 once: a rerun finds its episodes pending and sleeps on them (resuming from a checkpoint where
-the cycle left one).
+the cycle left one). A night that finished before its scoring was cut is recorded as slept and
+is scored, not slept again.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Sequence
 
 from assistant.commands._common import parser, print_json
@@ -122,6 +132,32 @@ def save_state(d: Path, state: dict[str, Any]) -> None:
     atomic_write_json(d / STATE, state)
 
 
+def sleep_in_child(app: Any) -> Any:
+    """One night as `nightcap sleep --now --json` on `app`'s home, in a fresh process; the
+    report's outcome, steps and peak memory."""
+    from bench.consolidation import BENCH_PASSPHRASE
+
+    env = {**os.environ, "NIGHTCAP_HOME": str(app.home.root), "NIGHTCAP_PASSPHRASE": BENCH_PASSPHRASE}
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    try:
+        report = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        report = None
+    if not isinstance(report, dict):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the night's process exited {done.returncode}: {tail}")
+    return SimpleNamespace(
+        outcome=report["outcome"], steps=report.get("steps", 0), peak_rss_mb=report.get("peak_rss_mb", 0.0)
+    )
+
+
 def chart(rows: Sequence[dict[str, Any]], key: str, width: int = 40) -> list[str]:
     """One bar per night of `key` (0-1)."""
     return [f"{r['night']:>3} {'#' * round(r[key] * width):<{width}} {r[key]:.2f}" for r in rows]
@@ -140,7 +176,7 @@ def run(
     score_fn: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Continue the month in `d` up to `nights`; returns the state. `night_fn(app)` runs one
-    sleep (default: `sleep.cycle.run_cycle`), `score_fn` scores a model (default:
+    sleep (default: `sleep_in_child`), `score_fn` scores a model (default:
     `bench.consolidation.score`): seams for the bench's own tests."""
     from bench import consolidation as BC
 
@@ -157,10 +193,7 @@ def run(
         state["model"] = str(model)
     app = Nightcap.load(home)
     app.vault(passphrase=BC.BENCH_PASSPHRASE)
-    if night_fn is None:
-        from sleep.cycle import run_cycle
-
-        night_fn = run_cycle
+    night_fn = night_fn or sleep_in_child
     score = score_fn or BC.score
     base_general = state.get("base_general")
     if base_general is None:
@@ -172,9 +205,19 @@ def run(
             BC.teach(app, conversations(plan, night))
             state["taught"] = night
             save_state(d, state)
-        t0 = time.perf_counter()
-        report = night_fn(app)
-        seconds = time.perf_counter() - t0
+        slept = state.get("slept") or {}
+        if slept.get("night") != night:
+            t0 = time.perf_counter()
+            report = night_fn(app)
+            slept = {
+                "night": night,
+                "outcome": report.outcome,
+                "seconds": round(time.perf_counter() - t0, 1),
+                "steps": report.steps,
+                "peak_rss_mb": report.peak_rss_mb,
+            }
+            state["slept"] = slept
+            save_state(d, state)
         told = [it for n in plan[:night] for it in n]
         probes = E.probes_of(told)
         first = E.probes_of(plan[0])
@@ -185,9 +228,9 @@ def run(
         f = firsts or summary
         row = {
             "night": night,
-            "outcome": report.outcome,
-            "seconds": round(seconds, 1),
-            "steps": report.steps,
+            "outcome": slept["outcome"],
+            "seconds": slept["seconds"],
+            "steps": slept["steps"],
             "facts": len(told),
             "mc": all_mc[0] / max(1, all_mc[1]),
             "gen": all_gen[0] / max(1, all_gen[1]),
@@ -195,7 +238,7 @@ def run(
             "night1_gen": f["all"]["gen"][0] / max(1, f["all"]["gen"][1]),
             "general_mc": general_mc,
             "ppl": ppl,
-            "peak_rss_mb": report.peak_rss_mb,
+            "peak_rss_mb": slept["peak_rss_mb"],
             "home_mb": round(home_bytes(home) / 2**20, 1),
             "scored": all_mc[1],
         }

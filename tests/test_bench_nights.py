@@ -115,3 +115,43 @@ def test_the_month_continues_after_the_last_finished_night(
     assert nights == told  # night 2 was taught once, before the cut, and slept after it
     assert state["rows"][2]["scored"] == 10 and state["rows"][0]["peak_rss_mb"] == 1234.0
     assert BN.load_state(out)["taught"] == 3
+
+
+def test_a_night_that_finished_before_its_scoring_was_cut_is_scored_not_slept_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path
+) -> None:
+    rt = ScriptedRuntime()
+    monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: rt)
+    slept: list[int] = []
+
+    def night(app: Any) -> FakeReport:
+        slept.append(len(app.vault().pending()))
+        app.vault().close_epoch()
+        app.vault().shred(app.vault().closed_epochs(), reason="test")
+        return FakeReport(peak_rss_mb=2000.0 + len(slept))
+
+    cut = {"once": True}
+
+    def score(gguf: Path, probes: Any, general: Any, text: str, system: str, night1: Any = ()) -> Any:
+        if probes and cut["once"]:
+            cut["once"] = False
+            raise KeyboardInterrupt  # the machine went off while the slept model was scored
+        return {"all": {"mc": [1, 2], "gen": [0, 2]}}, 0.8, 20.0, None
+
+    out = tmp_path / "month"
+    with pytest.raises(KeyboardInterrupt):
+        BN.run(out, default_gguf, 1, 4, 10, [], "", lambda m: None, night, score)
+    state = BN.run(out, None, 1, 4, 10, [], "", lambda m: None, night, score)
+    assert len(slept) == 1 and slept[0] > 0  # slept once, on the night's episodes
+    assert [(r["night"], r["peak_rss_mb"]) for r in state["rows"]] == [(1, 2001.0)]
+
+
+def test_a_night_runs_as_nightcap_sleep_in_a_process_of_its_own(tmp_path: Path, default_gguf: Path) -> None:
+    from bench import consolidation as BC
+
+    app = BC.make_home(tmp_path / "home", default_gguf)
+    report = BN.sleep_in_child(app)  # nothing pending: the real command, which has nothing to do
+    assert report.outcome == "nothing-to-do" and report.steps == 0
+    (tmp_path / "home" / "config.toml").write_text("[sleep]\nsteps = 'many'\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="the night's process exited 1"):
+        BN.sleep_in_child(app)
