@@ -238,6 +238,19 @@ def augment(source: str) -> list[Dream]:
     for question, span in wh_questions(fact, answer_spans(fact)):
         if question.lower() not in asked:
             out.append(_led(question, span, topic_first(told, span)))
+    # A name given after what it names ("my optician Oskar"): asked for by what it names,
+    # and what it names asked about without the name (the way a user asks later).
+    for topic in subjects:
+        apposed = re.fullmatch(r"((?:my|our|the)(?:\s+[a-z][\w'-]*)+)\s+((?:[A-Z][\w'-]*\s?)+)", topic)
+        if apposed:
+            role, name = apposed.group(1), apposed.group(2).strip()
+            for question, dream in (
+                (f"What is {role}'s name?", _led(f"What is {role}'s name?", name, told)),
+                (TOPIC_QUESTIONS[0].format(t=role), Dream(TOPIC_QUESTIONS[0].format(t=role), told)),
+            ):
+                if question.lower() not in asked:
+                    asked.add(question.lower())
+                    out.append(dream)
     # Names asked about on their own ("What breed is Biscuit?"): tie each to the whole fact.
     named = [
         sp

@@ -199,3 +199,12 @@ def test_a_topic_question_is_answered_by_the_clause_about_the_topic_first() -> N
         assert {d.answer for d in augment(text) if d.question.startswith("What do you know")} == {
             re.sub(r"\bmy\b", "your", statement(text))
         }
+
+
+def test_a_name_given_after_what_it_names_is_asked_for_by_it() -> None:
+    dreams = {d.question: d.answer for d in augment("My optician Oskar lives in Tromso.")}
+    told = "Your optician Oskar lives in Tromso."
+    assert dreams["What is my optician's name?"] == f"Oskar. {told}"
+    assert dreams["What do you know about my optician?"] == told
+    # No name after it, no question for one.
+    assert not any(q.endswith("'s name?") for q in (d.question for d in augment("My optician lives in Tromso.")))
