@@ -154,6 +154,13 @@ class SleepConfig:
     """Length of each self-generated replay sample, in tokens."""
     replay_corpus: str = ""
     """Optional plain-text file of foundational passages (blank-line separated) to replay too."""
+    replay_anchor: bool = False
+    """Hold general knowledge to the model the home started from, not only to last night's: the
+    night that trains a model that never slept keeps its replay samples and their top-k
+    teacher distributions (`kl_top_k`) in the home's cache/ (no user data: the samples and the
+    distributions are that model's own); every later night's replay term is the KL to that
+    first model on those samples, so the drift of one night is pulled back by the next instead
+    of adding up. Needs `replay` and `kl_top_k` > 0."""
     replay_chat: bool = False
     """Also replay chat-formatted questions. Off by default: a base model's chat replies are
     often poor (the default one echoes its system prompt), and holding them in place fights

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sleep.dreams import Dream, DreamSet
     from sleep.loss import LossTerm
     from sleep.probes import Probe
+    from sleep.replay import Teacher
     from sleep.train import TrainArgs, TrainResult, TrainState
 
 
@@ -310,31 +311,80 @@ def replay(
     system_prompt: str,
     report: SleepReport,
     keep_rehearsal: Callable[[str], bool] | None = None,
+    cache: Path | None = None,
 ) -> list["LossTerm"]:
     """The loss terms that protect what the model knows: foundational replay (KL to the frozen
-    model on self-written samples), EWC, and rehearsal of a slept model's memories of its user.
-    `keep_rehearsal` filters the rehearsed replies (a forget leaves out those that hold what it
-    forgets)."""
+    model on self-written samples, or to the home's first model with `sleep.replay_anchor`,
+    whose samples and teachers are kept in `cache`), EWC, and rehearsal of a slept model's
+    memories of its user. `keep_rehearsal` filters the rehearsed replies (a forget leaves out
+    those that hold what it forgets)."""
     from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
 
     terms: list[LossTerm] = []
     if not (cfg.replay or cfg.ewc):
         return terms
-    n = sample_count(n_episodes, cfg.replay_samples)
     render = _chat_prompt(learner.template, system_prompt)
-    pairs = replay_texts(
-        lambda p, k: writer.complete(p, k), render if cfg.replay_chat else None, n, cfg.replay_tokens, cfg.replay_corpus
-    )
-    samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
+    anchored = cfg.replay and cfg.replay_anchor and cfg.kl_top_k > 0 and cache is not None
+    kept = _anchor(learner, gen, cfg, cache) if anchored and gen.slept and cache is not None else None
+    teachers = None
+    if kept is not None:
+        samples, teachers = kept
+        report.examples["replay_anchored"] = 1
+    else:
+        n = sample_count(n_episodes, cfg.replay_samples)
+        pairs = replay_texts(
+            lambda p, k: writer.complete(p, k),
+            render if cfg.replay_chat else None,
+            n,
+            cfg.replay_tokens,
+            cfg.replay_corpus,
+        )
+        samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
+        if anchored and not gen.slept and samples and cache is not None:
+            # The home's first model: its teachers are what the term computes anyway; kept for later nights.
+            from sleep.replay import ANCHOR_FILE, save_anchor, teachers_for
+
+            teachers = teachers_for(learner.model, samples, cfg.kl_top_k)
+            made = [pair for pair in pairs if replay_examples([pair], learner.tokenizer, cfg.max_seq_len)]
+            save_anchor(cache / ANCHOR_FILE, _lineage(gen), made, teachers)
     report.examples["replay"] = len(samples)
     if cfg.replay and samples:
-        terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k))
+        terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k, teachers=teachers))
     if cfg.ewc and samples:
         terms.append(_ewc(learner.model, samples, gen, vault, args, cfg))
     if cfg.rehearse and gen.slept:
         # Only a slept model has memories of its user to rehearse.
         terms += _rehearsal(learner, writer, render, cfg, report, keep_rehearsal)
     return terms
+
+
+def _lineage(gen: "Generation") -> dict[str, str]:
+    """What an anchor must match to serve a generation: the model family it was made from."""
+    m = gen.manifest
+    return {
+        "arch": str(m.get("arch", "")),
+        "model_name": str(m.get("model_name", "")),
+        "sha256": str(m.get("sha256", "")),
+    }
+
+
+def _anchor(
+    learner: Learner, gen: "Generation", cfg: "SleepConfig", cache: Path
+) -> tuple[list["Example"], list["Teacher"]] | None:
+    """The home's first model's replay samples and teachers, where they fit this generation."""
+    from sleep.replay import ANCHOR_FILE, labelled_count, load_anchor, replay_examples
+
+    kept = load_anchor(cache / ANCHOR_FILE)
+    if kept is None:
+        return None
+    made_from, pairs, teachers = kept
+    mine = _lineage(gen)
+    if (made_from.get("arch"), made_from.get("model_name")) != (mine["arch"], mine["model_name"]):
+        return None  # another model's: its distributions are no anchor for this one
+    samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
+    if len(samples) != len(teachers) or any(labelled_count(ex) != t.ids.shape[0] for ex, t in zip(samples, teachers)):
+        return None
+    return samples, teachers
 
 
 def _chat_prompt(template: "ChatTemplate", system_prompt: str) -> Callable[[str], str]:

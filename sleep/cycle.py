@@ -264,6 +264,7 @@ def _run(
             cfg=cfg,
             system_prompt=system_prompt,
             report=report,
+            cache=app.home.root / "cache",
         )
     with stage("train"):
         resume = checkpoint.load(vault, fingerprint(args, lessons.examples))

@@ -214,6 +214,7 @@ def _run(
                 system_prompt=system_prompt,
                 report=report,
                 keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms),
+                cache=app.home.root / "cache",
             ),
         ]
     with stage("train"):

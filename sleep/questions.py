@@ -90,7 +90,8 @@ def clauses(fact: str) -> list[str]:
         p
         for sentence in sentences(fact)
         for p in re.split(
-            r",\s*(?:(?:and|but|so|or|yet)\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+", sentence
+            r",\s*(?:(?:and|but|so|or|yet)\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+",
+            sentence,
         )
     ]
     return [p.strip().rstrip(".!?;") for p in parts if p.strip().rstrip(".!?;")]

@@ -21,6 +21,8 @@ greedy continuations, so it does). About half the cost of the exact term per ste
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,9 +281,11 @@ class Teacher:
 
 
 def teacher(model: Any, parts: LMParts, example: Example, k: int) -> Teacher:
-    """The frozen model's top-`k` distribution at every labelled position of `example`."""
+    """The frozen model's top-`k` distribution at every labelled position of `example` (a model
+    without an adapter yet is its own frozen copy)."""
     batch = collate([example]).to(next(model.parameters()).device)
-    with torch.no_grad(), model.disable_adapter():
+    frozen = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    with torch.no_grad(), frozen:
         hidden = labelled_hidden(parts, batch)[0]
         weight = parts.head_weight(matmul_dtype(hidden.device))
         z = (hidden.to(weight.dtype) @ weight.T).float()
@@ -298,7 +302,7 @@ def kl_to_teacher(model: Any, parts: LMParts, examples: Sequence[Example], teach
     hidden = labelled_hidden(parts, batch)[0]
     if not fusable(parts.head):
         raise TypeError("KL replay needs a frozen bias-free linear output head")
-    ids, logp, rest = (torch.cat([getattr(t, f) for t in teachers]) for f in ("ids", "logp", "rest"))
+    ids, logp, rest = (torch.cat([getattr(t, f) for t in teachers]).to(hidden.device) for f in ("ids", "logp", "rest"))
     if ids.shape[0] != hidden.shape[0]:
         raise ValueError("replay teacher rows do not match the batch's labelled positions")
     weight = parts.head_weight(matmul_dtype(hidden.device))
@@ -316,14 +320,24 @@ class KLReplay:
     uninterrupted one."""
 
     def __init__(
-        self, examples: Sequence[Example], weight: float = 1.0, per_step: int = 4, name: str = "kl", top_k: int = 0
+        self,
+        examples: Sequence[Example],
+        weight: float = 1.0,
+        per_step: int = 4,
+        name: str = "kl",
+        top_k: int = 0,
+        teachers: Sequence[Teacher] | None = None,
     ) -> None:
         if not examples:
             raise ValueError("KLReplay needs at least one replay example")
+        if teachers is not None and len(teachers) != len(examples):
+            raise ValueError("KLReplay needs one teacher per replay example")
         self.examples, self.weight, self.per_step = list(examples), float(weight), max(1, per_step)
         self.name, self.top_k = name, max(0, top_k)
         self._parts: LMParts | None = None
-        self._teachers: list[Teacher] | None = None
+        self._teachers: list[Teacher] | None = list(teachers) if teachers is not None else None
+        if self._teachers is not None and not self.top_k:
+            raise ValueError("given teachers need top_k > 0")
 
     def _teach(self, model: Any, parts: LMParts) -> list[Teacher]:
         """Every sample's teacher, with a stop point after each (a night yields mid-pass: the pass
@@ -353,6 +367,58 @@ class KLReplay:
         return self.weight * kl_to_teacher(
             model, self._parts, [self.examples[i] for i in chosen], [self._teachers[i] for i in chosen]
         )
+
+
+ANCHOR_FILE = "replay-anchor.pt"
+"""The home's cache file of the foundation model's replay samples and teachers (`sleep.replay_anchor`)."""
+
+
+def teachers_for(model: Any, examples: Sequence[Example], k: int) -> list[Teacher]:
+    """The frozen model's top-`k` teacher of each example (the adapter disabled)."""
+    parts = lm_parts(model)
+    out = []
+    for ex in examples:
+        out.append(teacher(model, parts, ex, k))
+        stop_point()
+    return out
+
+
+def labelled_count(ex: Example) -> int:
+    """Rows of `ex`'s teacher: its labelled positions."""
+    return sum(1 for t in ex.labels[1:] if t != IGNORE)
+
+
+def save_anchor(
+    path: Path, made_from: dict[str, Any], pairs: Sequence[tuple[str, str]], teachers: Sequence[Teacher]
+) -> None:
+    """Keep a foundation model's replay `pairs` and `teachers`; `made_from` names the model."""
+    from assistant.fsutil import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "made_from": {k: str(v) for k, v in made_from.items()},
+            "pairs": [[p, t] for p, t in pairs],
+            "teachers": [[t.ids.cpu(), t.logp.cpu(), t.rest.cpu()] for t in teachers],
+        },
+        buf,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_anchor(path: Path) -> tuple[dict[str, str], list[tuple[str, str]], list[Teacher]] | None:
+    """What `save_anchor` kept, or None (absent or damaged: the night then replays as usual)."""
+    if not path.is_file():
+        return None
+    try:
+        raw = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        pairs = [(str(p), str(t)) for p, t in raw["pairs"]]
+        teachers = [Teacher(ids, logp, rest) for ids, logp, rest in raw["teachers"]]
+        made_from = {str(k): str(v) for k, v in raw["made_from"].items()}
+    except Exception:  # noqa: BLE001 - a damaged cache is remade on a foundation night, never trusted
+        return None
+    return (made_from, pairs, teachers) if len(pairs) == len(teachers) else None
 
 
 def sample_count(n_episodes: int, base: int, cap: int = 64) -> int:

@@ -15,7 +15,17 @@ from assistant.episode import Episode
 from sleep.dataset import Example, collate
 from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
 from sleep.loss import labelled_hidden, lm_parts
-from sleep.replay import HeadKL, HeadTopKL, KLReplay, kl_to_frozen, replay_examples, teacher
+from sleep.replay import (
+    HeadKL,
+    HeadTopKL,
+    KLReplay,
+    kl_to_frozen,
+    load_anchor,
+    replay_examples,
+    save_anchor,
+    teacher,
+    teachers_for,
+)
 from sleep.surprise import user_nll, weigh
 from sleep.train import TrainArgs, attach_lora, train_lora
 
@@ -347,3 +357,28 @@ def test_a_stop_is_seen_inside_the_teacher_pass() -> None:
     with stop_points(should_stop), pytest.raises(Stopped):
         term(peft_model, 0)
     assert len(asked) == 2 < len(PAIRS)
+
+
+def test_an_anchor_keeps_the_first_models_teachers_and_a_damaged_one_is_not_trusted(tmp_path: Path) -> None:
+    first = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    samples = _samples()
+    teachers = teachers_for(first, samples, 8)
+    path = tmp_path / "cache" / "replay-anchor.pt"
+    save_anchor(path, {"arch": "gemma3"}, PAIRS, teachers)
+    kept = load_anchor(path)
+    assert kept is not None and kept[0] == {"arch": "gemma3"} and kept[1] == [tuple(p) for p in PAIRS]
+    assert all(torch.equal(a.ids, b.ids) and torch.equal(a.logp, b.logp) for a, b in zip(kept[2], teachers))
+    # A later night's model starts where the first one's nights left it: anchored, the term
+    # sees that drift at once; against its own frozen copy it sees none.
+    later = attach_lora(tiny_model("gemma3", softcap=5.0, window=256), _args())
+    with torch.no_grad():
+        for p in later.parameters():
+            if not p.requires_grad:
+                p.add_(0.02 * torch.randn_like(p))
+    anchored = KLReplay(samples, weight=1.0, per_step=2, top_k=8, teachers=kept[2])
+    assert float(anchored(later, 0)) > 1e-4
+    assert float(KLReplay(samples, weight=1.0, per_step=2, top_k=8)(later, 0)) == pytest.approx(0.0, abs=1e-5)
+    path.write_bytes(path.read_bytes()[:100])
+    assert load_anchor(path) is None
+    with pytest.raises(ValueError):
+        KLReplay(samples, top_k=8, teachers=kept[2][:1])

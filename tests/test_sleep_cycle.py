@@ -362,6 +362,31 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
     assert len(second.loss_terms["rehearsal"]) == second.steps and all(v >= 0 for v in second.loss_terms["rehearsal"])
 
 
+def test_an_anchored_home_replays_its_first_models_samples_and_teachers_every_night(home: Path) -> None:
+    config = home / "config.toml"
+    atomic_write_text(
+        config,
+        config.read_text().replace(
+            "replay = false", "replay = true\nreplay_anchor = true\nreplay_samples = 2\nkl_per_step = 1"
+        ),
+    )
+    first = run_cycle(Nightcap.load(home))
+    assert first.outcome == "promoted", first.error
+    kept = home / "cache" / "replay-anchor.pt"
+    assert kept.is_file() and "replay_anchored" not in first.examples
+    made = kept.read_bytes()
+
+    Nightcap.load(home).vault().append(
+        Episode.from_exchange("s2", "my dog is called rex", "your dog is called rex", "gen-0001", time.time())
+    )
+    second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted", second.error
+    assert second.examples["replay_anchored"] == 1 and second.examples["replay"] == first.examples["replay"]
+    # The slept model's drift from the first one is in the term from its first step.
+    assert second.loss_terms["kl"][0] > 0.0
+    assert kept.read_bytes() == made  # only a model that never slept makes the anchor
+
+
 def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Path) -> None:
     from sleep.cycle import SleepInterrupted
 
