@@ -31,7 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
 from bench import data_path
@@ -133,15 +133,16 @@ def fit_of(gguf: Path, questions: Sequence[tuple[str, str, bool]], system: str) 
         scorer.close()
 
 
-def make_home(root: Path, model: Path, seed: int = 0) -> Any:
+def make_home(root: Path, model: Path, seed: int = 0, sleep: Mapping[str, str] | None = None) -> Any:
     """A fresh home under `root` whose gen-0000 is (a hard link to) `model`; chat replies and
-    training both seeded with `seed`."""
+    training both seeded with `seed`; `sleep` adds settings of its [sleep] table (TOML values)."""
     from assistant.app import Nightcap
 
     root.mkdir(parents=True)
     # A throwaway home: its vault key comes from a fixed passphrase, never the OS keyring.
+    extra = "".join(f"{k} = {v}\n" for k, v in (sleep or {}).items())
     (root / "config.toml").write_text(
-        f'[vault]\nkeyring = "off"\n[chat]\nseed = {seed}\n[sleep]\nseed = {seed}\n', encoding="utf-8"
+        f'[vault]\nkeyring = "off"\n[chat]\nseed = {seed}\n[sleep]\nseed = {seed}\n{extra}', encoding="utf-8"
     )
     app = Nightcap.load(root)
     app.vault(passphrase=BENCH_PASSPHRASE)

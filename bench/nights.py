@@ -36,11 +36,14 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
+from assistant.config import SleepConfig
+from assistant.errors import UsageError
 from bench import data_path
 from bench import evalset as E
 from sleep import probes as P
@@ -174,10 +177,12 @@ def run(
     log: Callable[[str], None],
     night_fn: Callable[[Any], Any] | None = None,
     score_fn: Callable[..., Any] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Continue the month in `d` up to `nights`; returns the state. `night_fn(app)` runs one
     sleep (default: `sleep_in_child`), `score_fn` scores a model (default:
-    `bench.consolidation.score`): seams for the bench's own tests."""
+    `bench.consolidation.score`): seams for the bench's own tests. `settings` (sleep settings as
+    TOML values) go into the home's config when it is made, and must be the same on a rerun."""
     from bench import consolidation as BC
 
     d.mkdir(parents=True, exist_ok=True)
@@ -186,11 +191,14 @@ def run(
     plan = schedule(E.items(P.load_jsonl(Path(state.get("facts") or data_path("facts.jsonl")))), nights, per_night)
     from assistant.app import Nightcap
 
+    settings = dict(settings or {})
     if not home.exists():
         if model is None:
             model = Nightcap.load().store.current().gguf
-        BC.make_home(home, model)
-        state["model"] = str(model)
+        BC.make_home(home, model, sleep=settings)
+        state["model"], state["settings"] = str(model), settings
+    elif settings and settings != state.get("settings", {}):
+        raise UsageError(f"the home in {d} was made with sleep settings {state.get('settings', {})}; use another --dir")
     app = Nightcap.load(home)
     app.vault(passphrase=BC.BENCH_PASSPHRASE)
     night_fn = night_fn or sleep_in_child
@@ -254,6 +262,8 @@ def run(
 
 def print_tables(state: dict[str, Any]) -> None:
     rows = state["rows"]
+    if state.get("settings"):
+        print("sleep settings: " + ", ".join(f"{k} = {v}" for k, v in state["settings"].items()))
     print(
         f"{'night':>5} {'facts':>5} {'MC':>5} {'gen':>5} {'n1 MC':>6} {'n1 gen':>6} {'general':>7} {'ppl':>7} "
         f"{'s':>6} {'peak MB':>7} {'home MB':>7}  outcome"
@@ -287,10 +297,27 @@ def main(argv: list[str]) -> int:
     p.add_argument("--per-night", type=int, default=10, help="new items told each day")
     p.add_argument("--score-probes", type=int, default=120, help="probes scored each night (a seeded sample)")
     p.add_argument("--model", type=Path, help="GGUF to start from (default: the current generation)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sleep setting for the home this run makes (a TOML value: --set replay_anchor=true)",
+    )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     if opts.nights < 1 or opts.per_night < 1:
         p.error("--nights and --per-night must be at least 1")
+    settings = {}
+    for pair in opts.set:
+        name, _, value = pair.partition("=")
+        try:
+            tomllib.loads(f"v = {value}")
+        except tomllib.TOMLDecodeError:
+            p.error(f'--set {pair}: VALUE must be a TOML value (true, 0.5, "text")')
+        if not hasattr(SleepConfig(), name.strip()):
+            p.error(f"--set {pair}: no sleep setting is called {name.strip()!r}")
+        settings[name.strip()] = value.strip()
     general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     text = data_path("heldout.txt").read_text(encoding="utf-8")
     state = run(
@@ -302,6 +329,7 @@ def main(argv: list[str]) -> int:
         general,
         text,
         (lambda m: None) if opts.json else (lambda m: print(m, flush=True)),
+        settings=settings,
     )
     if not opts.json:
         print_tables(state)
@@ -311,6 +339,7 @@ def main(argv: list[str]) -> int:
             "dir": str(opts.dir),
             "base_general": state["base_general"],
             "base_ppl": state["base_ppl"],
+            "settings": state.get("settings", {}),
             "rows": state["rows"],
         }
     )

@@ -12,6 +12,7 @@ import pytest
 from scripted import ScriptedRuntime
 
 import assistant.app
+from assistant.errors import UsageError
 from bench import data_path
 from bench import evalset as E
 from bench import nights as BN
@@ -155,3 +156,27 @@ def test_a_night_runs_as_nightcap_sleep_in_a_process_of_its_own(tmp_path: Path, 
     (tmp_path / "home" / "config.toml").write_text("[sleep]\nsteps = 'many'\n", encoding="utf-8")
     with pytest.raises(RuntimeError, match="the night's process exited 1"):
         BN.sleep_in_child(app)
+
+
+def test_sleep_settings_go_into_the_home_it_makes_and_a_rerun_must_keep_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path
+) -> None:
+    rt = ScriptedRuntime()
+    monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: rt)
+
+    def night(app: Any) -> FakeReport:
+        assert app.config.sleep.replay_anchor is True and app.config.sleep.kl_weight == 2.5
+        app.vault().close_epoch()
+        app.vault().shred(app.vault().closed_epochs(), reason="test")
+        return FakeReport()
+
+    def score(gguf: Path, probes: Any, general: Any, text: str, system: str, night1: Any = ()) -> Any:
+        return {"all": {"mc": [1, 2], "gen": [0, 2]}}, 0.8, 20.0, None
+
+    out = tmp_path / "month"
+    settings = {"replay_anchor": "true", "kl_weight": "2.5"}
+    state = BN.run(out, default_gguf, 1, 2, 4, [], "", lambda m: None, night, score, settings)
+    assert state["settings"] == settings and len(state["rows"]) == 1
+    with pytest.raises(UsageError, match="use another --dir"):
+        BN.run(out, None, 2, 2, 4, [], "", lambda m: None, night, score, {"replay_anchor": "false"})
+    assert len(BN.run(out, None, 2, 2, 4, [], "", lambda m: None, night, score)["rows"]) == 2
