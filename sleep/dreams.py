@@ -183,32 +183,6 @@ def _copulas(text: str) -> list[tuple[str, str]]:
     return out
 
 
-_COORDINATOR = re.compile(r"^(?:and|but|so|or|yet)\s+", re.I)
-_AUXILIARIES = {"is", "are", "was", "were", "am", "has", "have", "had", "will", "can", "got"}
-
-
-def topic_first(told: str, topic: str) -> str:
-    """`told` (one sentence) restated to open with the clause that names `topic`, when a clause
-    that names something else comes before it: "Corvina shut its doors, so your pottery class
-    now meets at the library." about "your pottery class" -> "Your pottery class now meets at
-    the library. Corvina shut its doors." An answer about a topic then starts with what the
-    sentence says of it, not with the name in another clause (often the one the user is
-    correcting). Unchanged when the topic's clause leads, or when what comes before it names
-    nothing or has no verb ("On stormy nights, ...", "In March, ...")."""
-    at = re.search(r"(?<!\w)" + re.escape(topic) + r"(?!\w)", told, re.I)
-    if at is None:
-        return told
-    cut = max((m.end() for m in re.finditer(r",\s*", told[: at.start()])), default=0)
-    head = told[:cut].rstrip(", ")
-    toks = re.findall(r"[\w'’-]+", head)
-    named = any(t[:1].isupper() and t.lower() not in _STOP for t in toks)
-    acting = {t.lower() for t in toks} & (verbs(told) | _AUXILIARIES)
-    if not (named and acting):
-        return told
-    rest = _COORDINATOR.sub("", told[cut:])
-    return f"{_sentence(rest[:1].upper() + rest[1:])} {_sentence(head)}"
-
-
 def augment(source: str) -> list[Dream]:
     """Deterministic variations of a statement (the user's words); the last one is held out."""
     fact = statement(source)
@@ -218,9 +192,8 @@ def augment(source: str) -> list[Dream]:
     out: list[Dream] = []
     subjects = topics(fact)
     for i, topic in enumerate(subjects):
-        about = topic_first(told, second_person(topic))
         for q in TOPIC_QUESTIONS[i % 2 :: 1 + i]:
-            out.append(Dream(q.format(t=topic), about))
+            out.append(Dream(q.format(t=topic), told))
     for subject, predicate in _copulas(fact):
         verb, _, value = predicate.partition(" ")
         if value.split(" ", 1)[0].lower() in _NOT_A_VALUE:
@@ -237,7 +210,7 @@ def augment(source: str) -> list[Dream]:
     asked = {d.question.lower() for d in out}
     for question, span in wh_questions(fact, answer_spans(fact)):
         if question.lower() not in asked:
-            out.append(_led(question, span, topic_first(told, span)))
+            out.append(_led(question, span, told))
     # A name given after what it names ("my optician Oskar"): asked for by what it names,
     # and what it names asked about without the name (the way a user asks later).
     for topic in subjects:
@@ -260,16 +233,14 @@ def augment(source: str) -> list[Dream]:
         and not any(sp.lower() in t.lower() for t in subjects)
     ]
     for name in named[:2]:
-        out.append(Dream(TOPIC_QUESTIONS[0].format(t=name), topic_first(told, name)))
+        out.append(Dream(TOPIC_QUESTIONS[0].format(t=name), told))
     # A statement about "your X" / "the X" opens with its subject, which questions name anyway.
     for span in spans[1:] if told.lower().startswith(("your ", "the ")) else spans:
         if re.search(r"\bnot\s+(?:an?\s+|the\s+)?" + re.escape(span) + r"(?!\w)", told, re.I):
             continue  # "teal, not blue": "blue" is no answer to teach
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
         out.append(_led(CLOZE_QUESTION.format(blank=blank), span, told))
-    out.append(
-        Dream(HELDOUT_QUESTION.format(t=subjects[0]), topic_first(told, second_person(subjects[0])), heldout=True)
-    )
+    out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
     return out
 
 

@@ -90,8 +90,7 @@ def clauses(fact: str) -> list[str]:
         p
         for sentence in sentences(fact)
         for p in re.split(
-            r",\s*(?:(?:and|but|so|or|yet)\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+",
-            sentence,
+            r",\s*(?:and\s+)?|\s+and\s+(?=(?:he|she|it|they|I|we|my|our|the)\b|[a-z]+s\s)|\s+[—–-]\s+", sentence
         )
     ]
     return [p.strip().rstrip(".!?;") for p in parts if p.strip().rstrip(".!?;")]
@@ -129,12 +128,11 @@ def _parse(clause: str, previous: tuple[str, str] | None) -> tuple[str, str, str
                 return _finish(" ".join(toks[:i]), w, "", toks[i + 1 :])
             if (
                 w.endswith("s")
-                and not w.endswith(("'s", "ss"))  # "class", "glass": a noun (a verb in -ss takes -sses)
+                and not w.endswith("'s")
                 and w not in _NOT_VERB_S
                 and low[i - 1] not in _DETERMINERS
                 and len(w) > 3
                 and i + 1 < len(toks)
-                and low[i + 1] not in _COPULA  # "my piano lessons are ...": a plural noun, not a verb
                 and not toks[i][:1].isupper()
             ):
                 return _finish(" ".join(toks[:i]), "does", _base(w), toks[i + 1 :])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from sleep.dreams import answer_spans, augment, statement
@@ -136,13 +134,6 @@ def asked(text: str) -> dict[str, str]:
                 "Where does my aunt Vera sell honey?": "market",
             },
         ),
-        # A clause after "so", "but", ... is asked about without its conjunction; a noun in -ss
-        # or a plural before "are" is part of the subject, not its verb.
-        (
-            "Corvina shut its doors, so my pottery class meets at the library now.",
-            {"Where does my pottery class meet?": "library"},
-        ),
-        ("My chess lessons are on Fridays.", {"Which day are my chess lessons?": "Fridays"}),
     ],
 )
 def test_each_span_after_the_verb_gets_the_question_that_asks_for_it(text: str, expected: dict[str, str]) -> None:
@@ -182,23 +173,6 @@ def test_augmentations_answer_each_wh_question_with_its_span_first() -> None:
     # A question asked twice (a cloze "What is X?" and a wh-question) is trained once.
     questions = [d.question for d in augment("The garage door code is 5512.")]
     assert questions.count("What is the garage door code?") == 1
-
-
-def test_a_topic_question_is_answered_by_the_clause_about_the_topic_first() -> None:
-    dreams = {
-        d.question: d.answer for d in augment("Corvina shut its doors, so my pottery class meets at the library.")
-    }
-    first = "Your pottery class meets at the library. Corvina shut its doors."
-    assert dreams["What do you know about my pottery class?"] == first
-    assert dreams["Where does my pottery class meet?"] == f"library. {first}"
-    # Asked about the name in the other clause, the sentence stays as the user said it.
-    told = "Corvina shut its doors, so your pottery class meets at the library."
-    assert dreams["What do you know about Corvina?"] == told
-    # What comes before the topic without a name or a verb of its own stays where it is.
-    for text in ["On stormy nights, my son reads comics.", "In March, my sister moved to Oslo."]:
-        assert {d.answer for d in augment(text) if d.question.startswith("What do you know")} == {
-            re.sub(r"\bmy\b", "your", statement(text))
-        }
 
 
 def test_a_name_given_after_what_it_names_is_asked_for_by_it() -> None:
