@@ -342,9 +342,13 @@ def replay(
         samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
         if anchored and not gen.slept and samples and cache is not None:
             # The home's first model: its teachers are what the term computes anyway; kept for later nights.
+            from sleep.device import autocast, autocast_dtype
             from sleep.replay import ANCHOR_FILE, save_anchor, teachers_for
 
-            teachers = teachers_for(learner.model, samples, cfg.kl_top_k)
+            # Under the training's precision, as the term would compute them at its first step.
+            device = next(learner.model.parameters()).device
+            with autocast(device, autocast_dtype(args.precision, device)):
+                teachers = teachers_for(learner.model, samples, cfg.kl_top_k)
             made = [pair for pair in pairs if replay_examples([pair], learner.tokenizer, cfg.max_seq_len)]
             save_anchor(cache / ANCHOR_FILE, _lineage(gen), made, teachers)
     report.examples["replay"] = len(samples)

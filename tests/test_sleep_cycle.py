@@ -387,6 +387,32 @@ def test_an_anchored_home_replays_its_first_models_samples_and_teachers_every_ni
     assert kept.read_bytes() == made  # only a model that never slept makes the anchor
 
 
+def test_the_night_that_makes_the_anchor_trains_exactly_as_one_without_it(
+    nightcap_home: Path, tiny_q4: Path, tmp_path: Path
+) -> None:
+    losses = {}
+    for anchored in (False, True):
+        root = tmp_path / f"home-{anchored}"
+        root.mkdir()
+        atomic_write_text(
+            root / "config.toml",
+            "[sleep]\nsteps = 3\nbatch_size = 2\nthreads = 1\n"
+            + MACHINERY_ONLY.replace(
+                "replay = false",
+                f"replay = true\nreplay_anchor = {str(anchored).lower()}\nreplay_samples = 2\nkl_per_step = 1",
+            ),
+        )
+        app = Nightcap.load(root)
+        app.store.use(app.store.add(tiny_q4, source="test").name)
+        for i, (user, reply) in enumerate(FACTS):
+            app.vault().append(Episode.from_exchange("s1", user, reply, "gen-0000", time.time() + i))
+        report = run_cycle(Nightcap.load(root))
+        assert report.outcome == "promoted", report.error
+        losses[anchored] = (report.losses, report.loss_terms["kl"])
+    assert (tmp_path / "home-True" / "cache" / "replay-anchor.pt").is_file()
+    assert losses[True] == losses[False]  # the teachers it keeps are the ones the term computes
+
+
 def test_a_paused_night_with_augmentations_resumes_from_its_checkpoint(home: Path) -> None:
     from sleep.cycle import SleepInterrupted
 
