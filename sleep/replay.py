@@ -392,7 +392,7 @@ def save_anchor(
     path: Path, made_from: dict[str, Any], pairs: Sequence[tuple[str, str]], teachers: Sequence[Teacher]
 ) -> None:
     """Keep a foundation model's replay `pairs` and `teachers`; `made_from` names the model."""
-    from assistant.fsutil import atomic_write_bytes
+    from assistant.fsutil import atomic_write_bytes, ensure_dir
 
     buf = io.BytesIO()
     torch.save(
@@ -403,7 +403,7 @@ def save_anchor(
         },
         buf,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)  # private, as every directory of the home
     atomic_write_bytes(path, buf.getvalue())
 
 
