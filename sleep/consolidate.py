@@ -318,14 +318,14 @@ def replay(
     whose samples and teachers are kept in `cache`), EWC, and rehearsal of a slept model's
     memories of its user. `keep_rehearsal` filters the rehearsed replies (a forget leaves out
     those that hold what it forgets)."""
-    from sleep.replay import KLReplay, replay_examples, replay_texts, sample_count
+    from sleep.replay import KLReplay, replay_example, replay_texts, sample_count
 
     terms: list[LossTerm] = []
     if not (cfg.replay or cfg.ewc):
         return terms
     render = _chat_prompt(learner.template, system_prompt)
-    anchored = cfg.replay and cfg.replay_anchor and cfg.kl_top_k > 0 and cache is not None
-    kept = _anchor(learner, gen, cfg, cache) if anchored and gen.slept and cache is not None else None
+    anchor_dir = cache if cfg.replay and cfg.replay_anchor and cfg.kl_top_k > 0 else None
+    kept = _anchor(learner, gen, cfg, anchor_dir) if anchor_dir is not None and gen.slept else None
     teachers = None
     if kept is not None:
         samples, teachers = kept
@@ -339,8 +339,10 @@ def replay(
             cfg.replay_tokens,
             cfg.replay_corpus,
         )
-        samples = replay_examples(pairs, learner.tokenizer, cfg.max_seq_len)
-        if anchored and not gen.slept and samples and cache is not None:
+        made = [(pair, replay_example(*pair, learner.tokenizer, cfg.max_seq_len)) for pair in pairs]
+        made_pairs = [pair for pair, ex in made if ex is not None]
+        samples = [ex for _, ex in made if ex is not None]
+        if anchor_dir is not None and not gen.slept and samples:
             # The home's first model: its teachers are what the term computes anyway; kept for later nights.
             from sleep.device import autocast, autocast_dtype
             from sleep.replay import ANCHOR_FILE, save_anchor, teachers_for
@@ -349,8 +351,7 @@ def replay(
             device = next(learner.model.parameters()).device
             with autocast(device, autocast_dtype(args.precision, device)):
                 teachers = teachers_for(learner.model, samples, cfg.kl_top_k)
-            made = [pair for pair in pairs if replay_examples([pair], learner.tokenizer, cfg.max_seq_len)]
-            save_anchor(cache / ANCHOR_FILE, _lineage(gen), made, teachers)
+            save_anchor(anchor_dir / ANCHOR_FILE, _lineage(gen), made_pairs, teachers)
     report.examples["replay"] = len(samples)
     if cfg.replay and samples:
         terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k, teachers=teachers))

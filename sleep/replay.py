@@ -150,17 +150,20 @@ def corpus_passages(path: str, max_chars: int = 600, limit: int = 64) -> list[st
     return [p[:max_chars] for p in paras[:limit]]
 
 
+def replay_example(prompt: str, text: str, tokenizer: TokenizerLike, max_len: int) -> Example | None:
+    """An example whose labels are the continuation tokens (the prompt is context only); None
+    when no continuation token is left to label."""
+    head = tokenizer.encode(prompt, add_bos=True, special=True) if prompt else tokenizer.encode("", add_bos=True)
+    tail = tokenizer.encode(text, add_bos=False, special=True)
+    ids = (head + tail)[:max_len]
+    labels = ([IGNORE] * len(head) + tail)[:max_len]
+    return Example(ids, labels, 1.0, KIND_REPLAY, "replay") if any(t != IGNORE for t in labels[1:]) else None
+
+
 def replay_examples(pairs: Sequence[tuple[str, str]], tokenizer: TokenizerLike, max_len: int) -> list[Example]:
-    """Examples whose labels are the continuation tokens (the prompt is context only)."""
-    out = []
-    for prompt, text in pairs:
-        head = tokenizer.encode(prompt, add_bos=True, special=True) if prompt else tokenizer.encode("", add_bos=True)
-        tail = tokenizer.encode(text, add_bos=False, special=True)
-        ids = (head + tail)[:max_len]
-        labels = ([IGNORE] * len(head) + tail)[:max_len]
-        if any(t != IGNORE for t in labels[1:]):
-            out.append(Example(ids, labels, 1.0, KIND_REPLAY, "replay"))
-    return out
+    """The `replay_example` of each (prompt, continuation) pair that makes one."""
+    made = (replay_example(prompt, text, tokenizer, max_len) for prompt, text in pairs)
+    return [ex for ex in made if ex is not None]
 
 
 class HeadKL(torch.autograd.Function):
@@ -340,13 +343,7 @@ class KLReplay:
             raise ValueError("given teachers need top_k > 0")
 
     def _teach(self, model: Any, parts: LMParts) -> list[Teacher]:
-        """Every sample's teacher, with a stop point after each (a night yields mid-pass: the pass
-        takes seconds, and nothing of it needs keeping)."""
-        out = []
-        for ex in self.examples:
-            out.append(teacher(model, parts, ex, self.top_k))
-            stop_point()
-        return out
+        return teachers_for(model, self.examples, self.top_k, parts)
 
     def pick(self, step: int) -> list[Example]:
         return [self.examples[i] for i in self.pick_indices(step)]
@@ -373,9 +370,11 @@ ANCHOR_FILE = "replay-anchor.pt"
 """The home's cache file of the foundation model's replay samples and teachers (`sleep.replay_anchor`)."""
 
 
-def teachers_for(model: Any, examples: Sequence[Example], k: int) -> list[Teacher]:
-    """The frozen model's top-`k` teacher of each example (the adapter disabled)."""
-    parts = lm_parts(model)
+def teachers_for(model: Any, examples: Sequence[Example], k: int, parts: LMParts | None = None) -> list[Teacher]:
+    """The frozen model's top-`k` teacher of each example (the adapter disabled), with a stop
+    point after each (a night yields mid-pass: the pass takes seconds, and nothing of it needs
+    keeping)."""
+    parts = parts or lm_parts(model)
     out = []
     for ex in examples:
         out.append(teacher(model, parts, ex, k))
