@@ -146,6 +146,12 @@ class SleepConfig:
     question with its value), made the dream stage 16-37 s longer, and gave MC 0.541 and
     generation 0.259 against 0.553 and 0.276 off (update-new MC 0.41 against 0.44), bleed 0.31
     against 0.27."""
+    reconsolidate: bool = False
+    """Reconsolidation (`sleep.reconsolidate`): a model that slept before is asked what it
+    knows about each thing tonight's statements name; the questions an earlier night trained on
+    what it recalls are trained again with tonight's value, where tonight's statement changes
+    it and answers them in exactly one way of the same kind ("Where does my cousin live?" after
+    "he's in Bristol now"). About one short completion per thing named."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

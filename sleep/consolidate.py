@@ -11,6 +11,7 @@ happen here, only when a night has work to do.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 from dataclasses import dataclass, replace
@@ -174,7 +175,14 @@ def dream(
     from sleep.secrets import holds_secret
 
     complete = (lambda prompt: writer.complete(prompt, 96, ["\n\n", "Statement:"])) if cfg.dreams else None
-    dreams = dreams_of(episodes, complete, augmentations=cfg.augment)
+    relink = None
+    if slept and cfg.reconsolidate:
+        from sleep.reconsolidate import RECALL_TOKENS, relink as relinked
+
+        ask = _chat_prompt(learner.template, system_prompt)
+        recall = functools.lru_cache(maxsize=None)(lambda q: writer.complete(ask(q), RECALL_TOKENS, ["\n"]))
+        relink = functools.partial(relinked, recall=recall)
+    dreams = dreams_of(episodes, complete, augmentations=cfg.augment, relink=relink)
     heldout: list[Probe] = []
     counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
     examples: list[Example] = []
@@ -293,6 +301,7 @@ def _report_dreams(report: SleepReport, counts: dict[str, int], heldout: int, dr
             "dreams_written": dreams.written,
             "dreams_accepted": dreams.accepted,
             "ambiguous_dropped": dreams.ambiguous,
+            "relinked": dreams.relinked,
         }
     )
     for reason, n in dreams.rejected.items():

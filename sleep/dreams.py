@@ -112,6 +112,8 @@ class DreamSet:
     """Why model-written dreams were turned down, by reason."""
     ambiguous: int = 0
     """Dreams left out because the night asks their question of more than one statement."""
+    relinked: int = 0
+    """Questions of an earlier night's recalled fact answered with tonight's value (`relink`)."""
 
 
 def statement(text: str) -> str:
@@ -397,10 +399,17 @@ def write_dreams(writer: DreamWriter, source: str, dreams: DreamSet) -> list[Dre
     return out
 
 
-def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations: bool = True) -> DreamSet:
-    """Dreams for every episode, one statement at a time (`statements`): augmentations (when on)
-    and verified model-written ones (when a writer is given). The held-out probe is made either
-    way, for the recall gate."""
+def dream(
+    episodes: list[Episode],
+    writer: DreamWriter | None,
+    *,
+    augmentations: bool = True,
+    relink: Callable[[str], list[Dream]] | None = None,
+) -> DreamSet:
+    """Dreams for every episode, one statement at a time (`statements`): augmentations (when on),
+    verified model-written ones (when a writer is given) and, with `relink`
+    (`sleep.reconsolidate.relink`), an earlier night's questions answered with what the statement
+    changes. The held-out probe is made either way, for the recall gate."""
     out = DreamSet()
     for ep_id, units in statements(episodes).items():
         mine: list[Dream] = []
@@ -409,6 +418,10 @@ def dream(episodes: list[Episode], writer: DreamWriter | None, *, augmentations:
             mine += made if augmentations else [d for d in made if d.heldout]
             if writer is not None:
                 mine += write_dreams(writer, source, out)
+            if relink is not None:
+                linked = relink(source)
+                out.relinked += len(linked)
+                mine += linked
         out.dreams[ep_id] = mine
     _drop_ambiguous(out)
     return out

@@ -362,6 +362,31 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
     assert len(second.loss_terms["rehearsal"]) == second.steps and all(v >= 0 for v in second.loss_terms["rehearsal"])
 
 
+def test_a_slept_model_is_asked_what_it_recalls_and_its_old_question_learns_the_new_value(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace("augment = false", "augment = true\nreconsolidate = true"))
+    asked: list[str] = []
+
+    def recall(self: consolidate.Writer, prompt: str, *args: Any, **kwargs: Any) -> str:
+        asked.append(prompt)
+        return "Your cousin Tomasz lives in Leeds." if "about Tomasz?" in prompt else "I don't know."
+
+    monkeypatch.setattr(consolidate.Writer, "complete", recall)
+    first = run_cycle(Nightcap.load(home))
+    assert first.outcome == "promoted", first.error
+    assert asked == [] and first.examples["relinked"] == 0  # a model that never slept recalls nothing
+
+    Nightcap.load(home).vault().append(
+        Episode.from_exchange("s2", "Tomasz moved again, he's in Bristol now.", "Noted.", "gen-0001", time.time())
+    )
+    second = run_cycle(Nightcap.load(home))
+    assert second.outcome == "promoted", second.error
+    assert any("What do you know about Tomasz?" in p for p in asked)
+    assert second.examples["relinked"] == 1
+
+
 def test_an_anchored_home_replays_its_first_models_samples_and_teachers_every_night(home: Path) -> None:
     config = home / "config.toml"
     atomic_write_text(
