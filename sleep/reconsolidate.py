@@ -40,6 +40,7 @@ from sleep.dreams import (
     answer_spans,
     augment,
     content_words,
+    key_terms,
     second_person,
     statement,
     topics,
@@ -149,6 +150,8 @@ def relink(source: str, recall: Recall) -> list[Dream]:
                 continue
             if value.lower() in tonight or not (_stems(q) & _stems(fact)):
                 continue  # tonight says it again, or the question is about something tonight does not name
+            if any(name not in tonight for name in key_terms(q)):
+                continue  # about another one: "my cousin Ines" when tonight tells of "my cousin Tomasz"
             kind = by_kind.get(_asks(q), set()) | (numbers if any(c.isdigit() for c in value) else set())
             new = {s for s in kind if s.lower() not in q.lower() and s.lower() not in old.lower()}
             if len({s.lower() for s in new}) != 1:

@@ -52,6 +52,11 @@ def test_nothing_is_made_where_tonight_repeats_the_old_value_or_answers_two_ways
     assert relink("Tomasz works in Bristol and lives in Bath now.", recall) == []
 
 
+def test_a_recall_about_another_one_of_the_same_kind_changes_nothing() -> None:
+    recall, _ = recalling("Your cousin Aurelio lives in Halifax.")
+    assert relink("My cousin Tomasz lives in Bristol now.", recall) == []
+
+
 def test_recalled_words_are_put_back_in_the_users_voice() -> None:
     assert first_person("You're a nurse and your sister lives with you.") == "I'm a nurse and my sister lives with me."
     assert first_person("Your flat is yours, you said.") == "My flat is mine, I said."
