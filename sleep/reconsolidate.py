@@ -10,18 +10,20 @@ that contradicts it rewrites the recalled memory; this does the same with the mo
 For a statement of tonight, the serving model (which slept before) is asked what it knows about
 each thing the statement names ("What do you know about Tomasz?"). Where it recalls a sentence
 about that thing ("Your cousin Tomasz lives in Leeds."), the questions a night would train on
-that sentence are made (`sleep.dreams.augment`). A question whose old
-answer tonight's statement does not repeat, and which tonight's statement can answer in exactly
-one way of the same kind, is trained with tonight's answer: "Where does my cousin Tomasz live?"
--> "Bristol. Tomasz moved again, he's in Bristol now." The kind is the question word, as
-tonight's own wh-questions ask for their spans (`sleep.questions.wh_questions`: a place is asked
-with Where, a time with What time), or any number for a number (the only kind a cloze question
-of the recalled sentence, "My cousin's flat is number ___", can be answered with). Anything else (nothing recalled,
-a recalled sentence about something else, two possible answers) makes nothing: a wrong question
-trained to tonight's value would tie that value to another fact.
+that sentence are made (`sleep.dreams.augment`). A question whose old answer tonight's
+statement does not repeat, and which tonight's statement can answer in exactly one way of the
+same kind, is trained with tonight's answer: "Where does my cousin Tomasz live?" -> "Bristol.
+Tomasz moved again, he's in Bristol now."; and the old value stays answerable as what it was:
+"Where did my cousin Tomasz live before?" -> "Leeds. ...". The kind is the question word, as
+tonight's own wh-questions ask for their spans (`sleep.questions.wh_questions`: a place is
+asked with Where, a time with What time), or any number for a number (the only kind a cloze
+question of the recalled sentence, "My cousin's flat is number ___", can be answered with).
+Anything else (nothing recalled, a recalled sentence about something else or someone tonight
+does not name, two possible answers) makes nothing: a wrong question trained to tonight's value
+would tie that value to another fact.
 
-No words of any language are listed here beyond the person of the pronouns: what is asked and
-what is answered comes from the model's own recall and tonight's statement.
+No word list here beyond pronouns, auxiliaries and question words: what is asked and what is
+answered comes from the model's own recall and tonight's statement.
 """
 
 from __future__ import annotations
@@ -158,4 +160,21 @@ def relink(source: str, recall: Recall) -> list[Dream]:
                 continue
             asked.add(q.lower())
             out.append(_led(q, new.pop(), told, KIND_AUGMENT))
+            # The old value stays answerable as what it was: "Where did my cousin Tomasz live before?"
+            before = previously(q)
+            if before is not None and before.lower() not in asked:
+                asked.add(before.lower())
+                out.append(_led(before, value, told, KIND_AUGMENT))
     return out
+
+
+_PAST = {"does": "did", "do": "did", "is": "was", "are": "were", "am": "was"}
+
+
+def previously(question: str) -> str | None:
+    """A wh-question about now, asked about before: "Where does my cousin live?" -> "Where did
+    my cousin live before?"; None for a question of another shape (a cloze)."""
+    m = re.match(r"^((?:\w+\s+){1,2}?)(does|do|is|are|am)\b(.*)\?$", question.strip(), re.I)
+    if m is None or m.group(1).split()[0].lower() not in {"what", "which", "where", "who", "when", "how"}:
+        return None
+    return f"{m.group(1)}{_PAST[m.group(2).lower()]}{m.group(3)} before?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from assistant.episode import Episode
 from sleep.dreams import Dream, dream
-from sleep.reconsolidate import first_person, relink, terms
+from sleep.reconsolidate import first_person, previously, relink, terms
 
 
 def recalling(*known: str):  # type: ignore[no-untyped-def]
@@ -27,7 +27,10 @@ def led(dreams: list[Dream]) -> dict[str, str]:
 def test_the_old_question_is_answered_with_the_new_value() -> None:
     recall, asked = recalling("Your cousin Tomasz lives in Leeds.")
     made = relink("Tomasz moved again, he's in Bristol now.", recall)
-    assert led(made) == {"Where does my cousin Tomasz live?": "Bristol."}
+    assert led(made) == {
+        "Where does my cousin Tomasz live?": "Bristol.",
+        "Where did my cousin Tomasz live before?": "Leeds.",  # the old value, as what it was
+    }
     assert made[0].answer == "Bristol. Tomasz moved again, he's in Bristol now."
     assert "What do you know about Tomasz?" in asked
 
@@ -36,7 +39,9 @@ def test_a_number_is_changed_in_the_recalled_sentence_too() -> None:
     recall, _ = recalling("Your locker at the pool is number 31.")
     made = led(relink("They renumbered the lockers at the pool, so my locker is number 164 now.", recall))
     assert made["Fill in the blank from what I told you: Your locker at the pool is ___."] == "number 164."
-    assert set(made.values()) == {"number 164."}
+    assert made["What is my locker at the pool?"] == "number 164."
+    assert made["What was my locker at the pool before?"] == "number 31."
+    assert set(made.values()) == {"number 164.", "number 31."}
 
 
 def test_nothing_is_made_without_a_recall_about_what_tonight_names() -> None:
@@ -57,6 +62,12 @@ def test_a_recall_about_another_one_of_the_same_kind_changes_nothing() -> None:
     assert relink("My cousin Tomasz lives in Bristol now.", recall) == []
 
 
+def test_a_question_about_now_is_asked_about_before() -> None:
+    assert previously("What time is the pickup?") == "What time was the pickup before?"
+    assert previously("What does my partner work as?") == "What did my partner work as before?"
+    assert previously("Fill in the blank from what I told you: Your locker is ___.") is None
+
+
 def test_recalled_words_are_put_back_in_the_users_voice() -> None:
     assert first_person("You're a nurse and your sister lives with you.") == "I'm a nurse and my sister lives with me."
     assert first_person("Your flat is yours, you said.") == "My flat is mine, I said."
@@ -71,5 +82,5 @@ def test_the_nights_dreams_count_what_was_relinked() -> None:
     recall, _ = recalling("Your cousin Tomasz lives in Leeds.")
     ep = Episode.from_exchange("s1", "Tomasz moved again, he's in Bristol now.", "Noted.", "gen-0001", 0.0)
     made = dream([ep], None, relink=lambda source: relink(source, recall))
-    assert made.relinked == 1
+    assert made.relinked == 2  # the question about now, and the same about before
     assert "Where does my cousin Tomasz live?" in {d.question for d in made.dreams[ep.id]}

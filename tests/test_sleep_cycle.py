@@ -384,7 +384,7 @@ def test_a_slept_model_is_asked_what_it_recalls_and_its_old_question_learns_the_
     second = run_cycle(Nightcap.load(home))
     assert second.outcome == "promoted", second.error
     assert any("What do you know about Tomasz?" in p for p in asked)
-    assert second.examples["relinked"] == 1
+    assert second.examples["relinked"] == 2  # the question about now, and the same about before
 
 
 def test_an_anchored_home_replays_its_first_models_samples_and_teachers_every_night(home: Path) -> None:
