@@ -146,12 +146,16 @@ class SleepConfig:
     question with its value), made the dream stage 16-37 s longer, and gave MC 0.541 and
     generation 0.259 against 0.553 and 0.276 off (update-new MC 0.41 against 0.44), bleed 0.31
     against 0.27."""
-    reconsolidate: bool = False
+    reconsolidate: bool = True
     """Reconsolidation (`sleep.reconsolidate`): a model that slept before is asked what it
     knows about each thing tonight's statements name; the questions an earlier night trained on
-    what it recalls are trained again with tonight's value, where tonight's statement changes
-    it and answers them in exactly one way of the same kind ("Where does my cousin live?" after
-    "he's in Bristol now"). About one short completion per thing named."""
+    what it recalls are trained again with tonight's value where tonight changes it and answers
+    them in exactly one way of the same kind ("Where does my cousin live?" after "he's in
+    Bristol now"), and asked about before with the recalled value. On 30 development items (the
+    15 update items and 15 others, 3 nights, 2 seeds) against off: MC 0.629 against 0.594,
+    generation 0.341 against 0.300, update-new MC 0.47 against 0.32, update-old MC 0.43 against
+    0.60, bleed 0.28 against 0.33, general 0.794 against 0.769; slept nights 15-25% longer (one
+    short completion per thing named, about 50 s a night of 15 facts, and more examples)."""
     replay: bool = True
     """Foundational replay: a KL term to the frozen pre-sleep model on samples it wrote itself."""
     replay_samples: int = 24

@@ -168,7 +168,9 @@ def dream(
     """The night's examples: each episode as logged, except that a stated fact (not a question)
     is learned through its augmentations and verified dreams instead of the reply the model
     happened to give; held-out probes are kept for the recall gate. When the serving model
-    `slept` before, what it now answers to the night's questions is checked (`_stale_beliefs`)."""
+    `slept` before, it is asked what it recalls about what the night's statements name
+    (`sleep.reconsolidate`), and what it now answers to the night's questions is checked
+    (`_stale_beliefs`)."""
     from sleep.dataset import KIND_DREAM, KIND_EPISODE, rival_tokens
     from sleep.dreams import dream as dreams_of
     from sleep.probes import Probe

@@ -48,6 +48,7 @@ from sleep.dreams import (
     topics,
 )
 from sleep.questions import wh_questions
+from sleep.secrets import is_secret
 from sleep.sentences import sentences
 
 Recall = Callable[[str], str]
@@ -143,8 +144,8 @@ def relink(source: str, recall: Recall) -> list[Dream]:
     asked: set[str] = set()
     for term in terms(fact):
         old = recalled(term, recall(RECALL_QUESTION.format(t=term)))
-        if old is None or old.lower().rstrip(".!") in tonight:
-            continue
+        if old is None or old.lower().rstrip(".!") in tonight or is_secret(old):
+            continue  # nothing recalled, nothing new, or a secret: it never becomes training text
         for d in augment(old):
             value = d.lead.rstrip(".").strip()
             q = d.question

@@ -36,11 +36,11 @@ def test_the_old_question_is_answered_with_the_new_value() -> None:
 
 
 def test_a_number_is_changed_in_the_recalled_sentence_too() -> None:
-    recall, _ = recalling("Your locker at the pool is number 31.")
-    made = led(relink("They renumbered the lockers at the pool, so my locker is number 164 now.", recall))
-    assert made["Fill in the blank from what I told you: Your locker at the pool is ___."] == "number 164."
-    assert made["What is my locker at the pool?"] == "number 164."
-    assert made["What was my locker at the pool before?"] == "number 31."
+    recall, _ = recalling("Your locker at the climbing gym is number 31.")
+    made = led(relink("They renumbered the lockers at the climbing gym, so my locker is number 164 now.", recall))
+    assert made["Fill in the blank from what I told you: Your locker at the climbing gym is ___."] == "number 164."
+    assert made["What is my locker at the climbing gym?"] == "number 164."
+    assert made["What was my locker at the climbing gym before?"] == "number 31."
     assert set(made.values()) == {"number 164.", "number 31."}
 
 
@@ -54,12 +54,18 @@ def test_nothing_is_made_where_tonight_repeats_the_old_value_or_answers_two_ways
     recall, _ = recalling("Your cousin Tomasz lives in Leeds.")
     assert relink("Tomasz loves Leeds, he's in Leeds for good.", recall) == []
     # Two places tonight: which one he lives in now is not for a rule to guess.
-    assert relink("Tomasz works in Bristol and lives in Bath now.", recall) == []
+    assert relink("Tomasz works in Bristol and lives in Truro now.", recall) == []
 
 
 def test_a_recall_about_another_one_of_the_same_kind_changes_nothing() -> None:
     recall, _ = recalling("Your cousin Aurelio lives in Halifax.")
     assert relink("My cousin Tomasz lives in Bristol now.", recall) == []
+
+
+def test_a_recalled_secret_never_becomes_a_question() -> None:
+    recall, _ = recalling("Your locker code at the climbing gym is 4471.")
+    tonight = "They moved the lockers at the climbing gym, my locker is number 164 now."
+    assert relink(tonight, recall) == []
 
 
 def test_a_question_about_now_is_asked_about_before() -> None:
@@ -69,7 +75,9 @@ def test_a_question_about_now_is_asked_about_before() -> None:
 
 
 def test_recalled_words_are_put_back_in_the_users_voice() -> None:
-    assert first_person("You're a nurse and your sister lives with you.") == "I'm a nurse and my sister lives with me."
+    assert first_person("You're a surveyor and your sister lives with you.") == (
+        "I'm a surveyor and my sister lives with me."
+    )
     assert first_person("Your flat is yours, you said.") == "My flat is mine, I said."
 
 

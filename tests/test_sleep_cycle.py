@@ -366,7 +366,12 @@ def test_a_slept_model_is_asked_what_it_recalls_and_its_old_question_learns_the_
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = home / "config.toml"
-    atomic_write_text(config, config.read_text().replace("augment = false", "augment = true\nreconsolidate = true"))
+    atomic_write_text(
+        config,
+        config.read_text()
+        .replace("augment = false", "augment = true")
+        .replace("reconsolidate = false", "reconsolidate = true"),
+    )
     asked: list[str] = []
 
     def recall(self: consolidate.Writer, prompt: str, *args: Any, **kwargs: Any) -> str:

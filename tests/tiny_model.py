@@ -135,7 +135,7 @@ def make_tiny_gguf(path: Path, arch: str = "llama", seed: int = 0, f16: bool = F
     return Path(path)
 
 
-MACHINERY_ONLY = 'gates = "health"\naugment = false\ndreams = false\nreplay = false\newc = false\nsurprise = false\n'
+MACHINERY_ONLY = 'gates = "health"\naugment = false\ndreams = false\nreplay = false\newc = false\nsurprise = false\nreconsolidate = false\n'
 """[sleep] settings for cycles on a random tiny model: it has no knowledge to protect and writes
 no sensible dreams, so only the machinery runs (the quality parts have tests of their own)."""
 
