@@ -9,6 +9,7 @@ stage runs its real code (llama.cpp tokenizer and gate, torch+peft training, the
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
 import subprocess
@@ -599,9 +600,12 @@ def test_each_stage_reports_its_own_peak_memory_not_the_nights_so_far() -> None:
     report = SleepReport()
     stage = stages(report, NullProgress(), lambda: False)
     with stage("big"):
-        held = bytearray(300 * 2**20)
-        held[::4096] = b"x" * len(held[::4096])  # touch every page
-        del held
+        # Fresh pages from the OS: a bytearray may be carved out of heap memory an earlier test
+        # freed and the process still holds (glibc keeps it), which no peak count would see.
+        held = mmap.mmap(-1, 300 * 2**20)
+        for offset in range(0, len(held), 4096):
+            held[offset] = 1  # touch every page
+        held.close()
     with stage("small"):
         pass
     assert report.stage_rss_mb["small"] < report.stage_rss_mb["big"] - 200
