@@ -24,6 +24,17 @@ would tie that value to another fact.
 
 No word list here beyond pronouns, auxiliaries and question words: what is asked and what is
 answered comes from the model's own recall and tonight's statement.
+
+Tried and not kept: where tonight's statement names the old value itself ("Aurelio moved away,
+so Tomasz sweeps my chimney now": 7 of the 15 development updates), relinking through the value
+(the old value named outside the clause with "now"/"anymore"/"no longer", the one span of its
+shape inside it, never the recalled sentence's subject). With a perfect recall it relinked 8
+of the 15 updates instead of 6 and made no new wrong question over the development set's
+pairs that share a name; on the 30-item bench (3 nights, seeds 0 and 1) it lost MC on both
+seeds (52, 50 of 85 against 55, 52), update-new MC (7, 4 of 17 against 10, 6) and the check
+half, for update-old MC (8, 8 of 15 against 5, 8) and bleed. Routing a partly named value
+("the Foundry on Quay Street", named tonight by "Foundry") to that path also took away some
+relinks the question's words had made.
 """
 
 from __future__ import annotations
