@@ -46,6 +46,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-augment": {"augment": False},
     "-surprise": {"surprise": False},
     "-lead": {"lead_weight": 1.0},
+    "-reconsolidate": {"reconsolidate": False},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
     "+stale": {"stale_weight": 1.0},  # off by default: this row measures turning it on
 }
@@ -56,6 +57,7 @@ NAIVE: dict[str, Any] = {
     "augment": False,
     "surprise": False,
     "rehearse": False,
+    "reconsolidate": False,
 }
 BENCH_PASSPHRASE = "nightcap bench throwaway home"
 ROWS = ["none", "context", "nightcap", "naive", *ABLATIONS]
