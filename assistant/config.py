@@ -238,6 +238,9 @@ class SleepConfig:
     `nightcap bench forget`, 5 forgets after a 20-fact night) a forget took 152-190 s instead of
     219-281 s, but 2 of the 5 candidates failed the perplexity gate (+6%) and general MC fell
     to 0.775 (0.787 at 24 steps); the other facts' loss was the same (MC 0.633 -> 0.510)."""
+    forget_kl_per_step: int = 6
+    """Replay samples and rehearsed answers in each of a forget's KL terms per step (a night uses
+    `kl_per_step`)."""
     forget_npo_weight: float = 3.0
     """Weight of the term that pushes the forgotten statement's answers down (NPO). See
     `forget_idk_weight` for what 1 and 3 gave."""

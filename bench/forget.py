@@ -73,7 +73,7 @@ def chosen_items(n: int, k: int, relearn: int) -> tuple[list[E.Item], list[E.Ite
     return told[:k], told[k:], rest[:relearn]
 
 
-FORGET_SETTINGS = ("forget_steps", "forget_idk_weight", "forget_npo_weight")
+FORGET_SETTINGS = ("forget_steps", "forget_idk_weight", "forget_npo_weight", "forget_kl_per_step")
 """The `sleep.*` settings of a forget that the command line can change for the bench's forgets."""
 
 SLEPT, STATE = "slept", "state.json"
@@ -187,7 +187,8 @@ def print_table(fig: dict[str, Any]) -> None:
 
     print(
         f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each, "
-        f"'I don't know' weight {fig['forget_idk_weight']}, NPO weight {fig['forget_npo_weight']}), "
+        f"'I don't know' weight {fig['forget_idk_weight']}, NPO weight {fig['forget_npo_weight']}, "
+        f"KL samples {fig.get('forget_kl_per_step', '?')} a step), "
         f"{fig['relearn']} others learned after; seed {fig['seed']}; model {fig['model']}"
     )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
@@ -217,6 +218,9 @@ def main(argv: list[str]) -> int:
         "--forget-idk-weight", type=float, default=None, help="weight of each forget's 'I don't know' lessons"
     )
     p.add_argument("--forget-npo-weight", type=float, default=None, help="weight of each forget's NPO term")
+    p.add_argument(
+        "--forget-kl-per-step", type=int, default=None, help="samples in each of a forget's KL terms per step"
+    )
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     args = p.parse_args(argv)
     model = args.model or Nightcap.load().store.current().gguf

@@ -191,7 +191,8 @@ def _run(
     dreams = forget_dreams(text)
     if not dreams:
         raise UsageError("that text holds no statement to forget; give the fact as you told it")
-    cfg = dataclasses.replace(app.config.sleep, rehearse=True, dreams=False)
+    sleep_cfg = app.config.sleep
+    cfg = dataclasses.replace(sleep_cfg, rehearse=True, dreams=False, kl_per_step=sleep_cfg.forget_kl_per_step)
     system_prompt = app.config.chat.system_prompt
     args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
     with stage("load"):

@@ -582,14 +582,24 @@ def test_a_crash_during_the_night_reports_no_word_of_the_conversations(
 
 
 def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_content(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from assistant.audit import FAIL, run_audit
     from assistant.cli import main
     from sleep.forget import IDK, forget_dreams
 
     assert run_cycle(Nightcap.load(home)).outcome == "promoted"
+    atomic_write_text(home / "config.toml", (home / "config.toml").read_text() + "forget_kl_per_step = 2\n")
+    protections, replay = [], consolidate.replay
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        protections.append((kw["cfg"].kl_per_step, kw["protect_facts"]))
+        return replay(*args, **kw)
+
+    monkeypatch.setattr(consolidate, "replay", spy)
     assert main(["forget", "remember my cat is called miso", "--json"]) == 0
+    # Its KL terms take their own samples a step, and EWC leaves out the facts it unlearns one of.
+    assert protections == [(2, False)]
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "forget" and report["outcome"] == "promoted"
     assert report["old_generation"] == "gen-0001" and report["new_generation"] == "gen-0002"
