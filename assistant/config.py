@@ -209,10 +209,6 @@ class SleepConfig:
     model generation under the home's cache/ directory)."""
     ewc_weight: float = 1.0
     """Weight of the EWC penalty (the Fisher is normalised to mean 1 over the adapted layers)."""
-    ewc_facts_weight: float = 0.0
-    """Weight of the EWC penalty under each earlier night's facts' Fisher (estimated at the end of
-    that night on a sample of its training text, by the model it trained; only the Fisher's
-    factors are kept, sealed with the generation). 0 turns it off. Needs `ewc`."""
     surprise: bool = True
     """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
     correction_boost: float = 1.5

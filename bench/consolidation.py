@@ -49,7 +49,6 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-reconsolidate": {"reconsolidate": False},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
     "+stale": {"stale_weight": 1.0},  # off by default: this row measures turning it on
-    "+facts-ewc": {"ewc_facts_weight": 1.0},  # off by default: this row measures turning it on
 }
 NAIVE: dict[str, Any] = {
     "replay": False,

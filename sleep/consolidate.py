@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from models.tokenizer import Tokenizer
     from sleep.dataset import Example
     from sleep.dreams import Dream, DreamSet
-    from sleep.ewc import Fishers
     from sleep.loss import LossTerm
     from sleep.probes import Probe
     from sleep.replay import Teacher
@@ -324,14 +323,12 @@ def replay(
     report: SleepReport,
     keep_rehearsal: Callable[[str], bool] | None = None,
     cache: Path | None = None,
-    protect_facts: bool = True,
 ) -> list["LossTerm"]:
     """The loss terms that protect what the model knows: foundational replay (KL to the frozen
     model on self-written samples, or to the home's first model with `sleep.replay_anchor`,
     whose samples and teachers are kept in `cache`), EWC, and rehearsal of a slept model's
     memories of its user. `keep_rehearsal` filters the rehearsed replies (a forget leaves out
-    those that hold what it forgets); `protect_facts` False leaves the earlier nights' facts out
-    of EWC (a forget unlearns one of them)."""
+    those that hold what it forgets)."""
     from sleep.replay import KLReplay, replay_example, replay_texts, sample_count
 
     terms: list[LossTerm] = []
@@ -370,7 +367,7 @@ def replay(
     if cfg.replay and samples:
         terms.append(KLReplay(samples, cfg.kl_weight, cfg.kl_per_step, top_k=cfg.kl_top_k, teachers=teachers))
     if cfg.ewc and samples:
-        terms.append(_ewc(learner.model, samples, gen, vault, args, cfg, facts=protect_facts))
+        terms.append(_ewc(learner.model, samples, gen, vault, args, cfg))
     if cfg.rehearse and gen.slept:
         # Only a slept model has memories of its user to rehearse.
         terms += _rehearsal(learner, writer, render, cfg, report, keep_rehearsal)
@@ -442,37 +439,16 @@ def _ewc(
     vault: "Vault",
     args: "TrainArgs",
     cfg: "SleepConfig",
-    facts: bool = True,
 ) -> "LossTerm":
-    """EWC against the generation's Fisher, estimated once per generation and sealed in the vault,
-    and (with `facts`) against the Fishers of the facts earlier nights learned, sealed with it."""
-    from sleep.ewc import EWCPenalty, Fishers, estimate_fisher, load_sealed, seal
+    """EWC against the generation's Fisher, estimated once per generation and sealed in the vault."""
+    from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
 
     sha = gen.manifest.get("sha256") or gen.name
-    kept = load_sealed(vault, sha) or Fishers()
-    general = kept.general
-    if general is None:
-        general = estimate_fisher(model, samples, args.lora_targets)
-        seal(vault, sha, Fishers(general, kept.facts))
-    return EWCPenalty(general, cfg.ewc_weight, kept.facts if facts else [], cfg.ewc_facts_weight)
-
-
-def facts_fisher(
-    model: "PeftModel", examples: Sequence["Example"], gen: "Generation", vault: "Vault", cfg: "SleepConfig"
-) -> "Fishers | None":
-    """The Fishers to seal with the generation tonight promotes: the earlier nights' facts' and
-    tonight's, estimated on a sample of tonight's training text by the model it trained
-    (`sleep.ewc_facts_weight`; None when off)."""
-    if not (cfg.ewc and cfg.ewc_facts_weight > 0 and examples):
-        return None
-    from sleep.device import autocast, autocast_dtype
-    from sleep.ewc import Fishers, estimate_fisher, facts_sample, load_sealed
-
-    kept = load_sealed(vault, gen.manifest.get("sha256") or gen.name) or Fishers()
-    device = next(model.parameters()).device
-    with autocast(device, autocast_dtype(cfg.precision, device)):
-        night = estimate_fisher(model, facts_sample(examples, cfg.seed), cfg.lora_targets)
-    return kept.with_night(night)
+    fisher = load_sealed(vault, sha)
+    if fisher is None:
+        fisher = estimate_fisher(model, samples, args.lora_targets)
+        seal(vault, sha, fisher)
+    return EWCPenalty(fisher, cfg.ewc_weight)
 
 
 def train(
@@ -509,15 +485,6 @@ def train(
     report.steps, report.device = result.steps, result.device
     report.losses = [round(x, 5) for x in result.losses]
     return result
-
-
-def seal_fishers(vault: "Vault", candidate: Path, fishers: "Fishers", report: SleepReport) -> None:
-    """Seal `fishers` with the generation `candidate` will be once stored (by its sha256)."""
-    from models.provision import sha256_file
-    from sleep.ewc import seal
-
-    seal(vault, sha256_file(candidate), fishers)
-    report.examples["facts_fishers"] = len(fishers.facts)
 
 
 def merge(

@@ -290,7 +290,6 @@ def _run(
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
     merged = scratch / "merged.gguf"
     with stage("merge"):
-        fishers = consolidate.facts_fisher(result.model, lessons.examples, gen, vault, cfg)
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
         # The torch copy goes before the write-back and llama.cpp's loads: these are its last
         # holders (the loss terms hold its layers too).
@@ -313,10 +312,6 @@ def _run(
     with vault.held():
         _unless_forgotten(vault, epochs, report)
         with stage("promote"):
-            if fishers is not None:
-                # Sealed first, under the candidate's sha256: a promotion that fails leaves a blob
-                # of no serving generation, which the next open drops.
-                consolidate.seal_fishers(vault, candidate, fishers, report)
             new = promote(
                 app, candidate, gen, master, source="sleep", extra={"epochs": list(epochs), "report": report.id}
             )

@@ -216,7 +216,6 @@ def _run(
                 report=report,
                 keep_rehearsal=lambda reply: not any(t in reply.lower() for t in terms),
                 cache=app.home.root / "cache",
-                protect_facts=False,  # the forgotten statement is one of the facts they protect
             ),
         ]
     with stage("train"):

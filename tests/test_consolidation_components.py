@@ -13,19 +13,7 @@ from tiny_lm import ByteTokenizer, devices, tiny_model
 
 from assistant.episode import Episode
 from sleep.dataset import Example, collate
-from sleep.ewc import (
-    MAX_FACT_FISHERS,
-    EWCPenalty,
-    Fishers,
-    estimate_fisher,
-    facts_sample,
-    load_cached,
-    lora_penalty,
-    pack,
-    save_cached,
-    to_bytes,
-    unpack,
-)
+from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
 from sleep.loss import labelled_hidden, lm_parts
 from sleep.replay import (
     HeadKL,
@@ -235,56 +223,6 @@ def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: 
     )
     path.write_bytes(b"damaged")
     assert load_cached(path) is None
-
-
-def test_the_fisher_of_an_adapted_model_is_that_of_its_adapted_layers() -> None:
-    plain = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
-    peft_model = attach_lora(tiny_model("llama"), _args())  # LoRA B starts at zero: the same function
-    adapted = estimate_fisher(peft_model, _samples(), TARGETS)
-    assert adapted.keys() == plain.keys() and len(adapted) == 2 * 7
-    for name, (g, a) in plain.items():
-        assert torch.allclose(adapted[name][0], g, rtol=1e-4, atol=1e-6) and torch.allclose(adapted[name][1], a)
-    _perturb(peft_model)  # a trained adapter changes the layers' gradients, and so their Fisher
-    moved = estimate_fisher(peft_model, _samples(), TARGETS)
-    assert any(not torch.allclose(moved[n][0], g, rtol=1e-3) for n, (g, _) in plain.items())
-
-
-def test_sealed_fishers_keep_each_nights_facts_and_read_a_general_one_alone() -> None:
-    general = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
-    old = unpack(to_bytes(general))  # a blob sealed before facts had Fishers of their own
-    assert old is not None and old.general is not None and old.facts == []
-    assert unpack(b"damaged") is None
-    night = {k: (2 * g, a) for k, (g, a) in general.items()}
-    kept = Fishers(general).with_night(night)
-    assert kept.general is None and len(kept.facts) == 1  # the general one belongs to its generation
-    again = unpack(pack(kept))
-    assert again is not None and again.general is None and len(again.facts) == 1
-    assert all(torch.equal(again.facts[0][k][0], g) for k, (g, _) in night.items())
-    for _ in range(MAX_FACT_FISHERS + 2):
-        kept = kept.with_night(general)
-    # The two oldest merge, their factors summed: the blob stays small, and no night is dropped.
-    assert len(kept.facts) == MAX_FACT_FISHERS
-    name = next(iter(general))
-    total = sum(float(f[name][0].sum()) for f in kept.facts)
-    assert total == pytest.approx(float(night[name][0].sum()) + (MAX_FACT_FISHERS + 2) * float(general[name][0].sum()))
-
-
-def test_ewc_weighs_the_update_by_each_earlier_nights_facts_too() -> None:
-    general = estimate_fisher(tiny_model("llama"), _samples(), TARGETS)
-    facts = [{k: (3 * g, a) for k, (g, a) in general.items()}, general]
-    peft_model = attach_lora(tiny_model("llama"), _args())
-    _perturb(peft_model)
-    base = float(lora_penalty(peft_model, general))
-    assert float(EWCPenalty(general, 1.0, facts, 0.5)(peft_model, 0)) == pytest.approx(base * (1 + 0.5 * 4), rel=1e-5)
-    assert float(EWCPenalty(general, 1.0, facts, 0.0)(peft_model, 0)) == pytest.approx(base, rel=1e-5)
-
-
-def test_the_facts_fisher_is_estimated_on_answers_to_questions_chosen_by_seed() -> None:
-    examples = [dataclasses.replace(e, lead=i % 2) for i, e in enumerate(_samples() * 30)]
-    chosen = facts_sample(examples, seed=3, n=10)
-    assert len(chosen) == 10 and all(e.lead == 1 for e in chosen)
-    assert chosen == facts_sample(examples, seed=3, n=10) and chosen != facts_sample(examples, seed=4, n=10)
-    assert len(facts_sample([dataclasses.replace(e, lead=0) for e in examples[:5]], seed=0)) == 5
 
 
 @pytest.mark.parametrize("device", devices())
