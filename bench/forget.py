@@ -188,7 +188,7 @@ def print_table(fig: dict[str, Any]) -> None:
     print(
         f"\n{fig['facts']} facts told, {fig['forget']} forgotten one at a time ({fig['forget_steps']} steps each, "
         f"'I don't know' weight {fig['forget_idk_weight']}, NPO weight {fig['forget_npo_weight']}, "
-        f"KL samples {fig.get('forget_kl_per_step', '?')} a step), "
+        f"KL samples {fig['forget_kl_per_step']} a step), "
         f"{fig['relearn']} others learned after; seed {fig['seed']}; model {fig['model']}"
     )
     print(f"{'model':<12} {'forgotten MC':>22} {'kept MC':>22} {'general':>8}")
