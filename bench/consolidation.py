@@ -49,6 +49,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "-reconsolidate": {"reconsolidate": False},
     "+rehearse": {"rehearse": True},  # off by default: this row measures turning it on
     "+stale": {"stale_weight": 1.0},  # off by default: this row measures turning it on
+    "+anchor": {"replay_anchor": True},  # off by default: this row measures turning it on
 }
 NAIVE: dict[str, Any] = {
     "replay": False,
