@@ -73,7 +73,9 @@ def quality_gates(
     cache_dir: Path,
 ) -> list[GateResult]:
     """Recall on held-out probes, retention of general knowledge, perplexity and drift, each
-    against the pre-sleep generation `before` (its figures cached by sha256 in `cache_dir`)."""
+    against the pre-sleep generation `before` (its figures cached by sha256 in `cache_dir`).
+    A candidate that passes all three retention gates leaves its own figures in the cache too:
+    once promoted it is the next night's or forget's `before`, and they need not be scored again."""
     from models.scoring import Scorer
     from sleep import probes as P
 
@@ -90,6 +92,7 @@ def quality_gates(
         finally:
             scorer.close()
     scorer = Scorer(candidate, n_ctx=512)
+    mine: dict[str, Any] = {"version": BASELINE_VERSION}
     try:
         out = []
         if want_recall:
@@ -106,7 +109,7 @@ def quality_gates(
                 )
             )
         if cfg.gate_min_retention > 0:
-            acc = P.mc_accuracy(scorer, general)
+            acc = mine["general_mc"] = P.mc_accuracy(scorer, general)
             ratio = acc / base["general_mc"] if base["general_mc"] > 0 else 1.0
             out.append(
                 GateResult(
@@ -118,7 +121,7 @@ def quality_gates(
                 )
             )
         if cfg.gate_max_perplexity_rise > 0:
-            ppl = P.perplexity(scorer, text)
+            ppl = mine["perplexity"] = P.perplexity(scorer, text)
             rise = ppl / base["perplexity"] - 1.0
             out.append(
                 GateResult(
@@ -140,9 +143,23 @@ def quality_gates(
                     "mean KL (nats) from the pre-sleep next-token distributions",
                 )
             )
-        return out
+            if len(mine) == 3 and all(r.passed for r in out):
+                mine["topk"] = _topk_json(P.next_token_topk(scorer, prompts))
     finally:
         scorer.close()
+    if "topk" in mine:
+        from models.provision import sha256_file
+
+        atomic_write_json(_baseline_path(cache_dir, sha256_file(candidate)), mine)
+    return out
+
+
+def _baseline_path(cache_dir: Path, sha: str) -> Path:
+    return ensure_dir(cache_dir) / f"gate-{sha[:32]}.json"
+
+
+def _topk_json(topk: list[dict[int, float]]) -> list[dict[str, float]]:
+    return [{str(k): v for k, v in d.items()} for d in topk]
 
 
 def _baseline(
@@ -153,7 +170,7 @@ def _baseline(
     from models.scoring import Scorer
     from sleep import probes as P
 
-    path = ensure_dir(cache_dir) / f"gate-{sha[:32]}.json"
+    path = _baseline_path(cache_dir, sha)
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -167,7 +184,7 @@ def _baseline(
             "version": BASELINE_VERSION,
             "general_mc": P.mc_accuracy(scorer, general),
             "perplexity": P.perplexity(scorer, text),
-            "topk": [{str(k): v for k, v in d.items()} for d in P.next_token_topk(scorer, prompts)],
+            "topk": _topk_json(P.next_token_topk(scorer, prompts)),
         }
     finally:
         scorer.close()

@@ -113,3 +113,27 @@ def test_a_different_model_drifts(tiny_pair: tuple[Path, Path], tmp_path: Path) 
     (drift,) = quality_gates(after, before, "sha-x", [], cfg, "", tmp_path)
     assert drift.name == "drift" and not drift.passed
     assert drift.value is not None and drift.value > 1e-3
+
+
+def test_a_passing_candidate_leaves_the_figures_its_next_gate_would_score(
+    tiny_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from models.provision import sha256_file
+    from sleep.gate import _baseline
+
+    before, after = tiny_pair
+    cfg = SleepConfig(
+        gate_min_recall=0.0, gate_max_drift=1e3, gate_min_retention=0.0 + 1e-9, gate_max_perplexity_rise=1e3
+    )
+    assert all(r.passed for r in quality_gates(after, before, "sha-before", [], cfg, "", tmp_path / "a"))
+    kept = json.loads((tmp_path / "a" / f"gate-{sha256_file(after)[:32]}.json").read_text())
+    general = P.general_probes(P.load_jsonl(P.eval_path("gate-general.jsonl")))
+    text = P.eval_path("gate-text.txt").read_text(encoding="utf-8")
+    fresh = _baseline(after, "fresh", general, text, [g.prompt for g in general], tmp_path / "b")
+    assert kept["general_mc"] == fresh["general_mc"] and kept["perplexity"] == pytest.approx(fresh["perplexity"])
+    assert kept["topk"] == fresh["topk"]
+
+    # A candidate that fails a gate is not promoted: it leaves nothing to read.
+    strict = dataclasses.replace(cfg, gate_max_drift=1e-6)
+    assert not all(r.passed for r in quality_gates(after, before, "sha-before", [], strict, "", tmp_path / "c"))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["gate-sha-before.json"]
