@@ -122,9 +122,7 @@ def test_a_passing_candidate_leaves_the_figures_its_next_gate_would_score(
     from sleep.gate import _baseline
 
     before, after = tiny_pair
-    cfg = SleepConfig(
-        gate_min_recall=0.0, gate_max_drift=1e3, gate_min_retention=0.0 + 1e-9, gate_max_perplexity_rise=1e3
-    )
+    cfg = SleepConfig(gate_min_recall=0.0, gate_max_drift=1e3, gate_min_retention=1e-9, gate_max_perplexity_rise=1e3)
     assert all(r.passed for r in quality_gates(after, before, "sha-before", [], cfg, "", tmp_path / "a"))
     kept = json.loads((tmp_path / "a" / f"gate-{sha256_file(after)[:32]}.json").read_text())
     general = P.general_probes(P.load_jsonl(P.eval_path("gate-general.jsonl")))
