@@ -34,6 +34,7 @@ from assistant.fsutil import ensure_dir, open_private
 from assistant.stoppoints import Stopped, stop_points
 from assistant.vault.derived import drop_stale
 from sleep import checkpoint
+from sleep.memory import settle
 from sleep.progress import NullProgress, SleepProgress
 from sleep.report import (
     OUTCOME_FAILED,
@@ -107,8 +108,9 @@ def stages(report: SleepReport, progress: SleepProgress, stop: Callable[[], bool
             raise _Stop(name)
         progress.stage(name)
         # Each stage's own peak where the system can restart the count (what the process held
-        # before is kept in the night's peak first).
+        # before is kept in the night's peak first), from what the night still holds.
         report.peak_rss_mb = max(report.peak_rss_mb, round(_peak_rss_mb(), 1))
+        settle()
         reset_peak_rss()
         t0 = time.perf_counter()
         try:
@@ -172,6 +174,7 @@ def run_cycle(
     progress = progress or NullProgress()
     stop = should_stop or (lambda: False)
     report = SleepReport()
+    settle()  # what an earlier night or chat in this process left is handed back first
     reset_peak_rss()  # the night's own peak, not that of what the process did before it
     scratch = app.home.root / "tmp" / "sleep"
     stage = stages(report, progress, stop)
@@ -209,6 +212,7 @@ def run_cycle(
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             report.peak_rss_mb = max(report.peak_rss_mb, round(_peak_rss_mb(), 1))
+            settle()  # a long-lived process (the daemon) does not keep the night's memory
     return report
 
 

@@ -8,6 +8,7 @@ stage runs its real code (llama.cpp tokenizer and gate, torch+peft training, the
 
 from __future__ import annotations
 
+import gc
 import json
 import mmap
 import os
@@ -619,6 +620,36 @@ def test_each_stage_reports_its_own_peak_memory_not_the_nights_so_far() -> None:
         pass
     assert report.stage_rss_mb["small"] < report.stage_rss_mb["big"] - 200
     assert report.peak_rss_mb >= report.stage_rss_mb["big"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a stage's own peak needs Linux's VmHWM reset")
+def test_a_stage_starts_without_what_only_the_cycle_collector_frees() -> None:
+    """Memory held by objects in a reference cycle (a closed llama.cpp wrapper and its buffers)
+    goes before the next stage, not whenever the collector next runs."""
+    from sleep.cycle import stages
+    from sleep.progress import NullProgress
+    from sleep.report import SleepReport
+
+    class Node:
+        other: object
+        held: mmap.mmap
+
+    report = SleepReport()
+    stage = stages(report, NullProgress(), lambda: False)
+    gc.disable()  # only the stage may collect
+    try:
+        with stage("big"):
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            a.held = mmap.mmap(-1, 300 * 2**20)
+            for offset in range(0, len(a.held), 4096):
+                a.held[offset] = 1
+            del a, b  # unreachable now, but only the cycle collector unmaps it
+        with stage("next"):
+            pass
+    finally:
+        gc.enable()
+    assert report.stage_rss_mb["next"] < report.stage_rss_mb["big"] - 200
 
 
 @pytest.mark.parametrize("stage,step", [("quantize", 0), ("", 2)])
