@@ -2,8 +2,9 @@
 
 For each row, in a fresh temporary home whose generation 0 is the model under test, each day is
 simulated by sending the day's messages through real `Session`s into the vault (one
-conversation per item, chat replies sampled with the row's seed), the real sleep cycle
-(`sleep.cycle.run_cycle`) runs after each day, and the model it leaves serving is scored in
+conversation per item, chat replies sampled with the row's seed), the real sleep cycle runs
+after each day (`nightcap sleep --now` in a process of its own, as the daemon runs it, so that
+its time and peak memory are the night's alone), and the model it leaves serving is scored in
 llama.cpp (`bench.recall`): multiple choice and generation per probe, reported by probe kind,
 category and tune/check split with 95% intervals; secret probes apart (leakage); bleed; general
 multiple choice and perplexity on text the quality gates never see.
@@ -142,15 +143,59 @@ def make_home(root: Path, model: Path, seed: int = 0, sleep: Mapping[str, str] |
     from assistant.app import Nightcap
 
     root.mkdir(parents=True)
-    # A throwaway home: its vault key comes from a fixed passphrase, never the OS keyring.
     extra = "".join(f"{k} = {v}\n" for k, v in (sleep or {}).items())
-    (root / "config.toml").write_text(
-        f'[vault]\nkeyring = "off"\n[chat]\nseed = {seed}\n[sleep]\nseed = {seed}\n{extra}', encoding="utf-8"
-    )
+    (root / "config.toml").write_text(home_config(seed) + extra, encoding="utf-8")
     app = Nightcap.load(root)
     app.vault(passphrase=BENCH_PASSPHRASE)
     app.store.use(app.store.add(model, source="bench", link=True).name)
     return app
+
+
+def home_config(seed: int, sleep: Any = None) -> str:
+    """A throwaway home's config.toml: its vault key comes from a fixed passphrase, never the OS
+    keyring; chat replies and training seeded with `seed`; the [sleep] settings of `sleep` (a
+    SleepConfig) that differ from the defaults."""
+    from assistant.config import SleepConfig
+
+    lines = ['[vault]\nkeyring = "off"\n', f"[chat]\nseed = {seed}\n", f"[sleep]\nseed = {seed}\n"]
+    if sleep is not None:
+        default = SleepConfig()
+        for f in dataclasses.fields(SleepConfig):
+            value = getattr(sleep, f.name)
+            if f.name != "seed" and value != getattr(default, f.name):
+                lines.append(f"{f.name} = {toml_value(value)}\n")
+    return "".join(lines)
+
+
+def toml_value(value: Any) -> str:
+    """`value` (a bool, number, string or list of them) as TOML."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def sleep_apart(app: Any, seed: int) -> Any:
+    """One night on `app`'s home with `app.config.sleep` (written to its config.toml first), in a
+    process of its own (`night_apart`). Returns its stored report."""
+    (app.home.root / "config.toml").write_text(home_config(seed, app.config.sleep), encoding="utf-8")
+    return night_apart(app)
+
+
+def night_apart(app: Any) -> Any:
+    """One night on `app`'s home as `nightcap sleep --now` in a process of its own, as the daemon
+    runs it: its time and memory are a night's alone, not those of this process and the nights
+    before. Returns its stored report."""
+    from assistant.vault.masterkey import ENV_PASSPHRASE
+    from sleep.daemon import night_in_child
+    from sleep.progress import NullProgress
+
+    return night_in_child(
+        app, should_stop=lambda: False, progress=NullProgress(), env={ENV_PASSPHRASE: BENCH_PASSPHRASE}
+    )
 
 
 def teach(app: Any, conversations: Sequence[Sequence[str]]) -> None:
@@ -184,8 +229,6 @@ def sleep_run(
 ) -> Run:
     """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones);
     with `fit`, that many of the nights' own training questions are asked after the last."""
-    from sleep.cycle import run_cycle
-
     app = make_home(tmp / f"{name.strip('-+')}-{seed}", model, seed)
     base = dataclasses.replace(app.config.sleep, **overrides)
     sleep_s, steps, outcomes, gates, peaks = [], [], [], [], []
@@ -195,7 +238,7 @@ def sleep_run(
             base if budget is None else dataclasses.replace(base, steps=budget[i], max_steps=budget[i], min_epochs=0.0)
         )
         t0 = time.perf_counter()
-        report = run_cycle(app)
+        report = sleep_apart(app, seed)
         sleep_s.append(round(time.perf_counter() - t0, 1))
         steps.append(report.steps)
         outcomes.append(report.outcome)

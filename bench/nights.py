@@ -31,14 +31,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
@@ -136,29 +132,10 @@ def save_state(d: Path, state: dict[str, Any]) -> None:
 
 
 def sleep_in_child(app: Any) -> Any:
-    """One night as `nightcap sleep --now --json` on `app`'s home, in a fresh process; the
-    report's outcome, steps and peak memory."""
-    from bench.consolidation import BENCH_PASSPHRASE
+    """One night on `app`'s home in a process of its own, as the daemon runs it; its stored report."""
+    from bench.consolidation import night_apart
 
-    env = {**os.environ, "NIGHTCAP_HOME": str(app.home.root), "NIGHTCAP_PASSPHRASE": BENCH_PASSPHRASE}
-    done = subprocess.run(
-        [sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = done.stdout.strip().splitlines()
-    try:
-        report = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
-        report = None
-    if not isinstance(report, dict):
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the night's process exited {done.returncode}: {tail}")
-    return SimpleNamespace(
-        outcome=report["outcome"], steps=report.get("steps", 0), peak_rss_mb=report.get("peak_rss_mb", 0.0)
-    )
+    return night_apart(app)
 
 
 def chart(rows: Sequence[dict[str, Any]], key: str, width: int = 40) -> list[str]:

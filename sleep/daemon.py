@@ -1,12 +1,15 @@
 """The overnight daemon: sleep when the machine is on power and idle, yield when the user is back.
 
 `nightcap daemon` runs `Daemon(app).run()` in the foreground; a service manager (systemd --user,
-launchd) keeps it alive and it never forks. One instance per home: it holds an flock on
-`home/daemon.lock` for its whole life, so a crashed daemon never blocks the next one (the kernel
-drops the lock with the process). Every `poll_seconds` it checks the conditions; when they hold
-it runs the sleep cycle, whose `should_stop` re-checks them about once a second. When the user
-comes back or the power goes, the cycle seals a checkpoint and raises `SleepInterrupted`; the
-next cycle resumes from it. SIGTERM or SIGINT stop the same way and the daemon exits 0.
+launchd) keeps it alive and it never daemonizes itself. One instance per home: it holds an flock
+on `home/daemon.lock` for its whole life, so a crashed daemon never blocks the next one (the
+kernel drops the lock with the process). Every `poll_seconds` it checks the conditions; when they
+hold it runs the sleep cycle, whose `should_stop` re-checks them about once a second: as
+`nightcap sleep --now` in a process of its own (`night_in_child`) where that process can unlock
+the vault unattended, so that the daemon holds little memory between nights, else in its own
+process. When the user comes back or the power goes, the cycle seals a checkpoint and stops
+(`SleepInterrupted`); the next cycle resumes from it. SIGTERM or SIGINT stop the same way and the
+daemon exits 0.
 
 At most one cycle completes per window opening (a rejected night is not retried until the next
 one), recorded in `home/logs/daemon-state.json`. `home/logs/daemon.log` records what the daemon
@@ -19,6 +22,7 @@ subprocess tests do it).
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
@@ -92,12 +96,112 @@ class _StageLog:
         pass
 
 
-def load_cycle() -> tuple[CycleFn, type[BaseException]]:
-    """`run_cycle` and `SleepInterrupted` of `sleep.cycle` (imported only when a night starts:
-    torch comes with it)."""
+def load_cycle(app: Any = None) -> tuple[CycleFn, type[BaseException]]:
+    """How the daemon runs a night, and the exception that says it paused: `night_in_child`
+    where a process of its own can unlock the vault unattended (the passphrase in the
+    environment, or the key in the OS keyring), else `sleep.cycle.run_cycle` in this process
+    (a passphrase typed at the daemon's prompt is not passed on)."""
     from sleep.cycle import SleepInterrupted, run_cycle
 
+    if app is not None and child_can_unlock(app):
+        return night_in_child, SleepInterrupted
     return run_cycle, SleepInterrupted
+
+
+def child_can_unlock(app: Any) -> bool:
+    """Whether `nightcap sleep` started by this process would open the vault without a prompt."""
+    from assistant.vault.masterkey import ENV_PASSPHRASE
+
+    if os.environ.get(ENV_PASSPHRASE):
+        return True
+    try:
+        return bool(app.vault().in_keyring)
+    except NightcapError:
+        return False
+
+
+def night_in_child(
+    app: Any,
+    *,
+    should_stop: Callable[[], bool],
+    progress: Any,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    poll_seconds: float = 0.2,
+) -> Any:
+    """One night as `nightcap sleep --now --json` in a process of its own. Its memory goes back to
+    the OS when it ends: in the daemon's own process a night left about 700 MB held until the
+    next one, and made that one peak about 400 MB higher (`sleep.memory`); a crash in it ends
+    the night, not the daemon. Its stage lines feed `progress`; once `should_stop()` holds it
+    gets SIGTERM, which it takes as the user coming back (checkpoint, exit); it also stops if
+    the daemon dies. `env` adds to the environment it inherits. Returns the report it stored.
+    Raises SleepInterrupted when it paused, SleepError when it failed."""
+    import subprocess
+    import threading
+
+    from assistant.errors import SleepError
+    from sleep.cycle import SleepInterrupted
+    from sleep.report import read_report
+
+    reports = app.home.reports
+    before = set(reports.glob("sleep-*.json")) if reports.exists() else set()
+    argv = command or [sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"]
+    proc = subprocess.Popen(
+        [*argv, "--parent-pid", str(os.getpid())],
+        env={**os.environ, **(env or {}), "NIGHTCAP_HOME": str(app.home.root)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,  # the report is read from where the night stored it
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
+    said: collections.deque[str] = collections.deque(maxlen=20)
+    follow = threading.Thread(target=_follow, args=(proc.stderr, progress, said), daemon=True)
+    follow.start()
+    signalled = False
+    while proc.poll() is None:
+        if not signalled and should_stop():
+            proc.send_signal(signal.SIGTERM)
+            signalled = True
+        time.sleep(poll_seconds)
+    follow.join(timeout=5.0)
+    new = sorted(set(reports.glob("sleep-*.json")) - before) if reports.exists() else []
+    report = read_report(new[-1]) if new else None
+    # Only the command's own one-line error: other output (a crash's) may quote what it handled.
+    last = said[-1].removeprefix("nightcap sleep: ") if said and said[-1].startswith("nightcap sleep: ") else ""
+    if report is None and signalled:  # stopped while it was starting: nothing was done
+        raise SleepInterrupted("stopped before the night began; it starts again next time")
+    if report is None:
+        raise SleepError(
+            f"the night's process ended without a report (exit status {proc.returncode})"
+            + (f": {last}" if last else "")
+            + "; the previous model keeps serving and no memory was lost"
+        )
+    if report.outcome == "interrupted":
+        raise SleepInterrupted(report.error or "sleep paused; it will resume from its checkpoint next time")
+    if report.outcome == "failed":
+        raise SleepError(last or report.error or f"sleep failed (exit status {proc.returncode})")
+    return report
+
+
+def _follow(stream: Any, progress: Any, said: "collections.deque[str]") -> None:
+    """The child night's stderr: its stage and step lines go to `progress`, every other line is
+    kept, the last few (the last one is its one-line error, if it failed)."""
+    for raw in stream:
+        line = raw.strip()
+        if line.startswith("sleep: train step "):
+            step, _, rest = line.removeprefix("sleep: train step ").partition(" ")
+            done, _, total = step.partition("/")
+            loss = rest.removeprefix("loss ").strip()
+            try:
+                progress.step(int(done), int(total), float(loss) if loss else None)
+            except ValueError:
+                pass
+        elif line.startswith("sleep: ") and " " not in line.removeprefix("sleep: "):
+            progress.stage(line.removeprefix("sleep: "))
+        elif line:
+            said.append(line)
 
 
 def count_pending(app: Any) -> int:
@@ -210,7 +314,7 @@ class Daemon:
     def _sleep_once(self, opening: str) -> str:
         try:
             if self._cycle is None:
-                self._cycle, self._interrupted = load_cycle()
+                self._cycle, self._interrupted = load_cycle(self.app)
         except Exception as err:  # noqa: BLE001 - a broken install must not crash-loop the service
             self.log(f"cannot load the sleep cycle ({type(err).__name__}: {err}); next try in the next window")
             self._finish(opening, "failed")

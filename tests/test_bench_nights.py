@@ -12,7 +12,7 @@ import pytest
 from scripted import ScriptedRuntime
 
 import assistant.app
-from assistant.errors import UsageError
+from assistant.errors import SleepError, UsageError
 from bench import data_path
 from bench import evalset as E
 from bench import nights as BN
@@ -154,7 +154,7 @@ def test_a_night_runs_as_nightcap_sleep_in_a_process_of_its_own(tmp_path: Path, 
     report = BN.sleep_in_child(app)  # nothing pending: the real command, which has nothing to do
     assert report.outcome == "nothing-to-do" and report.steps == 0
     (tmp_path / "home" / "config.toml").write_text("[sleep]\nsteps = 'many'\n", encoding="utf-8")
-    with pytest.raises(RuntimeError, match="the night's process exited 1"):
+    with pytest.raises(SleepError, match=r"exit status 1\): config.toml: 'sleep.steps' must be an integer"):
         BN.sleep_in_child(app)
 
 

@@ -244,3 +244,18 @@ def test_tables_show_the_fit_when_asked(capsys: pytest.CaptureFixture[str]) -> N
     lines = capsys.readouterr().out.splitlines()
     line = lines[next(i for i, x in enumerate(lines) if x.startswith("fit:")) + 1]
     assert line.startswith("  nightcap:") and "all 0.75" in line and "cloze 0.50" in line and "question 1.00" in line
+
+
+def test_a_rows_settings_reach_a_night_run_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """`sleep_apart` writes the row's [sleep] settings into the home's config.toml, which is all
+    the night's own process reads."""
+    from assistant.config import Config, SleepConfig
+    from bench.consolidation import home_config
+
+    settings = dataclasses.replace(
+        SleepConfig(), replay=False, learning_rate=1e-3, lora_targets=["q_proj", "v_proj"], file_type="Q8_0", steps=7
+    )
+    (tmp_path / "config.toml").write_text(home_config(3, settings), encoding="utf-8")
+    loaded = Config.load(tmp_path / "config.toml")
+    assert loaded.sleep == dataclasses.replace(settings, seed=3) and loaded.chat.seed == 3
+    assert loaded.vault.keyring == "off"

@@ -34,7 +34,13 @@ from assistant.vault.blobs import Blobs
 from assistant.vault.evidence import Evidence
 from assistant.vault.keystore import EpochEntry, Keystore, unwrap_key, wrap_key
 from assistant.vault.lock import VaultLock
-from assistant.vault.masterkey import MasterSource, choose_for_new_vault, keyring_mode, source_for_existing
+from assistant.vault.masterkey import (
+    KeyringSource,
+    MasterSource,
+    choose_for_new_vault,
+    keyring_mode,
+    source_for_existing,
+)
 from assistant.vault.repair import Damage, EpochState, load_all, log_path, read_new, stat_of
 from assistant.vault.shred import Shredding, new_epoch_id
 
@@ -67,6 +73,12 @@ class Vault(Shredding, Evidence, Blobs):
         self._epochs: dict[str, EpochState] = {}
         self.damage: list[Damage] = []
         """Everything recovery found and repaired since this object was opened (see repair.py)."""
+
+    @property
+    def in_keyring(self) -> bool:
+        """Whether the master key comes from the OS keyring: another process of this user can
+        open the vault without a prompt."""
+        return isinstance(self._source, KeyringSource)
 
     # --- opening ------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ night: training checkpoints (encrypted) and the next run resumes.
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
 import sys
 from typing import Any
@@ -70,6 +72,8 @@ def main(argv: list[str]) -> int:
     p = parser("sleep", "Run one sleep cycle: learn the pending episodes, then destroy their logs.")
     p.add_argument("--now", action="store_true", help="run even if the sleep conditions do not hold")
     p.add_argument("--json", action="store_true", help="print the sleep report as one JSON object")
+    # The daemon's night runs here in a process of its own; it yields if the daemon dies.
+    p.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     app = Nightcap.load()
@@ -91,7 +95,8 @@ def main(argv: list[str]) -> int:
 
     try:
         with RichProgress() if sys.stderr.isatty() and not args.json else _Quiet() as progress:
-            report = run_cycle(app, should_stop=lambda: stopping["flag"], progress=progress).to_dict()
+            orphaned = (lambda: os.getppid() != args.parent_pid) if args.parent_pid else (lambda: False)
+            report = run_cycle(app, should_stop=lambda: stopping["flag"] or orphaned(), progress=progress).to_dict()
     except SleepInterrupted as err:
         print(f"nightcap sleep: {err}", file=sys.stderr)
         return 1
