@@ -107,6 +107,10 @@ class SleepConfig:
     """Optimizer steps per night."""
     batch_size: int = 8
     """Sequences per step."""
+    max_batch_tokens: int = 512
+    """Padded tokens per forward pass of training: a step's sequences run in pieces of at most
+    this many, whose gradients add up to the same step. Activation memory follows it (about 2 MB
+    per token on the default model); smaller pieces cost some speed."""
     max_seq_len: int = 256
     """Longest training sequence in tokens; longer episodes are cut from the left."""
     seed: int = 0

@@ -61,7 +61,7 @@ class TrainArgs:
     """Optimizer steps in total (a resumed run counts the earlier ones)."""
     batch_size: int = SleepConfig.batch_size
     """Examples per step (fewer when there are fewer examples)."""
-    max_batch_tokens: int = 512
+    max_batch_tokens: int = SleepConfig.max_batch_tokens
     """Padded tokens per forward pass; a larger batch runs in pieces whose gradients add up (bounds
     activation memory: about 2 MB per token for the default model)."""
     seed: int = SleepConfig.seed
@@ -82,6 +82,7 @@ class TrainArgs:
             lr_schedule=cfg.lr_schedule,
             steps=cfg.steps,
             batch_size=cfg.batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
             seed=cfg.seed,
             threads=cfg.threads,
             precision=cfg.precision,

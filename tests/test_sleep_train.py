@@ -371,10 +371,18 @@ def test_pick_device() -> None:
 
 def test_train_args_from_config() -> None:
     cfg = SleepConfig(
-        lora_r=8, lora_alpha=16, lora_targets=["q_proj"], learning_rate=1e-3, steps=3, batch_size=2, seed=9
+        lora_r=8,
+        lora_alpha=16,
+        lora_targets=["q_proj"],
+        learning_rate=1e-3,
+        steps=3,
+        batch_size=2,
+        max_batch_tokens=128,
+        seed=9,
     )
     args = TrainArgs.from_config(cfg)
     assert (args.lora_r, args.lora_alpha, args.lora_targets, args.steps, args.seed) == (8, 16, ["q_proj"], 3, 9)
+    assert args.max_batch_tokens == 128
 
 
 def test_unknown_lora_targets_are_a_clear_error() -> None:
