@@ -109,8 +109,10 @@ class SleepConfig:
     """Sequences per step."""
     max_batch_tokens: int = 512
     """Padded tokens per forward pass of training: a step's sequences run in pieces of at most
-    this many, whose gradients add up to the same step. Activation memory follows it (about 2 MB
-    per token on the default model); smaller pieces cost some speed."""
+    this many, whose gradients add up. Activation memory follows it (about 2 MB per token on the
+    default model). On a night of 41 conversations on a slept default model (120 steps, one run
+    each): 512 peaked at 3048 MB with 403 s of training, 256 at 2983 MB with 446 s: below 512
+    the peak is the replay term's (its samples run in one pass), and training is slower."""
     max_seq_len: int = 256
     """Longest training sequence in tokens; longer episodes are cut from the left."""
     seed: int = 0
