@@ -23,6 +23,7 @@ subprocess tests do it).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import sys
@@ -144,7 +145,15 @@ def night_in_child(
     from sleep.report import read_report
 
     reports = app.home.reports
-    before = set(reports.glob("sleep-*.json")) if reports.exists() else set()
+
+    def stored() -> dict[Path, int]:
+        found = {}
+        for path in reports.glob("sleep-*.json") if reports.exists() else ():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                found[path] = path.stat().st_mtime_ns
+        return found
+
+    before = stored()
     argv = command or [sys.executable, "-m", "assistant.cli", "sleep", "--now", "--json"]
     proc = subprocess.Popen(
         [*argv, "--parent-pid", str(os.getpid())],
@@ -166,7 +175,8 @@ def night_in_child(
             signalled = True
         time.sleep(poll_seconds)
     follow.join(timeout=5.0)
-    new = sorted(set(reports.glob("sleep-*.json")) - before) if reports.exists() else []
+    # Written since the start: a report of a night begun in the same second has the same name.
+    new = sorted(p for p, mtime in stored().items() if before.get(p) != mtime)
     report = read_report(new[-1]) if new else None
     # Only the command's own one-line error: other output (a crash's) may quote what it handled.
     last = said[-1].removeprefix("nightcap sleep: ") if said and said[-1].startswith("nightcap sleep: ") else ""

@@ -4,11 +4,13 @@ the same way."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Callable
 
 import pytest
 
@@ -78,10 +80,12 @@ def app(tmp_path: Path) -> SimpleNamespace:
     return SimpleNamespace(home=SimpleNamespace(root=tmp_path, reports=tmp_path / "reports"))
 
 
-def night(app: SimpleNamespace, mode: str, stop: object = None, progress: Progress | None = None) -> object:
+def night(
+    app: SimpleNamespace, mode: str, stop: Callable[[], bool] | None = None, progress: Progress | None = None
+) -> Any:
     return night_in_child(
         app,
-        should_stop=stop or (lambda: False),  # type: ignore[arg-type]
+        should_stop=stop or (lambda: False),
         progress=progress or Progress(),
         command=[sys.executable, str(app.home.root / "child.py"), mode],
         poll_seconds=0.02,
@@ -93,8 +97,6 @@ def test_a_child_night_feeds_progress_and_returns_the_report_it_stored(app: Simp
     report = night(app, "ok", progress=progress)
     assert report.outcome == "promoted"
     assert progress.stages == ["gather", "train"] and progress.steps == [(10, 20, 1.5)]
-    import os
-
     assert (app.home.root / "argv.txt").read_text() == f"--parent-pid {os.getpid()}"
 
 
