@@ -23,14 +23,18 @@ The times of single runs spread by about 10% here (the 256 run was the slowest, 
 20-step figures above), so the cost of the trim is a few percent at most.
 
 A night in a long-lived process (the daemon) also leaves objects that only the cycle collector
-frees; `settle` collects them and trims, before each stage and after the night. Two short nights
-(4 conversations, 8 steps) in one process on a slept default model, one run each:
+frees; `settle` collects them and trims, before and after the night and before the stages that
+follow the most garbage (`sleep.cycle.SETTLE_BEFORE`). Two short nights (4 conversations, 8 steps)
+in one process on a slept default model, one run each:
 
-    without settle      after night 1: 1142 MB held; night 2 peak 3166 MB (load 2193, gate 2625)
-    with settle         after night 1:  721 MB held; night 2 peak 3137 MB (load 2127, gate 2455)
+    without settle                after night 1: 1142 MB held; night 2 peak 3166 MB (train 3059, gate 2625)
+    settle before every stage     after night 1:  721 MB held; night 2 peak 3137 MB (train 3044, gate 2455)
+    settle before train and gate  after night 1:  725 MB held; night 2 peak 3167 MB (train 2779, gate 2440)
 
-A fresh process's night 1 peaked at 2780 and 2747 MB: what a process keeps of its first night
-(torch and the rest imported, a fragmented heap) still costs a later night in it about 400 MB.
+(night 2's peak is in its replay stage, which the settles leave alike). A fresh process's night
+1 peaked at 2748-2780 MB: what a process keeps of its first night (torch and the rest imported, a
+fragmented heap) still costs a later night in it about 400 MB, which is why the daemon runs each
+night in a process of its own (`sleep.daemon.night_in_child`).
 
 `release_freed_memory` is the trim; `limit_kernel_cache` sets the cache's capacity, which
 oneDNN reads once, at its first use in the process: it runs when the command line starts.

@@ -638,18 +638,18 @@ def test_a_stage_starts_without_what_only_the_cycle_collector_frees() -> None:
     stage = stages(report, NullProgress(), lambda: False)
     gc.disable()  # only the stage may collect
     try:
-        with stage("big"):
+        with stage("replay"):
             a, b = Node(), Node()
             a.other, b.other = b, a
             a.held = mmap.mmap(-1, 300 * 2**20)
             for offset in range(0, len(a.held), 4096):
                 a.held[offset] = 1
             del a, b  # unreachable now, but only the cycle collector unmaps it
-        with stage("next"):
+        with stage("train"):
             pass
     finally:
         gc.enable()
-    assert report.stage_rss_mb["next"] < report.stage_rss_mb["big"] - 200
+    assert report.stage_rss_mb["train"] < report.stage_rss_mb["replay"] - 200
 
 
 @pytest.mark.parametrize("stage,step", [("quantize", 0), ("", 2)])
