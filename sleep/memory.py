@@ -82,7 +82,7 @@ def release_freed_memory() -> None:
 def settle() -> None:
     """Free what only the cycle collector can (objects in reference cycles, such as a closed
     llama.cpp wrapper and the buffers it points to), then hand the freed memory back to the OS.
-    Between a night's stages and after it, so that a stage starts from what the night still
-    needs, and a long-lived process (the daemon) starts each night where the first one did."""
+    Before the heaviest of a night's stages and around the night, so that a stage starts from
+    what the night still needs and a long-lived process does not keep what a night left."""
     gc.collect()
     release_freed_memory()
