@@ -12,7 +12,6 @@ happen here, only when a night has work to do.
 from __future__ import annotations
 
 import functools
-import gc
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -509,10 +508,9 @@ def write_back(src: Path, replacements: Mapping[str, "torch.Tensor"], dst: Path)
     the tensors written. Call it once nothing holds the torch copy of the model: the memory it
     freed goes back to the OS first, before the write-back and llama.cpp's loads."""
     from models.writeback import write_merged_gguf
-    from sleep.memory import release_freed_memory
+    from sleep.memory import settle
 
-    gc.collect()
-    release_freed_memory()
+    settle()
     return write_merged_gguf(src, replacements, dst)
 
 
