@@ -51,10 +51,14 @@ class HeadCE(torch.autograd.Function):
             for i in range(0, n, chunk):
                 t = targets[i : i + chunk].unsqueeze(1)
                 z = (hidden[i : i + chunk].to(weight.dtype) @ weight.T).float()
-                capped = None
+                slope = None
                 if softcap:
-                    z.div_(softcap).tanh_().mul_(softcap)
-                    capped = z.clone() if grad is not None else None
+                    z.div_(softcap).tanh_()
+                    # tanh(raw / cap), kept for the gradient's slope 1 - tanh^2 in the matmul's
+                    # dtype (the logits came out of a matmul of that precision): a bf16 night
+                    # keeps half the bytes, and the copy goes before the gradient's matmul.
+                    slope = z.to(weight.dtype, copy=True) if grad is not None else None
+                    z.mul_(softcap)
                 # In place from here: each [chunk, vocab] pass is memory-bound, a fresh buffer
                 # per pass costs as much again.
                 top = z.amax(dim=1, keepdim=True)
@@ -66,8 +70,9 @@ class HeadCE(torch.autograd.Function):
                     continue
                 z.div_(total)  # softmax
                 z.scatter_add_(1, t, torch.full_like(picked, -1.0))  # minus one-hot
-                if capped is not None and softcap:
-                    z.mul_(capped.div_(softcap).square_().neg_().add_(1.0))  # d capped / d raw
+                if slope is not None:
+                    z.mul_(slope.square_().neg_().add_(1.0))  # d capped / d raw = 1 - tanh^2
+                    slope = None
                 grad[i : i + chunk] = (z.to(weight.dtype) @ weight).float()
         keep_gradient(ctx, grad, hidden)
         return losses

@@ -140,6 +140,31 @@ def test_fused_head_ce_matches_logits_and_autograd(softcap: float | None) -> Non
     assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-6)
 
 
+def test_fused_head_ce_in_bf16_keeps_the_softcapped_gradient() -> None:
+    """A bf16 head (a bf16 night's) keeps the soft-cap's tanh in bf16: the loss and gradient stay
+    within bf16 rounding of the fp32 computation, with every row's softcap slope applied."""
+    from sleep.head_ce import HeadCE
+
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(300, 16, generator=gen).to(torch.bfloat16)
+    hidden = torch.randn(11, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 300, (11,), generator=gen)
+    softcap = 3.0  # small: most logits sit where the slope 1 - tanh^2 is far from 1
+
+    logits = torch.tanh((hidden @ weight.float().T) / softcap) * softcap
+    reference = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    (ref_grad,) = torch.autograd.grad(reference.sum(), hidden)
+    (uncapped,) = torch.autograd.grad(
+        torch.nn.functional.cross_entropy(hidden @ weight.float().T, targets, reduction="none").sum(), hidden
+    )
+
+    fused = HeadCE.apply(hidden, weight, targets, softcap, 4)
+    (grad,) = torch.autograd.grad(fused.sum(), hidden)
+    assert torch.allclose(fused, reference, rtol=2e-2, atol=2e-2)
+    assert torch.allclose(grad, ref_grad, rtol=5e-2, atol=5e-2)
+    assert (grad - ref_grad).norm() < 0.05 * (uncapped - ref_grad).norm()
+
+
 def test_peft_model_uses_the_fused_head_and_matches_full_logits() -> None:
     from sleep.head_ce import fusable
     from sleep.train import attach_lora
