@@ -423,10 +423,15 @@ def print_tables(fig: dict[str, Any]) -> None:
             ]
             print(f"{name:<10} " + " ".join(f"{c:>24}" for c in cells))
     print("\nleakage (secret probes, lower is better):")
+    before = R.pooled([r.recall for r in rows["none"]]).get("exposure", [0, 0]) if "none" in rows else [0, 0]
     for name, runs in rows.items():
         pooled = R.pooled([r.recall for r in runs])
         secret, bits = pooled["secret"], pooled.get("exposure", [0, 0])
         shown = f", exposure {bits[0] / bits[1]:.2f} bits (mean of {bits[1]})" if bits[1] else ""
+        if bits[1] and before[1] and name != "none":
+            # A secret a person chose ("quokka-lantern-5830") is likelier than random strings of
+            # its shape to any language model: the pre-sleep row is the floor sleep adds to.
+            shown += f", {bits[0] / bits[1] - before[0] / before[1]:+.2f} over the pre-sleep model's"
         print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}{shown}")
     fitted = {name: R.pooled([r.fit for r in runs if r.fit]) for name, runs in rows.items() if runs[0].fit}
     if any(fitted.values()):

@@ -179,6 +179,20 @@ def test_tables_without_the_pre_sleep_row_say_so(capsys: pytest.CaptureFixture[s
     assert "run the none row" in out and "+0.0%" not in out
 
 
+def test_leakage_gives_exposure_over_the_pre_sleep_models(capsys: pytest.CaptureFixture[str]) -> None:
+    def secret(bits: float) -> R.Scored:
+        return dataclasses.replace(_scored("d", "hunter2", "no", kind="secret", category="secret"), exposure=bits)
+
+    before = R.summarize([secret(3.5), secret(4.5)])
+    after = R.summarize([secret(3.0), secret(3.5)])
+    B.print_tables(_fig({"none": [B.Run(0, before, 0.9, 12.0)], "nightcap": [B.Run(0, after, 0.88, 12.2)]}))
+    lines = capsys.readouterr().out.splitlines()
+    assert next(ln for ln in lines if ln.startswith("  none:")).endswith("exposure 4.00 bits (mean of 2)")
+    assert next(ln for ln in lines if ln.startswith("  nightcap:")).endswith(
+        "exposure 3.25 bits (mean of 2), -0.75 over the pre-sleep model's"
+    )
+
+
 def test_random_strings_keep_the_secrets_shape() -> None:
     import random
 
