@@ -18,10 +18,11 @@ gates: health only, unless `--gates` puts the full gates on every row.
 `--nights 3` follows the items' `night` fields and tells each update on its night; `--seeds N`
 runs each sleeping row on N training seeds (pooled counts, mean and spread), from `--first-seed`
 so that a later run can add seeds to an earlier one; `--split` teaches
-and scores one half of the development set.
+and scores one half of the development set; `--set NAME=VALUE` changes a sleep setting of every
+sleeping row (a setting measured before it becomes a default).
 
 Run: `nightcap bench consolidation [--facts F] [--nights N] [--seeds N] [--first-seed S] [--split tune|check|all]
-[--rows R,...] [--limit N] [--gates] [--model PATH] [--replies DIR] [--fit N] [--json]`. Prints the tables, then one JSON line.
+[--rows R,...] [--limit N] [--gates] [--model PATH] [--replies DIR] [--fit N] [--set NAME=VALUE] [--json]`. Prints the tables, then one JSON line.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
-from bench import data_path
+from bench import SET_HELP, data_path, sleep_settings
 from bench import evalset as E
 from bench import recall as R
 from sleep import probes as P
@@ -226,10 +227,12 @@ def sleep_run(
     exposure: int = 0,
     replies: Path | None = None,
     fit: int = 0,
+    settings: Mapping[str, str] | None = None,
 ) -> Run:
     """Teach and sleep day by day; `budget` fixes each night's steps (None: the configured ones);
-    with `fit`, that many of the nights' own training questions are asked after the last."""
-    app = make_home(tmp / f"{name.strip('-+')}-{seed}", model, seed)
+    with `fit`, that many of the nights' own training questions are asked after the last;
+    `settings` ([sleep] settings as TOML values) go into the home's config.toml."""
+    app = make_home(tmp / f"{name.strip('-+')}-{seed}", model, seed, sleep=settings)
     base = dataclasses.replace(app.config.sleep, **overrides)
     sleep_s, steps, outcomes, gates, peaks = [], [], [], [], []
     for i, day in enumerate(days):
@@ -291,6 +294,7 @@ def run(
     exposure: int = 0,
     replies: Path | None = None,
     fit: int = 0,
+    settings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     from assistant.config import ChatConfig
 
@@ -330,6 +334,7 @@ def run(
                         exposure,
                         replies,
                         fit,
+                        settings,
                     )
                     for s in seeds
                 ]
@@ -348,6 +353,7 @@ def run(
         "first_seed": seeds[0],
         "gates": "full" if gated else "health",
         "exposure_candidates": exposure,
+        "settings": dict(settings or {}),
         "rows": {name: [dataclasses.asdict(r) for r in runs] for name, runs in out.items()},
         "targets": TARGETS,
     }
@@ -386,6 +392,8 @@ def print_tables(fig: dict[str, Any]) -> None:
         f"{fig['items']} items ({fig['probes']} probes), {fig['general']} general probes, {fig['nights']} night(s), "
         f"{fig['seeds']} seed(s), gates {fig['gates']}; model {fig['model']}"
     )
+    if fig.get("settings"):
+        print("sleep settings of every sleeping row: " + ", ".join(f"{k} = {v}" for k, v in fig["settings"].items()))
     print("recall: mean over seeds (± half their range), then the 95% Wilson interval of the pooled probes")
     print(
         f"{'row':<10} {'MC':>23} {'gen':>23} {'tune MC':>8} {'tune gen':>8} {'check MC':>8} {'check gen':>9} "
@@ -497,8 +505,13 @@ def main(argv: list[str]) -> int:
         metavar="N",
         help="also ask each slept model N of the night's own training questions: did it fit its text?",
     )
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
+    try:
+        settings = sleep_settings(opts.set)
+    except ValueError as e:
+        p.error(str(e))
     rows = [r.strip() for r in opts.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown or not rows:
@@ -533,6 +546,7 @@ def main(argv: list[str]) -> int:
         opts.exposure,
         opts.replies,
         opts.fit,
+        settings,
     )
     if not opts.json:
         print_tables(fig)

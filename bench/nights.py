@@ -33,14 +33,12 @@ import hashlib
 import json
 import re
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from assistant.commands._common import parser, print_json
-from assistant.config import SleepConfig
 from assistant.errors import UsageError
-from bench import data_path
+from bench import SET_HELP, data_path, sleep_settings
 from bench import evalset as E
 from sleep import probes as P
 
@@ -279,22 +277,16 @@ def main(argv: list[str]) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a sleep setting for the home this run makes (a TOML value: --set replay_anchor=true)",
+        help=SET_HELP,
     )
     p.add_argument("--json", action="store_true", help="only the JSON line")
     opts = p.parse_args(argv)
     if opts.nights < 1 or opts.per_night < 1:
         p.error("--nights and --per-night must be at least 1")
-    settings = {}
-    for pair in opts.set:
-        name, _, value = pair.partition("=")
-        try:
-            tomllib.loads(f"v = {value}")
-        except tomllib.TOMLDecodeError:
-            p.error(f'--set {pair}: VALUE must be a TOML value (true, 0.5, "text")')
-        if not hasattr(SleepConfig(), name.strip()):
-            p.error(f"--set {pair}: no sleep setting is called {name.strip()!r}")
-        settings[name.strip()] = value.strip()
+    try:
+        settings = sleep_settings(opts.set)
+    except ValueError as e:
+        p.error(str(e))
     general = P.general_probes(P.load_jsonl(data_path("general.jsonl")))
     text = data_path("heldout.txt").read_text(encoding="utf-8")
     state = run(

@@ -128,6 +128,8 @@ def test_context_row_puts_the_messages_in_the_system_prompt() -> None:
         ["--seeds", "0"],
         ["--split", "half"],
         ["--first-seed", "-1"],
+        ["--set", "no_such_setting=1"],
+        ["--set", "lead_weight=three"],
     ],
 )
 def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
@@ -273,3 +275,21 @@ def test_a_rows_settings_reach_a_night_run_in_a_process_of_its_own(tmp_path: Pat
     loaded = Config.load(tmp_path / "config.toml")
     assert loaded.sleep == dataclasses.replace(settings, seed=3) and loaded.chat.seed == 3
     assert loaded.vault.keyring == "off"
+
+
+def test_set_gives_every_sleeping_row_its_settings_and_the_table_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
+    seen: dict[str, object] = {}
+
+    def sleep_run(name: str, seed: int, *args: object) -> B.Run:
+        seen[name] = args[-1]
+        return B.Run(seed, s, 0.9, 12.0, None, [1.0], [3], "promoted", "health")
+
+    monkeypatch.setattr(B, "sleep_run", sleep_run)
+    items = E.items([_item(1)])
+    fig = B.run(Path("m.gguf"), items, [], "", ["nightcap", "-dreams"], 1, [0], False, print, settings={"lora_r": "32"})
+    assert seen == {"nightcap": {"lora_r": "32"}, "-dreams": {"lora_r": "32"}} and fig["settings"] == {"lora_r": "32"}
+    B.print_tables(fig)
+    assert "sleep settings of every sleeping row: lora_r = 32" in capsys.readouterr().out
