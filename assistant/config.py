@@ -134,12 +134,6 @@ class SleepConfig:
     """Weight of each token of an answer proper ("Lisbon." in "Lisbon. Your sister lives in
     Lisbon.") against the restatement after it, within the example's mean loss: the answer is
     what a question asks for, the restatement only ties it to its subject. 1 weighs all alike."""
-    focal: float = 0.0
-    """Focus of the training loss on what the model has not learned yet: each answer token's
-    cross-entropy weighs (1 - p)^focal, where p is the probability the model now gives that
-    token (held constant in the gradient). The words a model predicts easily (the phrasing a
-    night repeats across a fact's questions) stop pulling once it has them, and the step goes
-    to the tokens it still gets wrong (names, numbers, places). 0 weighs all alike."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question

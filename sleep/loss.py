@@ -165,36 +165,26 @@ def token_ce(parts: LMParts, hidden: torch.Tensor, targets: torch.Tensor) -> tor
 
 
 def _weighted_mean(
-    token_losses: torch.Tensor,
-    rows: torch.Tensor,
-    weights: torch.Tensor,
-    label_weights: torch.Tensor,
-    focal: float = 0.0,
+    token_losses: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, label_weights: torch.Tensor
 ) -> torch.Tensor:
     """Weighted mean loss per example (each label by its label weight), times the example's
-    weight, averaged over the batch's examples. With `focal`, each token's loss also weighs
-    (1 - p)^focal, p = exp(-loss) held constant: the mean's divisor stays the label weights, so
-    an example the model has learned weighs less, not its last hard token more."""
+    weight, averaged over the batch's examples."""
     n = weights.shape[0]
     label_weights = label_weights.to(token_losses.dtype)
-    pulled = label_weights
-    if focal > 0:
-        pulled = label_weights * (-torch.expm1(-token_losses.detach())).clamp(min=0.0).pow(focal)
     sums = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(
-        0, rows, token_losses * pulled
+        0, rows, token_losses * label_weights
     )
     counts = torch.zeros(n, dtype=token_losses.dtype, device=token_losses.device).index_add(0, rows, label_weights)
     per_example = sums / counts.clamp(min=1)
     return (per_example * weights.to(per_example.dtype)).sum() / n
 
 
-def weighted_ce(parts: LMParts, batch: Batch, focal: float = 0.0) -> torch.Tensor:
+def weighted_ce(parts: LMParts, batch: Batch) -> torch.Tensor:
     """The training objective on `batch`: each example's mean token cross-entropy on its
-    labels (each token weighing (1 - p)^`focal` too), times its weight, averaged over examples,
-    plus the rival term of rows that have rivals (`rival_loss`). Logits only at labelled
-    positions."""
+    labels, times its weight, averaged over examples, plus the rival term of rows that have
+    rivals (`rival_loss`). Logits only at labelled positions."""
     hidden, targets, rows, label_weights = labelled_hidden(parts, batch)
-    loss = _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights, label_weights, focal)
+    loss = _weighted_mean(token_ce(parts, hidden, targets), rows, batch.weights, label_weights)
     if batch.rivals is not None and batch.rival_weights is not None:
         loss = loss + rival_loss(parts, hidden, rows, batch.rivals, batch.rival_weights * batch.weights)
     return loss
@@ -221,7 +211,7 @@ def rival_loss(
     return (-torch.log1p(-torch.exp(log_p)) * weights[row]).sum() / n
 
 
-def full_logits_ce(model: Any, batch: Batch, focal: float = 0.0) -> torch.Tensor:
+def full_logits_ce(model: Any, batch: Batch) -> torch.Tensor:
     """`weighted_ce` computed the naive way, from the model's full [B, T, vocab] logits."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
     # Shift the labels rather than the logits, as transformers' own loss does (no logits copy).
@@ -231,6 +221,4 @@ def full_logits_ce(model: Any, batch: Batch, focal: float = 0.0) -> torch.Tensor
     flat = F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none", ignore_index=IGNORE
     )
-    return _weighted_mean(
-        flat[keep.reshape(-1)], rows, batch.weights, F.pad(batch.label_weights, (0, 1))[:, 1:][keep], focal
-    )
+    return _weighted_mean(flat[keep.reshape(-1)], rows, batch.weights, F.pad(batch.label_weights, (0, 1))[:, 1:][keep])

@@ -70,8 +70,6 @@ class TrainArgs:
     """torch CPU threads; 0 keeps torch's default."""
     precision: str = SleepConfig.precision
     """Matmul precision: auto (bf16 where the hardware has it natively, else fp32), fp32 or bf16."""
-    focal: float = SleepConfig.focal
-    """Each answer token's cross-entropy weighs (1 - p)^focal (`sleep.focal`); 0 weighs all alike."""
 
     @classmethod
     def from_config(cls, cfg: SleepConfig) -> "TrainArgs":
@@ -88,7 +86,6 @@ class TrainArgs:
             seed=cfg.seed,
             threads=cfg.threads,
             precision=cfg.precision,
-            focal=cfg.focal,
         )
 
 
@@ -284,7 +281,7 @@ def _step(
         batch = collate(piece).to(device)
         with autocast(device, amp):
             # weighted_ce averages over the piece; rescale so the pieces sum to the batch mean
-            part = weighted_ce(parts, batch, args.focal) * (len(piece) / len(chosen))
+            part = weighted_ce(parts, batch) * (len(piece) / len(chosen))
         part.backward()  # frees this piece's activations before the next piece runs
         ce += float(part.detach())
         n_tokens, n_labels = n_tokens + batch.n_tokens, n_labels + batch.n_labels

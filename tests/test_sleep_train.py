@@ -102,34 +102,6 @@ def test_lead_tokens_weigh_more_within_their_example() -> None:
     assert torch.allclose(led, want / len(examples), rtol=1e-4)
 
 
-def test_focal_weighs_each_token_by_what_the_model_still_gets_wrong() -> None:
-    """`focal`: each label's loss times (1 - p)^focal with p held constant, over the same divisor;
-    the fused head path and the full-logits path agree, in value and in gradient."""
-    model = tiny_model("gemma3", softcap=5.0)
-    model.train()
-    examples = _examples()
-    batch = collate(examples)
-    plain = weighted_ce(lm_parts(model), batch)
-    focal = weighted_ce(lm_parts(model), batch, focal=2.0)
-    focal.backward()
-    fast = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad()
-    slow = full_logits_ce(model, batch, focal=2.0)
-    slow.backward()
-    assert torch.allclose(focal, slow, rtol=1e-5, atol=1e-6) and focal < plain
-    for name, grad in fast.items():
-        assert torch.allclose(grad, model.get_parameter(name).grad, rtol=1e-4, atol=1e-6), name
-    # By hand: the gradient treats (1 - p)^2 as a constant weight of each label.
-    with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    want = torch.tensor(0.0)
-    for row, ex in enumerate(examples):
-        pos = [i for i, t in enumerate(ex.labels) if t != IGNORE]
-        nll = torch.stack([-torch.log_softmax(logits[row, i - 1].float(), -1)[ex.labels[i]] for i in pos])
-        want += ex.weight * (nll * (1 - torch.exp(-nll)) ** 2).sum() / len(pos)
-    assert torch.allclose(focal.detach(), want / len(examples), rtol=1e-4)
-
-
 def test_chunked_head_gives_the_same_loss_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model("gemma3", softcap=5.0)
     model.train()
