@@ -98,8 +98,14 @@ class SleepConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     """Linear layers that get a LoRA adapter."""
-    learning_rate: float = 8e-4
-    """AdamW learning rate for the adapter (the peak, under a schedule)."""
+    learning_rate: float = 1.6e-3
+    """AdamW learning rate for the adapter (the peak, under a schedule). On the first 36
+    development items (one night, 120 steps, seeds 0-1, `nightcap bench consolidation --limit 36
+    --set learning_rate=...`): 8e-4 gave MC 0.569 and generation 0.233 (tune 0.587/0.207, check
+    0.555/0.255), general MC 0.775, perplexity 19.67; 1.6e-3 gave 0.614 and 0.287 (tune
+    0.598/0.250, check 0.627/0.318), general 0.769, perplexity 19.59; 3.2e-3 gave 0.594 and 0.317
+    (tune 0.587/0.348, check 0.600/0.291), general 0.750, perplexity 20.01. A night under-fits
+    its own text (it answers 61% of its own training questions at 8e-4, 64% at 1.6e-3)."""
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     """cosine: from `learning_rate` down to a tenth of it at the night's last step, so the night
     ends on small steps that settle every fact rather than on the last batches; or constant."""
@@ -247,6 +253,10 @@ class SleepConfig:
     `nightcap bench forget`, 5 forgets after a 20-fact night) a forget took 152-190 s instead of
     219-281 s, but 2 of the 5 candidates failed the perplexity gate (+6%) and general MC fell
     to 0.775 (0.787 at 24 steps); the other facts' loss was the same (MC 0.633 -> 0.510)."""
+    forget_learning_rate: float = 8e-4
+    """Peak learning rate of a forget's unlearning pass (a night uses `learning_rate`): every
+    figure of `forget_steps`, `forget_kl_per_step` and the NPO and "I don't know" weights
+    below was measured at 8e-4."""
     forget_kl_per_step: int = 3
     """Replay samples and rehearsed answers in each of a forget's KL terms per step (a night uses
     `kl_per_step`). At 3, on `nightcap bench forget --forget-kl-per-step 3` (5 forgets after a

@@ -194,7 +194,9 @@ def _run(
     sleep_cfg = app.config.sleep
     cfg = dataclasses.replace(sleep_cfg, rehearse=True, dreams=False, kl_per_step=sleep_cfg.forget_kl_per_step)
     system_prompt = app.config.chat.system_prompt
-    args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
+    args = dataclasses.replace(
+        consolidate.train_args(cfg, gen), steps=cfg.forget_steps, learning_rate=cfg.forget_learning_rate
+    )
     with stage("load"):
         learner = consolidate.load(gen.gguf, args)
     with stage("dream"):

@@ -556,16 +556,22 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
     from sleep.forget import IDK, forget_dreams
 
     assert run_cycle(Nightcap.load(home)).outcome == "promoted"
-    atomic_write_text(home / "config.toml", (home / "config.toml").read_text() + "forget_kl_per_step = 2\n")
-    kl_per_step, replay = [], consolidate.replay
+    extra = "forget_kl_per_step = 2\nforget_learning_rate = 5e-4\n"
+    atomic_write_text(home / "config.toml", (home / "config.toml").read_text() + extra)
+    kl_per_step, rates, replay, train = [], [], consolidate.replay, consolidate.train
 
     def spy(*args: Any, **kw: Any) -> Any:
         kl_per_step.append(kw["cfg"].kl_per_step)
         return replay(*args, **kw)
 
+    def spy_train(model: Any, examples: Any, extra: Any, args: Any, **kw: Any) -> Any:
+        rates.append(args.learning_rate)
+        return train(model, examples, extra, args, **kw)
+
     monkeypatch.setattr(consolidate, "replay", spy)
+    monkeypatch.setattr(consolidate, "train", spy_train)
     assert main(["forget", "remember my cat is called miso", "--json"]) == 0
-    assert kl_per_step == [2]  # its KL terms take their own samples a step
+    assert kl_per_step == [2] and rates == [5e-4]  # its own KL samples a step and learning rate
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "forget" and report["outcome"] == "promoted"
     assert report["old_generation"] == "gen-0001" and report["new_generation"] == "gen-0002"
