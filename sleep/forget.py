@@ -192,11 +192,15 @@ def _run(
     if not dreams:
         raise UsageError("that text holds no statement to forget; give the fact as you told it")
     sleep_cfg = app.config.sleep
-    cfg = dataclasses.replace(sleep_cfg, rehearse=True, dreams=False, kl_per_step=sleep_cfg.forget_kl_per_step)
-    system_prompt = app.config.chat.system_prompt
-    args = dataclasses.replace(
-        consolidate.train_args(cfg, gen), steps=cfg.forget_steps, learning_rate=cfg.forget_learning_rate
+    cfg = dataclasses.replace(
+        sleep_cfg,
+        rehearse=True,
+        dreams=False,
+        kl_per_step=sleep_cfg.forget_kl_per_step,
+        learning_rate=sleep_cfg.forget_learning_rate,
     )
+    system_prompt = app.config.chat.system_prompt
+    args = dataclasses.replace(consolidate.train_args(cfg, gen), steps=cfg.forget_steps)
     with stage("load"):
         learner = consolidate.load(gen.gguf, args)
     with stage("dream"):

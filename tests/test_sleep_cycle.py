@@ -564,9 +564,9 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
         kl_per_step.append(kw["cfg"].kl_per_step)
         return replay(*args, **kw)
 
-    def spy_train(model: Any, examples: Any, extra: Any, args: Any, **kw: Any) -> Any:
+    def spy_train(model: Any, examples: Any, terms: Any, args: Any, **kw: Any) -> Any:
         rates.append(args.learning_rate)
-        return train(model, examples, extra, args, **kw)
+        return train(model, examples, terms, args, **kw)
 
     monkeypatch.setattr(consolidate, "replay", spy)
     monkeypatch.setattr(consolidate, "train", spy_train)
