@@ -183,7 +183,7 @@ def dream(
         ask = _chat_prompt(learner.template, system_prompt)
         recall = functools.lru_cache(maxsize=None)(lambda q: writer.complete(ask(q), RECALL_TOKENS, ["\n"]))
         relink = functools.partial(relinked, recall=recall)
-    dreams = dreams_of(episodes, complete, augmentations=cfg.augment, relink=relink)
+    dreams = dreams_of(episodes, complete, augmentations=cfg.augment, relink=relink, blank_only=cfg.cloze_blank_only)
     heldout: list[Probe] = []
     counts = {KIND_EPISODE: 0, KIND_DREAM: 0, "augment": 0, "secret_episodes": 0}
     examples: list[Example] = []

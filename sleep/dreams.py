@@ -7,8 +7,10 @@ model often gives none worth keeping), and only for that wording. So each episod
 statement at a time (`statements`: sentences, without secrets or small talk), becomes:
 
 - deterministic augmentations: the fact restated in the second person as the answer to several
-  templated questions about its topic ("What do you know about my sister?") and a cloze
-  question for every "X is Y" clause (the statement itself is not answered with an
+  templated questions about its topic ("What do you know about my sister?"), questions a span
+  of it answers ("Where does my sister Priya live?" -> "Lisbon. Your sister Priya lives in
+  Lisbon."), and a fill-in-the-blank for every span, answered by the span and the fact (or by
+  the span alone: `blank_only`) (the statement itself is not answered with an
   acknowledgement: that taught the slept model to answer questions with "Noted: " and the
   question back);
 - model-written dreams: the pre-sleep model, prompted with a few worked examples, writes a
@@ -185,8 +187,10 @@ def _copulas(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def augment(source: str) -> list[Dream]:
-    """Deterministic variations of a statement (the user's words); the last one is held out."""
+def augment(source: str, *, blank_only: bool = False) -> list[Dream]:
+    """Deterministic variations of a statement (the user's words); the last one is held out.
+    `blank_only` answers a fill-in-the-blank with its blank alone, not with the blank and then
+    the fact (which the question already holds)."""
     fact = statement(source)
     if not fact:
         return []
@@ -241,7 +245,8 @@ def augment(source: str) -> list[Dream]:
         if re.search(r"\bnot\s+(?:an?\s+|the\s+)?" + re.escape(span) + r"(?!\w)", told, re.I):
             continue  # "teal, not blue": "blue" is no answer to teach
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
-        out.append(_led(CLOZE_QUESTION.format(blank=blank), span, told))
+        question = CLOZE_QUESTION.format(blank=blank)
+        out.append(Dream(question, _sentence(span), lead=_sentence(span)) if blank_only else _led(question, span, told))
     out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
     return out
 
@@ -405,16 +410,18 @@ def dream(
     *,
     augmentations: bool = True,
     relink: Callable[[str], list[Dream]] | None = None,
+    blank_only: bool = False,
 ) -> DreamSet:
     """Dreams for every episode, one statement at a time (`statements`): augmentations (when on),
     verified model-written ones (when a writer is given) and, with `relink`
     (`sleep.reconsolidate.relink`), an earlier night's questions answered with what the statement
-    changes. The held-out probe is made either way, for the recall gate."""
+    changes. The held-out probe is made either way, for the recall gate. `blank_only`: see
+    `augment`."""
     out = DreamSet()
     for ep_id, units in statements(episodes).items():
         mine: list[Dream] = []
         for source in units:
-            made = augment(source)
+            made = augment(source, blank_only=blank_only)
             mine += made if augmentations else [d for d in made if d.heldout]
             if writer is not None:
                 mine += write_dreams(writer, source, out)

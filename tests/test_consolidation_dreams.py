@@ -122,6 +122,23 @@ def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_questio
     assert not any("about March" in d.question for d in augment("My insurance renews in March."))
 
 
+def test_a_blank_is_answered_by_itself_and_the_fact_or_by_itself_alone() -> None:
+    from assistant.episode import Episode
+    from sleep.dreams import dream
+
+    fact = "My doctor is Dr. Lindqvist at the Harbourview clinic."
+    told = "Your doctor is Dr. Lindqvist at the Harbourview clinic."
+    for blank_only in (False, True):
+        eps = [Episode.from_exchange("s", fact, "OK.", "g", 0.0)]
+        made = dream(eps, None, blank_only=blank_only).dreams[eps[0].id]
+        blanks = {d.lead: d.answer for d in made if d.question.startswith("Fill in the blank")}
+        assert blanks["Dr. Lindqvist."] == ("Dr. Lindqvist." if blank_only else f"Dr. Lindqvist. {told}")
+        assert all(a == (lead if blank_only else f"{lead} {told}") for lead, a in blanks.items())
+        # Only the blanks change: every other question is answered the same way.
+        others = {d.question: d.answer for d in made if not d.question.startswith("Fill in the blank")}
+        assert others == {d.question: d.answer for d in augment(fact) if not d.question.startswith("Fill in the blank")}
+
+
 def test_a_cloze_answers_with_the_value_as_written_and_never_with_what_the_fact_denies() -> None:
     out = augment("No, that's not right: my favourite car is silver, not red.")
     answers = {d.question: d.answer for d in out if not d.heldout}
