@@ -142,7 +142,7 @@ class SleepConfig:
     both measured on one machine) one night (seeds 0-1) gave MC 0.604 and generation 0.272
     against 0.584 and 0.213 (check half 0.582/0.282 against 0.573/0.200; paired over 202
     probes, generation +22/-10), perplexity 19.79 against 19.58 (pre-sleep 19.56) and nights
-    ~10% shorter; but told over three nights (seed 0) MC 0.644 and generation 0.287 against
+    7% shorter; but told over three nights (seed 0) MC 0.644 and generation 0.287 against
     0.614 and 0.337 (check 0.618/0.309 against 0.600/0.309, night-1 MC 0.647 against 0.618),
     and perplexity 20.43 against 19.54: the short answers move the weights more per example."""
     dreams: bool = True

@@ -9,10 +9,10 @@ statement at a time (`statements`: sentences, without secrets or small talk), be
 - deterministic augmentations: the fact restated in the second person as the answer to several
   templated questions about its topic ("What do you know about my sister?"), questions a span
   of it answers ("Where does my sister Priya live?" -> "Lisbon. Your sister Priya lives in
-  Lisbon."), and a fill-in-the-blank for every span, answered by the span and the fact (or by
-  the span alone: `blank_only`) (the statement itself is not answered with an
+  Lisbon."), and a fill-in-the-blank for every span, answered by the span and then the fact
+  (by the span alone with `blank_only`). The statement itself is not answered with an
   acknowledgement: that taught the slept model to answer questions with "Noted: " and the
-  question back);
+  question back;
 - model-written dreams: the pre-sleep model, prompted with a few worked examples, writes a
   paraphrase and question/answer pairs. A small model writes many bad ones, so each is verified
   against the statement: an answer must be words of the statement, a paraphrase must keep every
