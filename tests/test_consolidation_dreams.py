@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from assistant.episode import Episode
 from sleep.dreams import (
     KIND_DREAM,
@@ -163,3 +165,21 @@ def test_a_question_the_night_answers_in_two_ways_is_not_trained() -> None:
     assert trained and all(len(a) == 1 for a in answers.values())
     assert out.ambiguous > 0
     assert all(any(d.heldout for d in made) for made in out.dreams.values())
+
+
+def test_a_night_hands_cloze_blank_only_to_dreaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleep.dreams
+    from assistant.config import SleepConfig
+    from sleep import consolidate
+
+    class Seen(Exception):
+        pass
+
+    def spy(*args: object, **kw: object) -> None:
+        raise Seen(kw["blank_only"])
+
+    monkeypatch.setattr(sleep.dreams, "dream", spy)
+    for on in (False, True):
+        with pytest.raises(Seen) as seen:
+            consolidate.dream(None, [], {}, None, SleepConfig(cloze_blank_only=on), "", None)  # type: ignore[arg-type]
+        assert seen.value.args == (on,)
