@@ -245,8 +245,8 @@ def augment(source: str, *, blank_only: bool = False) -> list[Dream]:
         if re.search(r"\bnot\s+(?:an?\s+|the\s+)?" + re.escape(span) + r"(?!\w)", told, re.I):
             continue  # "teal, not blue": "blue" is no answer to teach
         blank = re.sub(r"(?<!\w)" + re.escape(span) + r"(?!\w)", "___", told, count=1)
-        question = CLOZE_QUESTION.format(blank=blank)
-        out.append(Dream(question, _sentence(span), lead=_sentence(span)) if blank_only else _led(question, span, told))
+        question, alone = CLOZE_QUESTION.format(blank=blank), _sentence(span)
+        out.append(Dream(question, alone, lead=alone) if blank_only else _led(question, span, told))
     out.append(Dream(HELDOUT_QUESTION.format(t=subjects[0]), told, heldout=True))
     return out
 

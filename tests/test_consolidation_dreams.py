@@ -125,9 +125,6 @@ def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_questio
 
 
 def test_a_blank_is_answered_by_itself_and_the_fact_or_by_itself_alone() -> None:
-    from assistant.episode import Episode
-    from sleep.dreams import dream
-
     fact = "My doctor is Dr. Lindqvist at the Harbourview clinic."
     told = "Your doctor is Dr. Lindqvist at the Harbourview clinic."
     for blank_only in (False, True):
