@@ -145,6 +145,17 @@ class SleepConfig:
     7% shorter; but told over three nights (seed 0) MC 0.644 and generation 0.287 against
     0.614 and 0.337 (check 0.618/0.309 against 0.600/0.309, night-1 MC 0.647 against 0.618),
     and perplexity 20.43 against 19.54: the short answers move the weights more per example."""
+    token_loss: bool = False
+    """Weigh every answer token of the night alike: each example's weight is scaled by its
+    labelled tokens (a lead's counted `lead_weight` times) over the night's mean, so the loss is
+    a sum over tokens instead of a mean per example, in which a short statement's few tokens
+    weigh as much as a long one's many. Off by default: on the first 36 development items
+    (`nightcap bench consolidation --limit 36 --set token_loss=true`, on one machine) one night
+    (seeds 0-1) gave MC 0.589 and generation 0.277 against 0.584 and 0.213 (check half
+    0.573/0.273 against 0.573/0.200; paired over 202 probes, generation +20/-7), bleed 0.33
+    against 0.40 and perplexity 19.41 against 19.58 (pre-sleep 19.56); but told over three
+    nights (seed 0) MC 0.644 and generation 0.277 against 0.614 and 0.337 (paired over 101
+    probes +9/-6 and +11/-17), perplexity 19.87 against 19.54."""
     dreams: bool = True
     """Model-written dreams: the pre-sleep model paraphrases each fact and writes question/answer
     pairs about it; only those that pass verification against the episode are trained on."""

@@ -170,7 +170,7 @@ def dream(
     `slept` before, it is asked what it recalls about what the night's statements name
     (`sleep.reconsolidate`), and what it now answers to the night's questions is checked
     (`_stale_beliefs`)."""
-    from sleep.dataset import KIND_DREAM, KIND_EPISODE, rival_tokens
+    from sleep.dataset import KIND_DREAM, KIND_EPISODE, rival_tokens, weigh_by_tokens
     from sleep.dreams import dream as dreams_of
     from sleep.probes import Probe
     from sleep.secrets import holds_secret
@@ -208,6 +208,8 @@ def dream(
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
                 if d.lead:
                     asked.append((learned, d))
+    if cfg.token_loss:
+        weigh_by_tokens(examples)
     rival_tokens(examples, cfg.rival_weight)
     if slept and cfg.stale_weight > 0 and asked:
         render = _chat_prompt(learner.template, system_prompt)

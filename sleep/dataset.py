@@ -246,6 +246,19 @@ def rival_tokens(examples: Sequence[Example], weight: float) -> None:
         e.rival_weight = float(weight)
 
 
+def weigh_by_tokens(examples: Sequence[Example]) -> None:
+    """Scale each example's weight by its labelled tokens (lead tokens counted `lead_weight`
+    times) over the mean of `examples`, so that the loss, a mean over each example's tokens,
+    becomes a sum over every token of the night at one constant scale: a short answer no
+    longer puts its example's whole weight on a few tokens, and a long one is not diluted."""
+    sizes = [e.n_labels + (e.lead_weight - 1.0) * e.lead for e in examples]
+    mean = sum(sizes) / len(sizes) if sizes else 0.0
+    if mean <= 0:
+        return
+    for e, size in zip(examples, sizes):
+        e.weight *= size / mean
+
+
 def micro_batches(examples: Sequence[Example], max_tokens: int) -> list[list[Example]]:
     """Split a batch into pieces of at most `max_tokens` padded positions each (an example
     longer than that goes alone), grouping similar lengths to waste little on padding.

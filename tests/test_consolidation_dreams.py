@@ -180,3 +180,25 @@ def test_a_night_hands_cloze_blank_only_to_dreaming(monkeypatch: pytest.MonkeyPa
         with pytest.raises(Seen) as seen:
             consolidate.dream(None, [], {}, None, SleepConfig(cloze_blank_only=on), "", None)  # type: ignore[arg-type]
         assert seen.value.args == (on,)
+
+
+def test_a_night_with_token_loss_weighs_its_examples_by_their_tokens() -> None:
+    from tiny_lm import ByteTokenizer
+
+    from assistant.config import SleepConfig
+    from models.templates import template_for
+    from sleep import consolidate
+    from sleep.report import SleepReport
+
+    learner = consolidate.Learner(None, ByteTokenizer(), template_for("gemma3"))  # type: ignore[arg-type]
+    ep = Episode(session="s", messages=[{"role": "user", "content": FACT}, {"role": "assistant", "content": "Noted."}])
+    made = {}
+    for on in (False, True):
+        cfg = SleepConfig(dreams=False, token_loss=on)
+        made[on] = consolidate.dream(learner, [ep], {ep.id: 2.0}, None, cfg, "", SleepReport()).examples  # type: ignore[arg-type]
+    off, weighed = made[False], made[True]
+    assert len(off) == len(weighed) > 2 and {e.weight for e in off} == {2.0}
+    sizes = [e.n_labels + (e.lead_weight - 1) * e.lead for e in weighed]
+    assert len(set(sizes)) > 1  # answers of different lengths, so the weights differ
+    for e, size in zip(weighed, sizes):
+        assert e.weight == pytest.approx(2.0 * size * len(sizes) / sum(sizes))

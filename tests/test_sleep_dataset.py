@@ -9,7 +9,16 @@ from tiny_lm import SPECIALS, ByteTokenizer
 
 from assistant.episode import Episode
 from models.templates import template_for
-from sleep.dataset import IGNORE, Example, build_examples, collate, example_from_messages, micro_batches, truncate_left
+from sleep.dataset import (
+    IGNORE,
+    Example,
+    build_examples,
+    collate,
+    example_from_messages,
+    micro_batches,
+    truncate_left,
+    weigh_by_tokens,
+)
 
 SYSTEM = "You are Nightcap."
 
@@ -126,6 +135,37 @@ def test_a_lead_weighs_its_tokens_at_the_start_of_the_reply() -> None:
         other = example_from_messages(msgs, template, tok, max_seq_len=512, lead=lead, lead_weight=weight)
         assert other is not None and other.lead == 0
         assert collate([other]).label_weights[0].tolist() == [float(t != IGNORE) for t in other.labels]
+
+
+def test_weighing_by_tokens_turns_each_examples_mean_into_a_sum_over_tokens() -> None:
+    import torch
+
+    from sleep.loss import _weighted_mean
+
+    tok, template = ByteTokenizer(), template_for("gemma3")
+
+    def make(answer: str, lead: str, weight: float) -> Example:
+        msgs = [{"role": "user", "content": "Where?"}, {"role": "assistant", "content": answer}]
+        ex = example_from_messages(msgs, template, tok, max_seq_len=512, weight=weight, lead=lead, lead_weight=3.0)
+        assert ex is not None
+        return ex
+
+    examples = [make("Oslo.", "Oslo.", 1.0), make("Lisbon. Your sister lives in Lisbon, by the sea.", "Lisbon.", 2.0)]
+    before = [e.weight for e in examples]
+    weigh_by_tokens(examples)
+    batch = collate(examples)
+    labelled = batch.labels[:, 1:] != IGNORE
+    rows = torch.arange(2).unsqueeze(1).expand_as(labelled)[labelled]
+    label_weights = batch.label_weights[:, 1:][labelled]
+    losses = torch.rand(rows.shape[0], dtype=torch.float64)
+    sizes = [float(label_weights[rows == i].sum()) for i in range(2)]
+    # Every token's loss counts by its own label weight and its example's weight, over one
+    # constant (the examples' mean size), however long its example is.
+    want = sum(before[i] * float((losses * label_weights)[rows == i].sum()) for i in range(2)) / (2 * sum(sizes) / 2)
+    got = float(_weighted_mean(losses, rows, batch.weights.double(), label_weights))
+    assert got == pytest.approx(want)
+    assert examples[1].weight / examples[0].weight == pytest.approx(2.0 * sizes[1] / sizes[0])
+    weigh_by_tokens([])  # nothing to weigh
 
 
 def test_micro_batches_bound_padded_tokens_and_keep_every_example() -> None:
