@@ -158,7 +158,11 @@ class SleepConfig:
     probes +9/-6 and +11/-17), perplexity 19.87 against 19.54."""
     dreams: bool = True
     """Model-written dreams: the pre-sleep model paraphrases each fact and writes question/answer
-    pairs about it; only those that pass verification against the episode are trained on."""
+    pairs about it; only those that pass verification against the episode are trained on. On
+    the first 36 development items (one night, seeds 0-1) 11 of the 105 it wrote passed, the
+    stage took 34 s of a 591 s night, and recall was the same without them (`--set
+    dreams=false`: MC 0.584 and generation 0.213 either way, paired +13/-13 and +15/-15 of 202
+    probes; perplexity 19.86 against 19.58)."""
     dream_weight: float = 1.0
     """Weight of each augmentation or dream relative to its episode's importance."""
     lead_weight: float = 3.0
