@@ -160,8 +160,8 @@ def test_weighing_by_tokens_turns_each_examples_mean_into_a_sum_over_tokens() ->
     losses = torch.rand(rows.shape[0], dtype=torch.float64)
     sizes = [float(label_weights[rows == i].sum()) for i in range(2)]
     # Every token's loss counts by its own label weight and its example's weight, over one
-    # constant (the examples' mean size), however long its example is.
-    want = sum(before[i] * float((losses * label_weights)[rows == i].sum()) for i in range(2)) / (2 * sum(sizes) / 2)
+    # constant (the batch's examples times their mean size), however long its example is.
+    want = sum(before[i] * float((losses * label_weights)[rows == i].sum()) for i in range(2)) / sum(sizes)
     got = float(_weighted_mean(losses, rows, batch.weights.double(), label_weights))
     assert got == pytest.approx(want)
     assert examples[1].weight / examples[0].weight == pytest.approx(2.0 * sizes[1] / sizes[0])
