@@ -154,8 +154,8 @@ class SleepConfig:
     (seeds 0-1) gave MC 0.589 and generation 0.277 against 0.584 and 0.213 (check half
     0.573/0.273 against 0.573/0.200; paired over 202 probes, generation +20/-7), bleed 0.33
     against 0.40 and perplexity 19.41 against 19.58 (pre-sleep 19.56); but told over three
-    nights (seed 0) MC 0.644 and generation 0.277 against 0.614 and 0.337 (paired over 101
-    probes +9/-6 and +11/-17), perplexity 19.87 against 19.54."""
+    nights (seeds 0-1) MC 0.649 and generation 0.297 against 0.634 and 0.317 (paired over 202
+    probes +13/-10 and +22/-26), perplexity 19.65 against 19.73."""
     dreams: bool = True
     """Model-written dreams: the pre-sleep model paraphrases each fact and writes question/answer
     pairs about it; only those that pass verification against the episode are trained on. On
