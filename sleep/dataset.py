@@ -75,6 +75,11 @@ class Example:
     def n_labels(self) -> int:
         return sum(1 for t in self.labels if t != IGNORE)
 
+    @property
+    def label_mass(self) -> float:
+        """What its labels weigh in all: each 1, the lead's `lead_weight` (as `collate` sets them)."""
+        return self.n_labels + (self.lead_weight - 1.0) * self.lead
+
     def __len__(self) -> int:
         return len(self.input_ids)
 
@@ -251,7 +256,7 @@ def weigh_by_tokens(examples: Sequence[Example]) -> None:
     times) over the mean of `examples`, so that the loss, a mean over each example's tokens,
     becomes a sum over every token of the night at one constant scale: a short answer no
     longer puts its example's whole weight on a few tokens, and a long one is not diluted."""
-    sizes = [e.n_labels + (e.lead_weight - 1.0) * e.lead for e in examples]
+    sizes = [e.label_mass for e in examples]
     mean = sum(sizes) / len(sizes) if sizes else 0.0
     if mean <= 0:
         return

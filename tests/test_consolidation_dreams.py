@@ -198,7 +198,7 @@ def test_a_night_with_token_loss_weighs_its_examples_by_their_tokens() -> None:
         made[on] = consolidate.dream(learner, [ep], {ep.id: 2.0}, None, cfg, "", SleepReport()).examples  # type: ignore[arg-type]
     off, weighed = made[False], made[True]
     assert len(off) == len(weighed) > 2 and {e.weight for e in off} == {2.0}
-    sizes = [e.n_labels + (e.lead_weight - 1) * e.lead for e in weighed]
+    sizes = [e.label_mass for e in weighed]
     assert len(set(sizes)) > 1  # answers of different lengths, so the weights differ
     for e, size in zip(weighed, sizes):
         assert e.weight == pytest.approx(2.0 * size * len(sizes) / sum(sizes))

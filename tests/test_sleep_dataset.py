@@ -165,6 +165,7 @@ def test_weighing_by_tokens_turns_each_examples_mean_into_a_sum_over_tokens() ->
     got = float(_weighted_mean(losses, rows, batch.weights.double(), label_weights))
     assert got == pytest.approx(want)
     assert examples[1].weight / examples[0].weight == pytest.approx(2.0 * sizes[1] / sizes[0])
+    assert [e.label_mass for e in examples] == pytest.approx(sizes)  # as collate weighs the labels
     weigh_by_tokens([])  # nothing to weigh
 
 
