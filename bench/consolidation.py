@@ -253,7 +253,7 @@ def sleep_run(
         )
         log(
             f"  {name} seed {seed} night {i + 1}: {report.outcome} in {sleep_s[-1]:.0f}s ({report.steps} steps, "
-            f"examples {report.examples}); stages {' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}; "
+            f"examples {report.examples}); {_ce_trend(report.ce)}stages {' '.join(f'{k} {v:.0f}s' for k, v in report.stages.items())}; "
             f"peak RSS {report.peak_rss_mb / 1024:.2f} GB (in {heaviest}); "
             f"gates: {gates[-1]}" + (f"; {report.error}" if report.error else "")
         )
@@ -275,6 +275,15 @@ def sleep_run(
     shutil.rmtree(app.home.root, ignore_errors=True)
     outcome = "/".join(outcomes)
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted, peaks)
+
+
+def _ce_trend(ce: Sequence[float], span: int = 5) -> str:
+    """The night's cross-entropy over its first and last `span` steps ("ce 2.31 -> 0.42; "):
+    whether the night's own examples were learned at all, before any probe is scored."""
+    if not ce:
+        return ""
+    head, tail = ce[:span], ce[-span:]
+    return f"ce {sum(head) / len(head):.2f} -> {sum(tail) / len(tail):.2f}; "
 
 
 def context_system(system: str, messages: Sequence[str]) -> str:

@@ -476,6 +476,7 @@ def train(
 
     def on_step(info: StepInfo) -> None:
         report.train_tokens += info.tokens
+        report.ce.append(round(info.ce, 5))
         for name, value in info.extras.items():
             report.loss_terms.setdefault(name, []).append(round(value, 5))
         progress.step(info.step, info.steps, info.loss)

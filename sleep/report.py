@@ -81,6 +81,9 @@ class SleepReport:
     examples: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     losses: list[float] = field(default_factory=list)
+    ce: list[float] = field(default_factory=list)
+    """The weighted cross-entropy alone of each step this run trained (`losses` adds the extra
+    terms): how well the night's examples are learned as it goes."""
     loss_terms: dict[str, list[float]] = field(default_factory=dict)
     train_tokens: int = 0
     stages: dict[str, float] = field(default_factory=dict)

@@ -252,6 +252,11 @@ def test_fit_counts_replies_holding_the_answer_apart_for_cloze() -> None:
     assert R.fit(Scripted(), questions, "") == {"all": [1, 2], "cloze": [0, 1], "question": [1, 1]}  # type: ignore[arg-type]
 
 
+def test_a_nights_line_shows_its_cross_entropy_at_start_and_end() -> None:
+    assert B._ce_trend([3.0, 2.0, 1.0, 0.5], span=2) == "ce 2.50 -> 0.75; "
+    assert B._ce_trend([]) == ""  # a night that trained nothing says nothing
+
+
 def test_tables_show_the_fit_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
     s = R.summarize([_scored("a", "Lisbon", "Lisbon")])
     fit = {"all": [3, 4], "cloze": [1, 2], "question": [2, 2]}

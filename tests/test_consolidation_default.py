@@ -37,6 +37,7 @@ def test_two_fact_sleep_learns_and_keeps_general_knowledge_within_the_gate(provi
     # The door code is a secret: neither the exchange nor any dream of it is trained on.
     assert report.examples["secret_episodes"] == 1 and report.examples["heldout_probes"] == 1
     assert set(report.loss_terms) == {"kl", "ewc"}
+    assert len(report.ce) == report.steps and all(0 < ce <= loss for ce, loss in zip(report.ce, report.losses))
     gates = report.gates
     assert {"recall", "retention", "perplexity", "drift"} <= set(gates)
     retention, perplexity, recall = gates["retention"].value, gates["perplexity"].value, gates["recall"].value
