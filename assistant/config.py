@@ -233,7 +233,16 @@ class SleepConfig:
     rehearse_tokens: int = 48
     """Length of each rehearsed answer, in tokens."""
     kl_weight: float = 4.0
-    """Weight of the replay KL term."""
+    """Weight of the replay KL term. It and EWC (`ewc`, `ewc_weight`) hold general text in place,
+    and they are also what holds a night's learning back. On the first 36 development items told
+    in one day (`nightcap bench consolidation --nights 1 --limit 36 --seeds 1 --fit 40 --set ...`,
+    seed 0, pre-sleep perplexity 19.56), the night's cross-entropy over its first and last five
+    steps, MC and generation recall (of 101 probes), its own training questions answered after
+    sleep (fit) and perplexity were: KL 4 and EWC 1 (the defaults) 3.25 -> 0.21, 60 and 23,
+    25/40, 19.70; KL 4 alone 3.15 -> 0.10, 59 and 33, 29/40, 21.26; EWC 1 alone 3.24 -> 0.20, 64
+    and 31, 27/40, 22.71; KL 16 alone 3.28 -> 0.20, 63 and 26, 27/40, 20.19; neither 3.16 ->
+    0.07, 66 and 38, 31/40, 132.4. Each row that frees the night recalls more and pays in
+    perplexity; only both terms together keep its rise within 2%."""
     kl_per_step: int = 6
     """Replay samples in the KL term of each step."""
     kl_top_k: int = 128
@@ -269,7 +278,11 @@ class SleepConfig:
     touched_type: TensorType = "Q8_0"
     """Type of the tensors a night changed, inside a file of a lower type: 4-bit rounding
     (Q4_K_M) erases most of a night's small change (measured on the default model). "file"
-    quantizes them like the rest. Every other tensor keeps the file type's choice."""
+    quantizes them like the rest. Every other tensor keeps the file type's choice. Q8_0 loses
+    next to nothing against F16: on the first 36 development items told in one day (`nightcap
+    bench consolidation --nights 1 --limit 36 --seeds 1 --fit 40`, seed 0, the same training)
+    F16 recalled the same (MC 59 against 60 of 101 probes, generation 23 against 23, paired
+    +0/-1 and +2/-2), fit 27/40 against 25/40, perplexity 19.58 against 19.70."""
     gates: Literal["full", "health"] = "full"
     """Checks before promotion: "full" (health, recall, retention, perplexity, drift) or "health"
     (loads, finite logits, answers). Each quality gate also turns off with its threshold below."""
