@@ -266,8 +266,10 @@ class SleepConfig:
     At 0.3, on the first 36 development items (`nightcap bench consolidation --limit 36 --set
     ewc_weight=0.3`, against 1.0 on the same machine): one night (seeds 0-1) gave MC 0.609 and
     generation 0.267 against 0.584 and 0.213, perplexity 19.65 against 19.58; three nights
-    (seed 0) gave MC 0.634 and generation 0.297 against 0.614 and 0.337, night-1 MC 0.559
-    against 0.618, perplexity 19.89 against 19.54. The one-night gain is not kept, so 1.0 stays."""
+    (seeds 0 and 1) gave MC 0.634 and 0.653 against 0.614 and 0.653, generation 0.297 and 0.277
+    against 0.337 and 0.297, night-1 MC 0.559 and 0.529 against 0.618 and 0.647, perplexity
+    19.89 and 20.52 against 19.54 and 19.92 (paired over both seeds' 202 probes: MC +14/-12,
+    generation +16/-22). The one-night gain is not kept where nights add up, so 1.0 stays."""
     surprise: bool = True
     """Scale each episode's importance by how surprising its user turn was to the pre-sleep model."""
     correction_boost: float = 1.5
