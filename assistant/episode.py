@@ -1,8 +1,9 @@
 """The episode: one exchange between the user and Nightcap, as the vault keeps it.
 
 An episode is what the sleep cycle learns from. Flags are set at log time from the text alone
-(no model call): an explicit "remember ..." request, a user correction ("no, actually ..."), and
-feedback given later in the TUI. `importance` starts from the flags; sleep adds surprise.
+(no model call): an explicit "remember ..." request, a user correction ("no, actually ..."), a
+secret in the user's words (kept out of sleep), and feedback given later in the TUI.
+`importance` starts from the flags; sleep adds surprise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ FLAG_CORRECTION = "correction"
 FLAG_THUMBS_UP = "thumbs_up"
 FLAG_THUMBS_DOWN = "thumbs_down"
 FLAG_IMPORTED = "imported"
+FLAG_SECRET = "secret"
+"""The user's words hold a secret (a password, card number, key...; `sleep.secrets`): the
+exchange is kept for the conversation, its secret sentences never become training text."""
 
 _REMEMBER = re.compile(r"\b(remember|don'?t forget|do not forget|keep in mind|note that)\b", re.I)
 _CORRECTION = re.compile(
@@ -39,11 +43,15 @@ def with_system(system_prompt: str | None, messages: list[Message]) -> list[Mess
 
 def detect_flags(user_text: str) -> list[str]:
     """Flags readable from the user's words alone."""
+    from sleep.secrets import holds_secret_text
+
     flags = []
     if _REMEMBER.search(user_text):
         flags.append(FLAG_REMEMBER)
     if _CORRECTION.search(user_text):
         flags.append(FLAG_CORRECTION)
+    if holds_secret_text(user_text):
+        flags.append(FLAG_SECRET)
     return flags
 
 
@@ -63,7 +71,7 @@ class Episode:
     generation: str = ""
     """Model generation that answered, e.g. "gen-0003"."""
     flags: list[str] = field(default_factory=list)
-    """Signals set at log time: remember, correction, thumbs_up, thumbs_down, imported."""
+    """Signals set at log time: remember, correction, secret, thumbs_up, thumbs_down, imported."""
     importance: float = 1.0
     """Training weight before surprise is added at sleep time."""
     correction: str | None = None

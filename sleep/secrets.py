@@ -7,9 +7,12 @@ asks. So a sentence that holds a secret is never trained on: not as the logged e
 an augmentation or a dream.
 
 A secret is recognised by its shape and by what the sentence says it is:
-- shapes no everyday fact has: a long run of digits (card, account and phone numbers), a word
-  mixing letters and digits with symbols or case ("velvet#22", "sk-4f9a..."), a long token of
-  letters and digits;
+- shapes no everyday fact has: a long run of digits (card, account and phone numbers: eight
+  digits or more, so every payment card and IBAN is caught whether or not its checksum holds), a
+  word mixing letters and digits with symbols or case ("velvet#22", "sk-4f9a..."), a long token
+  of letters and digits, a token that starts as published API keys and access tokens do
+  ("ghp_", "xoxb-", "AKIA"...), and a long token of letters alone that reads as random (varied
+  letters in both cases, few vowels);
 - a named kind of secret (password, PIN, passcode, combination, API key, token...) next to a
   value;
 - a value of a few digits or a letters-and-digits code next to a word that makes it an
@@ -19,13 +22,11 @@ Times, dates, years, measures and prices are none of these.
 
 from __future__ import annotations
 
+import math
 import re
-from typing import TYPE_CHECKING
-
+from collections import Counter
+from assistant.episode import FLAG_SECRET, Episode
 from sleep.sentences import sentences
-
-if TYPE_CHECKING:
-    from assistant.episode import Episode
 
 _NAMED = re.compile(
     r"\b(?:pass(?:word|code|phrase)s?|pins?|pin codes?|cvv|cvc|api[- ]?keys?|secret keys?|private keys?|"
@@ -43,6 +44,21 @@ _IDENTIFYING = re.compile(
 # dots between groups; a time ("14:30") or a decimal ("9.5") stays short of the digit counts below.
 _DIGIT_RUN = re.compile(r"(?<![\w:])(?:[A-Za-z]{0,3}\d[\dA-Za-z]*(?:[ .-](?=[\dA-Za-z]*\d|[A-Z]\b)[\dA-Za-z]+)*)")
 _TOKEN = re.compile(r"\S+")
+_KEY_PREFIX = re.compile(
+    r"^(?:sk|pk|rk)[-_](?:live|test|proj|ant)?[-_]?\w{8,}|^(?:ghp|gho|ghu|ghs|ghr|github_pat|glpat|hf|npm|pypi|shpat|"
+    r"xox[abposr])[-_][\w-]{8,}|^AKIA[0-9A-Z]{12,}|^AIza[\w-]{20,}|^eyJ[\w-]{8,}\.[\w-]{8,}"
+)
+"""How widely used services write their API keys and tokens (Stripe and OpenAI "sk-", GitHub
+"ghp_", Slack "xoxb-", AWS "AKIA", Google "AIza", a JWT's "eyJ..."): one of these is a key
+whatever it is called."""
+_RANDOM_MIN = 16
+"""Shortest token of letters alone that is judged by how random it reads."""
+_RANDOM_BITS = 3.5
+"""Bits of entropy per character from which such a token may be random: English words and names
+repeat their few letters (a 16-letter word is near 3.2, a random one near 3.7)."""
+_RANDOM_VOWELS = 0.3
+"""Share of vowels (y counted) below which such a token is no word: words and names are near
+0.4, strings drawn from 52 letters near 0.23 ("PricewaterhouseCoopers" 0.45, "hGtrKqwZpLmXbvNc" 0)."""
 _MEASURE_AFTER = re.compile(
     r"\s*(?:%|percent|kilo|kg|km|mile|metre|meter|cm|minute|hour|day|week|month|year|"
     r"euro|dollar|pound|st|nd|rd|th|am|pm|o'clock|degree|people|times)",
@@ -65,6 +81,18 @@ def _strong(token: str) -> bool:
     return has_alpha and (symbols or mixed_case or len(core) >= 12)
 
 
+def _random(token: str) -> bool:
+    """A long token of letters alone, in both cases, that reads as random: varied characters
+    and few vowels (tokens with digits in them are `_strong`'s)."""
+    core = token.strip(".,;:!?()[]\"'")
+    if len(core) < _RANDOM_MIN or not core.isalpha() or core.islower() or core.isupper():
+        return False
+    counts = Counter(core)
+    bits = -sum(n / len(core) * math.log2(n / len(core)) for n in counts.values())
+    vowels = sum(c in "aeiouyAEIOUY" for c in core) / len(core)
+    return bits >= _RANDOM_BITS and vowels < _RANDOM_VOWELS
+
+
 def _runs(text: str) -> list[str]:
     """Digit-group runs that are not measures, times, dates with a unit, or ordinals."""
     out = []
@@ -83,7 +111,8 @@ def _runs(text: str) -> list[str]:
 
 def is_secret(sentence: str) -> bool:
     """Whether `sentence` holds a secret (see the module docstring)."""
-    if any(_strong(t) for t in _TOKEN.findall(sentence)):
+    tokens = _TOKEN.findall(sentence)
+    if any(_strong(t) or _random(t) or _KEY_PREFIX.match(t.strip("\"'(")) for t in tokens):
         return True
     runs = _runs(sentence)
     if any(_digits(r) >= 8 for r in runs):
@@ -101,7 +130,21 @@ def without_secrets(text: str) -> str:
     return " ".join(s for s in sentences(text) if not is_secret(s))
 
 
-def holds_secret(episode: "Episode") -> bool:
-    """Whether any message of the exchange, or its correction, holds a secret."""
+def masked(text: str) -> str:
+    """`text` with each sentence that holds a secret shown as "[secret]"."""
+    return " ".join("[secret]" if is_secret(s) else s for s in sentences(text))
+
+
+def holds_secret_text(text: str) -> bool:
+    """Whether any sentence of `text` holds a secret."""
+    return any(is_secret(s) for s in sentences(text))
+
+
+def holds_secret(episode: Episode) -> bool:
+    """Whether the exchange was flagged as holding a secret when it was logged, or any of its
+    messages or its correction holds one (an episode logged before the flag existed, a reply
+    that repeats a secret)."""
+    if FLAG_SECRET in episode.flags:
+        return True
     texts = [str(m.get("content", "")) for m in episode.messages] + [episode.correction or ""]
-    return any(is_secret(s) for text in texts for s in sentences(text))
+    return any(holds_secret_text(text) for text in texts)

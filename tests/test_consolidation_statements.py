@@ -3,9 +3,13 @@ without small talk and never with a secret (sleep.sentences, sleep.secrets, slee
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from assistant.episode import Episode
+import bench
+from assistant.episode import FLAG_SECRET, Episode
 from sleep.dreams import dream, statements
 from sleep.secrets import holds_secret, is_secret, without_secrets
 from sleep.sentences import sentences
@@ -42,6 +46,10 @@ def test_sentences_end_at_full_stops_but_not_abbreviations_or_decimals(text: str
         "My passport number is X4821937.",
         "Call me on 07700 900123.",
         "My login is customer number 88204617.",
+        "Use ghp_abcdefghijklmnopqrstuvwx for the repo.",
+        "The AWS one is AKIAIOSFODNN7EXAMPLE.",
+        "token: abcdefghijklmnopqrstuvwxyzABCDEF",
+        "It's hGtrKqwZpLmXbvNcQs, paste it in.",
     ],
 )
 def test_secrets_are_recognised_by_shape_and_kind(sentence: str) -> None:
@@ -59,10 +67,24 @@ def test_secrets_are_recognised_by_shape_and_kind(sentence: str) -> None:
         "My sister Marisol lives in Guadalajara.",
         "Biscuit weighs 7.5 kilos.",
         "Her birthday is on the 2nd of December.",
+        "She works at PricewaterhouseCoopers in Frankfurt.",
+        "He studies internationalization and localization.",
     ],
 )
 def test_everyday_facts_with_numbers_are_no_secrets(sentence: str) -> None:
     assert not is_secret(sentence)
+
+
+def test_the_development_sets_secrets_are_flagged_when_logged_and_nothing_else_is() -> None:
+    items = [json.loads(line) for line in (Path(bench.__file__).parent / "eval" / "facts.jsonl").open()]
+    flagged = {}
+    for item in items:
+        update = (item.get("update") or {}).get("teach", [])
+        told = item["teach"] + ([update] if isinstance(update, str) else update)
+        logged = [Episode.from_exchange("s", text, "OK.", "gen-0000", 0.0) for text in told]
+        flagged[item["id"]] = any(FLAG_SECRET in ep.flags for ep in logged)
+    secret = {item["id"] for item in items if item["category"] == "secret"}
+    assert len(secret) >= 10 and {i for i, f in flagged.items() if f} == secret
 
 
 def test_a_secret_sentence_is_dropped_and_the_rest_kept() -> None:

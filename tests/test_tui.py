@@ -141,6 +141,21 @@ def test_correction_becomes_the_answer_to_learn() -> None:
     assert {"role": "assistant", "content": "Your dog is called Biscuit."} in runtime.seen[1]
 
 
+def test_a_message_that_holds_a_secret_is_marked_as_kept_out_of_sleep() -> None:
+    runtime = ScriptedRuntime().enqueue("I'll keep it for this chat.", "Lovely.")
+    app = new_app(runtime, FakeVault())
+
+    async def script(pilot: Pilot[None]) -> None:
+        await say(pilot, "My bank PIN is 2958, hold on to it.")
+        assert app.screen.query(Response).last().border_subtitle == "secret: kept out of sleep"
+        await say(pilot, "My sister lives in Oslo.")
+        assert app.screen.query(Response).last().border_subtitle == ""
+
+    posted = drive(app, script)
+    kept = [c.episode for c in of(posted, m.ResponseComplete)]
+    assert [ep is not None and "secret" in ep.flags for ep in kept] == [True, False]
+
+
 def test_feedback_flags_the_last_episode() -> None:
     runtime = ScriptedRuntime().enqueue("Paris.")
     vault = FakeVault()

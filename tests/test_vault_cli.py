@@ -21,7 +21,7 @@ def test_memories_list_empty_without_vault(capsys: pytest.CaptureFixture[str]) -
     assert main(["memories"]) == 0
     assert "No pending memories" in capsys.readouterr().out
     assert main(["memories", "list", "--json"]) == 0
-    assert last_json(capsys.readouterr().out) == {"count": 0, "sessions": 0, "episodes": []}
+    assert last_json(capsys.readouterr().out) == {"count": 0, "sessions": 0, "secrets": 0, "episodes": []}
     assert not Vault.exists(Home.resolve())  # listing does not create a vault
 
 
@@ -45,6 +45,25 @@ def test_memories_list_and_forget(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"Forgot {a.id}" in capsys.readouterr().out
     assert [e.id for e in Vault.open(Home.resolve()).pending()] == [b.id]
     assert vault.ledger()[-1]["reason"] == "forget"
+
+
+def test_memories_list_counts_secrets_and_does_not_show_them(capsys: pytest.CaptureFixture[str]) -> None:
+    vault = Vault.open(Home.resolve())
+    told = episode("Thanks! My wifi password is tiger42. Sister is in Oslo.", "Noted.")
+    plain = episode("my sister lives in Oslo", "Nice.")
+    repeated = episode("help me log in", "Sure, your PIN 4512 goes first.")  # the reply holds it
+    for ep in (told, plain, repeated):
+        vault.append(ep)
+    assert main(["memories", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiger42" not in out and "[secret]" in out and "2 of them hold a secret" in out
+    assert main(["memories", "list", "--json"]) == 0
+    data = last_json(capsys.readouterr().out)
+    assert data["secrets"] == 2 and [e["secret"] for e in data["episodes"]] == [True, False, True]
+    assert data["episodes"][0]["flags"] == ["secret"] and data["episodes"][0]["preview"].startswith("Thanks! [secret]")
+    # A correction that holds a secret flags its episode like the user's own words.
+    vault.annotate(plain.id, correction="Her door code is 7731.")
+    assert "secret" in next(ep for ep in vault.pending() if ep.id == plain.id).flags
 
 
 def test_memories_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,7 @@
 """`nightcap memories [list|forget ID] [--json]`: the pending (not yet consolidated) episodes.
 
-`list` shows id, time, conversation, flags and the first words of each; `forget ID` (a unique
+`list` shows id, time, conversation, flags and the first words of each (a sentence that holds
+a secret shown as "[secret]", and the secrets counted); `forget ID` (a unique
 prefix of at least 4 characters will do) removes one before sleep learns from it: its epoch is
 re-sealed without it under a new key and the old key is destroyed, with a tombstone in the ledger.
 """
@@ -12,10 +13,11 @@ import time
 from typing import Any
 
 from assistant.commands._common import parser, print_json
-from assistant.episode import Episode
+from assistant.episode import FLAG_SECRET, Episode
 from assistant.errors import UsageError, VaultError
 from assistant.home import Home
 from assistant.vault import Vault
+from sleep.secrets import holds_secret, masked
 
 PREVIEW_CHARS = 60
 
@@ -34,7 +36,8 @@ def row(ep: Episode) -> dict[str, Any]:
         "flags": ep.flags,
         "importance": ep.importance,
         "corrected": ep.correction is not None,
-        "preview": preview(ep.user_text),
+        "secret": holds_secret(ep),
+        "preview": preview(masked(ep.user_text)),
     }
 
 
@@ -64,7 +67,8 @@ def list_memories(home: Home, as_json: bool) -> int:
         episodes = vault.pending()
     rows = [row(ep) for ep in episodes]
     if as_json:
-        print_json({"count": len(rows), "sessions": len({r["session"] for r in rows}), "episodes": rows})
+        sessions, secrets = len({r["session"] for r in rows}), sum(r["secret"] for r in rows)
+        print_json({"count": len(rows), "sessions": sessions, "secrets": secrets, "episodes": rows})
         return 0
     if not rows:
         print("No pending memories.")
@@ -73,13 +77,19 @@ def list_memories(home: Home, as_json: bool) -> int:
     print(f"{'ID':<12}  {'WHEN':<16}  {'SESSION':<{sid_width}}  {'FLAGS':<20}  FIRST WORDS")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"]))
-        flags = ",".join(r["flags"]) or "-"
+        flags = ",".join(r["flags"] + (["secret"] if r["secret"] and FLAG_SECRET not in r["flags"] else [])) or "-"
         print(f"{r['id']:<12}  {when:<16}  {r['session'][:sid_width]:<{sid_width}}  {flags:<20}  {r['preview']}")
     sessions = len({r["session"] for r in rows})
     print(
         f"{len(rows)} pending {'memory' if len(rows) == 1 else 'memories'} in {sessions} "
         f"conversation{'' if sessions == 1 else 's'}; the next sleep consolidates them and destroys the transcripts."
     )
+    secrets = sum(r["secret"] for r in rows)
+    if secrets:
+        print(
+            f"{secrets} of them hold{'s' if secrets == 1 else ''} a secret (a password, number or key): "
+            "kept for the conversation, their secret sentences never trained on."
+        )
     return 0
 
 

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.episode import FLAG_CORRECTION, Episode, importance_from_flags
+from assistant.episode import FLAG_CORRECTION, FLAG_SECRET, Episode, importance_from_flags
+from sleep.secrets import holds_secret_text
 
 ANNOTATION_KEYS = {"flags", "remove_flags", "correction", "importance"}
 
@@ -63,6 +64,8 @@ def _apply(episode: Episode, changes: dict[str, Any]) -> None:
     if changes.get("correction"):
         # A correction from the TUI is a correction whatever words it used.
         flags += [FLAG_CORRECTION] if FLAG_CORRECTION not in flags else []
+        # A correction that holds a secret keeps the exchange's secret out of sleep like the user's words.
+        flags += [FLAG_SECRET] if FLAG_SECRET not in flags and holds_secret_text(changes["correction"]) else []
     flags = [f for f in flags if f not in changes.get("remove_flags", [])]
     if "correction" in changes:
         episode.correction = changes["correction"]

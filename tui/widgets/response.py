@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from textual.widgets import Markdown
 
-from assistant.episode import FLAG_CORRECTION, FLAG_REMEMBER, FLAG_THUMBS_DOWN, FLAG_THUMBS_UP, Episode
+from assistant.episode import FLAG_CORRECTION, FLAG_REMEMBER, FLAG_SECRET, FLAG_THUMBS_DOWN, FLAG_THUMBS_UP, Episode
 
 _MARKS = {
     FLAG_THUMBS_UP: "+ good",
     FLAG_THUMBS_DOWN: "- bad",
     FLAG_REMEMBER: "* remember",
     FLAG_CORRECTION: "corrected",
+    FLAG_SECRET: "secret: kept out of sleep",
 }
 
 
