@@ -585,7 +585,11 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
     assert "miso" not in stored and IDK not in stored
     audit = run_audit(app)
     assert not [c.name for c in audit.checks if c.status == FAIL], [c.reason for c in audit.checks if c.status == FAIL]
-    assert audit.check("ledger-provenance").details["unlearned"] == 1
+    provenance = audit.check("ledger-provenance")
+    assert provenance.details["unlearned"] == 1 and "unlearned after sleep: approximate" in provenance.reason
+    # The generations kept for rollback from before the forget still hold the statement: said.
+    assert provenance.details["generations_before_last_unlearning"] == ["gen-0000", "gen-0001"]
+    assert "2 kept generation(s) made before the last one still hold it" in provenance.reason
     # Its report gone, the ledger's forget entry has no paperwork: the audit says so.
     next(p for p in (home / "reports").glob("sleep-*.json") if '"forget"' in p.read_text()).unlink()
     assert (

@@ -4,7 +4,9 @@
 backends are refused, now as when the vault was made). A passphrase-derived key passes with a
 warning: anyone who has the passphrase and recovers an old keystore copy from the disk could
 unwrap the keys of shredded epochs; only a keyring (or secure hardware) makes a shred stick
-against that.
+against that. Older master-key generations the keyring still holds (each unwraps an old
+keystore copy) fail the check; the audit deletes them as it finds them, so the next audit passes
+once the keyring lets go.
 
 The passphrase's stretching (Argon2id, at least 64 MiB and 3 passes) is reported in the
 `master-key` details; a vault whose header asks for less is refused when it opens, so no
@@ -54,15 +56,25 @@ def check_master(ctx: AuditContext) -> Check:
                 f"the master key is meant to be in the OS keyring but {problem}; unlock or install a secure keyring",
                 details,
             )
-        stale = details["stale_generations"] = ctx.vault.stale_master_keys()
-        if stale:
+        deleted, refused = ctx.vault.sweep_master_keys()
+        details["stale_generations"], details["deleted_generations"] = deleted + refused, deleted
+        if refused:
             return Check(
                 MASTER,
                 FAIL,
-                f"the OS keyring still holds the master key of {len(stale)} older "
-                f"generation(s) ({', '.join(map(str, stale[:5]))}), which unwrap the keys of shredded epochs "
-                "from an old keystore copy; unlock the keyring and run any nightcap command to delete them "
-                f'(or remove the "{KEYRING_SERVICE}" entries of older generations by hand)',
+                f"the OS keyring still holds the master key of {len(refused)} older "
+                f"generation(s) ({', '.join(map(str, refused[:5]))}), which unwrap the keys of shredded epochs "
+                "from an old keystore copy, and refused to delete them; unlock the keyring and run "
+                f'`nightcap audit` again (or remove the "{KEYRING_SERVICE}" entries of older generations by hand)',
+                details,
+            )
+        if deleted:
+            return Check(
+                MASTER,
+                FAIL,
+                f"the OS keyring still held the master key of {len(deleted)} older "
+                f"generation(s) ({', '.join(map(str, deleted[:5]))}), which unwrap the keys of shredded epochs "
+                "from an old keystore copy; the audit deleted them just now: run `nightcap audit` again",
                 details,
             )
         return Check(

@@ -141,6 +141,23 @@ def check_provenance(ctx: AuditContext) -> Check:
         PROVENANCE,
         PASS,
         f"{consolidated} consolidation tombstone(s) match a stored sleep report and "
-        f"a model generation{note}; {details['forgotten']} forget tombstone(s) need none",
+        f"a model generation{note}; {details['forgotten']} forget tombstone(s) need none"
+        + _unlearning_caveat(ctx, details),
         details,
+    )
+
+
+def _unlearning_caveat(ctx: AuditContext, details: dict[str, Any]) -> str:
+    """What a `nightcap forget` of a consolidated statement guarantees, said where the audit
+    counts them: its log was already gone, and the weights were only pushed away from it."""
+    unlearned = [str(s.get("generation")) for s in ctx.tombstones if s.get("epoch") is None]
+    if not unlearned:
+        return ""
+    older = sorted(g for g in ctx.generations if g < max(unlearned))
+    details["generations_before_last_unlearning"] = older
+    kept = f"; {len(older)} kept generation(s) made before the last one still hold it" if older else ""
+    return (
+        f"; {len(unlearned)} statement(s) unlearned after sleep: approximate, the serving model was trained "
+        "away from each, but unlearning in weights can be partial and later training on related text can "
+        f"bring one back{kept}"
     )

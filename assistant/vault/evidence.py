@@ -55,14 +55,6 @@ class Evidence(VaultBase):
             self._sync()
             return [dict(r) for r in self._ks.repairs]
 
-    def stale_master_keys(self) -> list[int]:
-        """Older master-key generations the OS keyring still holds (each would unwrap the keys of
-        an old keystore copy). Always empty for a passphrase vault, which keeps no KEK elsewhere."""
-        with self._lock.held():
-            self._sync()
-            ks = self._ks
-        return [g for g in range(1, ks.generation) if self._source.holds(ks.vault_id, g)]
-
     def kdf_params(self) -> dict[str, Any] | None:
         return self._source.describe()["kdf"]
 

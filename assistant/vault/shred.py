@@ -225,6 +225,31 @@ class Shredding(VaultBase):
             fresh.retiring = [g for g in ks.retiring if g not in done]
             self._save(fresh)
 
+    def sweep_master_keys(self) -> tuple[list[int], list[int]]:
+        """Delete from the OS keyring every older master-key generation it still holds, whether
+        the keystore lists it as retiring or not (one left by a crash between rotation and
+        retirement, or by an older Nightcap). Probes each generation: meant for the audit, not
+        for every open. Returns (deleted, refused); the refused stay listed to retry."""
+        with self._lock.held():
+            self._sync()
+            ks = self._ks
+            deleted, refused = [], []
+            for generation in range(1, ks.generation):
+                if not self._source.holds(ks.vault_id, generation):
+                    continue
+                try:
+                    self._source.retire(ks.vault_id, generation)
+                except VaultError:
+                    refused.append(generation)
+                    continue
+                deleted.append(generation)
+            retiring = sorted(set(refused) | {g for g in ks.retiring if g not in deleted})
+            if retiring != ks.retiring:
+                fresh = copy.deepcopy(ks)
+                fresh.retiring = retiring
+                self._save(fresh)
+            return deleted, refused
+
     def _finish_shred(self) -> None:
         """Unlink the staged epochs' files and write their tombstones (idempotent, so it can resume)."""
         stones = self._ks.pending_tombstones
