@@ -121,6 +121,12 @@ def child_can_unlock(app: Any) -> bool:
         return False
 
 
+KILL_AFTER_S = 30.0
+"""Seconds a night in its own process has to pause after SIGTERM before it gets SIGKILL: every
+stage reaches a stop point within seconds (`nightcap bench yield`), so this only bounds a stage
+stuck where none is reached; well under the 90 s a service manager allows a stopping daemon."""
+
+
 def night_in_child(
     app: Any,
     *,
@@ -129,14 +135,19 @@ def night_in_child(
     command: list[str] | None = None,
     env: dict[str, str] | None = None,
     poll_seconds: float = 0.2,
+    kill_after: float = KILL_AFTER_S,
 ) -> Any:
     """One night as `nightcap sleep --now --json` in a process of its own. Its memory goes back to
     the OS when it ends: in the daemon's own process a night left about 700 MB held until the
     next one, and made that one peak about 400 MB higher (`sleep.memory`); a crash in it ends
     the night, not the daemon. Its stage lines feed `progress`; once `should_stop()` holds it
     gets SIGTERM, which it takes as the user coming back (checkpoint, exit); it also stops if
-    the daemon dies. `env` adds to the environment it inherits. Returns the report it stored.
-    Raises SleepInterrupted when it paused, SleepError when it failed."""
+    the daemon dies. If it has not ended `kill_after` seconds after SIGTERM (a stage stuck where
+    no stop point is reached), it gets SIGKILL: a night killed at any point leaves the old model
+    serving and every memory pending (tests/test_sleep_cycle.py kills one at each), so the machine
+    is given back in bounded time, at the cost of that night's unsaved work. `env` adds to the
+    environment it inherits. Returns the report it stored. Raises SleepInterrupted when it paused
+    or was killed after the stop, SleepError when it failed."""
     import subprocess
     import threading
 
@@ -168,11 +179,15 @@ def night_in_child(
     said: collections.deque[str] = collections.deque(maxlen=20)
     follow = threading.Thread(target=_follow, args=(proc.stderr, progress, said), daemon=True)
     follow.start()
-    signalled = False
+    signalled: float | None = None
+    killed = False
     while proc.poll() is None:
-        if not signalled and should_stop():
+        if signalled is None and should_stop():
             proc.send_signal(signal.SIGTERM)
-            signalled = True
+            signalled = time.monotonic()
+        elif signalled is not None and not killed and time.monotonic() - signalled > kill_after:
+            proc.kill()
+            killed = True
         time.sleep(poll_seconds)
     follow.join(timeout=5.0)
     # Written since the start: a report of a night begun in the same second has the same name.
@@ -180,7 +195,12 @@ def night_in_child(
     report = read_report(new[-1]) if new else None
     # Only the command's own one-line error: other output (a crash's) may quote what it handled.
     last = said[-1].removeprefix("nightcap sleep: ") if said and said[-1].startswith("nightcap sleep: ") else ""
-    if report is None and signalled:  # stopped while it was starting: nothing was done
+    if killed:
+        raise SleepInterrupted(
+            f"the night did not pause within {kill_after:.0f} s of the stop and was ended; "
+            "the previous model keeps serving and it starts again next time"
+        )
+    if report is None and signalled is not None:  # stopped while it was starting: nothing was done
         raise SleepInterrupted("stopped before the night began; it starts again next time")
     if report is None:
         raise SleepError(

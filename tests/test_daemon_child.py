@@ -49,6 +49,10 @@ CHILD = textwrap.dedent(
         (home / "waiting").write_text("")
         while True:
             time.sleep(0.05)
+    elif mode == "stuck":  # a stage that reaches no stop point: SIGTERM is not heard
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        (home / "waiting").write_text("")
+        time.sleep(120)
     elif mode == "crash":
         print("Traceback (most recent call last):", file=sys.stderr)
         print("ValueError: my sister lives in paris", file=sys.stderr)
@@ -81,7 +85,11 @@ def app(tmp_path: Path) -> SimpleNamespace:
 
 
 def night(
-    app: SimpleNamespace, mode: str, stop: Callable[[], bool] | None = None, progress: Progress | None = None
+    app: SimpleNamespace,
+    mode: str,
+    stop: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    kill_after: float = 30.0,
 ) -> Any:
     return night_in_child(
         app,
@@ -89,6 +97,7 @@ def night(
         progress=progress or Progress(),
         command=[sys.executable, str(app.home.root / "child.py"), mode],
         poll_seconds=0.02,
+        kill_after=kill_after,
     )
 
 
@@ -106,6 +115,14 @@ def test_a_stop_reaches_the_child_which_pauses(app: SimpleNamespace) -> None:
     with pytest.raises(SleepInterrupted, match="stopped during train"):
         night(app, "wait", stop=lambda: waiting.exists())
     assert time.monotonic() - started < 30
+
+
+def test_a_child_that_does_not_pause_after_the_stop_is_killed_in_bounded_time(app: SimpleNamespace) -> None:
+    waiting = app.home.root / "waiting"
+    started = time.monotonic()
+    with pytest.raises(SleepInterrupted, match=r"did not pause within 1 s of the stop and was ended"):
+        night(app, "stuck", stop=lambda: waiting.exists(), kill_after=1.0)
+    assert time.monotonic() - started < 60  # the child would sleep 120 s
 
 
 def test_a_stop_while_the_child_starts_is_a_pause_not_a_failure(app: SimpleNamespace) -> None:
