@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Mapping
 
 from assistant.errors import DiskFullError, ModelError
 from assistant.fsutil import fsync_dir
+from assistant.stoppoints import stop_point
 from models.ggufmeta import GGUF_MAGIC, GGUFMeta, read_meta
 from models.tensormap import arch_spec, gguf_name, head_counts, name_map, to_gguf
 
@@ -105,6 +106,7 @@ def _write_gguf(
     head = header + mm[kv_start:kv_end] + bytes(directory)
     fh.write(head + bytes(_pad(len(head), align)))
     for t, size in zip(meta.tensors, sizes):
+        stop_point()  # a night asked to stop gives the machine back between tensors (the file is dropped)
         if rep := plan.get(t.name):  # encoded one at a time: peak memory is one tensor
             data = _encode(meta, t.name, rep, values[rep.hf_name])
             if len(data) != size:  # a wrong size would shift every later offset: never write it

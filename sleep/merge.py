@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import torch
 
+from assistant.stoppoints import stop_point
+
 
 def lora_layers(peft_model: Any) -> Iterator[tuple[str, Any]]:
     """(base parameter name of the weight, peft LoRA layer) for each adapted linear layer."""
@@ -61,6 +63,7 @@ def merged_weights(peft_model: Any) -> dict[str, torch.Tensor]:
     is left as it was (adapter still separate)."""
     out = {}
     for name, layer in lora_layers(peft_model):
+        stop_point()
         if getattr(layer, "merged", False):
             raise ValueError(f"{name}: the adapter is already merged into the weight")
         delta = delta_weight(layer)

@@ -51,10 +51,12 @@ def merge_night(master: "Master", peft_model: Any) -> "Master":
     delta exists at a time (all of them at once would be 400 MB for the default model)."""
     import torch
 
+    from assistant.stoppoints import stop_point
     from sleep.merge import delta_weight, lora_layers
 
     with torch.no_grad():
         for name, layer in lora_layers(peft_model):
+            stop_point()  # one layer at a time: a night asked to stop yields between them
             delta = delta_weight(layer)
             if delta is not None:
                 served = {} if name in master.tensors else {name: layer.get_base_layer().weight.detach().cpu()}

@@ -179,6 +179,15 @@ def test_a_stop_during_requantize_kills_the_quantizer_and_leaves_nothing(tiny_q4
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_stop_during_write_back_leaves_nothing(tiny: Path, tmp_path: Path) -> None:
+    from assistant.stoppoints import Stopped, stop_points
+
+    asked = iter(range(10_000))
+    with stop_points(lambda: next(asked) >= 3), pytest.raises(Stopped):  # after three tensors
+        write_merged_gguf(tiny, read_hf_tensors(tiny, QK), tmp_path / "merged.gguf")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_master_serializes_and_detects_damage() -> None:
     m = Master({"a.weight": torch.randn(3, 4).half(), "b.weight": torch.randn(5).half()}, "sha-1")
     back = Master.from_bytes(m.to_bytes())

@@ -687,7 +687,7 @@ def test_a_paused_night_resumes_on_what_it_read_though_the_user_chatted_since(
     assert second.outcome == "promoted" and second.episodes == 1 and not second.resumed_epochs
 
 
-@pytest.mark.parametrize("stage", ["weigh", "dream", "replay", "gate"])
+@pytest.mark.parametrize("stage", ["weigh", "dream", "replay", "merge", "gate"])
 def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: Path, stage: str) -> None:
     from sleep.cycle import SleepInterrupted
 
@@ -706,7 +706,7 @@ def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: P
     assert state(home) == before and leftovers(home) == []
     report = run_cycle(Nightcap.load(home))
     assert report.outcome in ("promoted", "rejected")  # a random tiny model may fail the quality gates
-    assert report.skipped == (["train"] if stage == "gate" else [])
+    assert report.skipped == (["train"] if stage in ("merge", "gate") else [])
 
 
 KILL_AT = textwrap.dedent("""
