@@ -88,7 +88,7 @@ def list_memories(home: Home, as_json: bool) -> int:
     if secrets:
         print(
             f"{secrets} of them hold{'s' if secrets == 1 else ''} a secret (a password, number or key): "
-            "kept for the conversation, their secret sentences never trained on."
+            f"kept for the conversation, {'its' if secrets == 1 else 'their'} secret sentences never trained on."
         )
     return 0
 
