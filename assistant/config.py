@@ -169,6 +169,11 @@ class SleepConfig:
     """Weight of each token of an answer proper ("Lisbon." in "Lisbon. Your sister lives in
     Lisbon.") against the restatement after it, within the example's mean loss: the answer is
     what a question asks for, the restatement only ties it to its subject. 1 weighs all alike."""
+    answer_first: bool = True
+    """Answer a question with its value first and then the restated fact ("Lisbon. Your sister
+    Priya lives in Lisbon."); off, with the restated fact alone wherever it names the value ("Your
+    sister Priya lives in Lisbon."), so that a reply names its subject before the value and the
+    value follows the words it follows in the statement."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question

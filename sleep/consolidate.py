@@ -279,8 +279,13 @@ def _dream_example(
     episode's importance; the answer's lead weighs `sleep.lead_weight`."""
     from sleep.dataset import KIND_DREAM, example_from_messages
 
+    answer, lead = d.answer, d.lead
+    if not cfg.answer_first and lead:
+        told = answer[len(lead) :].strip()
+        if lead.rstrip(".").strip().lower() in told.lower():  # the restatement names the value too
+            answer, lead = told, ""
     messages = with_system(
-        system_prompt, [{"role": "user", "content": d.question}, {"role": "assistant", "content": d.answer}]
+        system_prompt, [{"role": "user", "content": d.question}, {"role": "assistant", "content": answer}]
     )
     return example_from_messages(
         messages,
@@ -290,7 +295,7 @@ def _dream_example(
         weight=weight * cfg.dream_weight,
         kind=KIND_DREAM,
         source=source,
-        lead=d.lead,
+        lead=lead,
         lead_weight=cfg.lead_weight,
     )
 

@@ -201,3 +201,26 @@ def test_real_tokenizer_spans_equal_whole_text_tokenization(default_gguf: Path) 
         assert ex.input_ids == tok.encode(template.render(msgs, add_generation_prompt=False), add_bos=True)
         assert ex.input_ids[0] == tok.bos_id and ex.labels[0] == IGNORE
         assert tok.decode([t for t in ex.labels if t != IGNORE], special=True).endswith("<end_of_turn>\n")
+
+
+def test_answers_name_their_subject_first_without_answer_first_unless_the_fact_lacks_the_value() -> None:
+    from types import SimpleNamespace
+
+    from assistant.config import SleepConfig
+    from sleep.consolidate import _dream_example
+    from sleep.dreams import Dream
+
+    tok, template = ByteTokenizer(), template_for("gemma3")
+    learner = SimpleNamespace(tokenizer=tok, template=template)
+    asked = Dream("Where does my sister live?", "Lisbon. Your sister lives in Lisbon.", lead="Lisbon.")
+    before = Dream("Where did my sister live before?", "Porto. Your sister lives in Lisbon.", lead="Porto.")
+
+    def reply(d: Dream, **settings: object) -> tuple[str, int]:
+        ex = _dream_example(learner, d, "ep", 1.0, SleepConfig(**settings), "")  # type: ignore[arg-type]
+        assert ex is not None
+        return _labelled_text(ex, tok).removesuffix("<end_of_turn>\n"), ex.lead
+
+    assert reply(asked) == ("Lisbon. Your sister lives in Lisbon.", len("Lisbon."))
+    assert reply(asked, answer_first=False) == ("Your sister lives in Lisbon.", 0)
+    # An answer the restatement does not hold (an earlier value) keeps leading with it.
+    assert reply(before, answer_first=False) == ("Porto. Your sister lives in Lisbon.", len("Porto."))
