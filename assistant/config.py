@@ -168,7 +168,14 @@ class SleepConfig:
     lead_weight: float = 3.0
     """Weight of each token of an answer proper ("Lisbon." in "Lisbon. Your sister lives in
     Lisbon.") against the restatement after it, within the example's mean loss: the answer is
-    what a question asks for, the restatement only ties it to its subject. 1 weighs all alike."""
+    what a question asks for, the restatement only ties it to its subject. 1 weighs all alike.
+    8 was measured against 3 on the first 36 development items (`nightcap bench consolidation
+    --limit 36 --set lead_weight=8`, on one machine): one night (seeds 0-1) gave MC 0.599 and
+    generation 0.272 against 0.584 and 0.213 (paired over 202 probes +14/-11 and +21/-9, check
+    half 0.582/0.282 against 0.573/0.200) at the same perplexity; but told over three nights (seed
+    0) MC 0.624 and generation 0.287 against 0.614 and 0.337 (paired +8/-7 and +9/-14), bleed
+    0.36 against 0.45, perplexity 20.05 against 19.54: the one-night gain does not hold where
+    nights add up, so 3 stays."""
     answer_first: bool = True
     """Answer a question with its value first and then the restated fact ("Lisbon. Your sister
     Priya lives in Lisbon."); off, with the restated fact alone wherever it names the value ("Your
