@@ -512,6 +512,28 @@ def test_a_memory_forgotten_while_the_night_trains_is_never_promoted(
     assert Nightcap.load(home).store.current().manifest["epochs"] and not Nightcap.load(home).vault().pending()
 
 
+def test_a_memory_forgotten_while_the_night_gates_its_candidate_is_never_promoted(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    before = state(home)
+    sister = next(ep for ep in Nightcap.load(home).vault().pending() if "sister" in ep.user_text)
+    real = consolidate.gate
+
+    def gate(*args: Any, **kwargs: Any) -> Any:
+        Nightcap.load(home).vault().forget(sister.id)  # as another process would, after merge and quantize
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(consolidate, "gate", gate)
+    with pytest.raises(SleepInterrupted, match="forgotten while this night learned it"):
+        run_cycle(Nightcap.load(home))
+    after = state(home)
+    assert after["current"] == before["current"] and after["generations"] == before["generations"]
+    assert after["pending"] == [t for t in before["pending"] if "sister" not in t] and leftovers(home) == []
+    assert Nightcap.load(home).vault().blob_names() == []  # no checkpoint or weight master of that night
+
+
 def test_feedback_given_while_the_night_trains_is_kept_for_the_next_one(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
