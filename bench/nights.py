@@ -223,6 +223,7 @@ def run(
             "ppl": ppl,
             "peak_rss_mb": slept["peak_rss_mb"],
             "home_mb": round(home_bytes(home) / 2**20, 1),
+            "models_mb": round(home_bytes(app.home.models) / 2**20, 1),
             "scored": all_mc[1],
         }
         state["rows"].append(row)
@@ -263,6 +264,14 @@ def print_tables(state: dict[str, Any]) -> None:
             f"perplexity {last['ppl'] / base_p - 1:+.1%} (<= +5%)"
             + (f", night time {last['seconds'] / second:.2f}x night 2's (<= 1.2x)" if second else "")
         )
+        if "models_mb" in rows[0]:
+            first, rest = rows[0], rows[-1]
+            grew = (rest["home_mb"] - rest["models_mb"]) - (first["home_mb"] - first["models_mb"])
+            print(
+                f"home: {rest['home_mb']:.0f} MB, of which the kept generations {rest['models_mb']:.0f} MB; "
+                f"the rest grew {grew:+.1f} MB since night {first['night']} (target: the home grows by no more "
+                "than the kept generations)"
+            )
 
 
 def main(argv: list[str]) -> int:

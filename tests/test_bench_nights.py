@@ -82,7 +82,7 @@ class FakeReport:
 
 
 def test_the_month_continues_after_the_last_finished_night(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_gguf: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rt = ScriptedRuntime()
     monkeypatch.setattr(assistant.app, "make_runtime", lambda gen, config: rt)
@@ -116,6 +116,10 @@ def test_the_month_continues_after_the_last_finished_night(
     assert nights == told  # night 2 was taught once, before the cut, and slept after it
     assert state["rows"][2]["scored"] == 10 and state["rows"][0]["peak_rss_mb"] == 1234.0
     assert BN.load_state(out)["taught"] == 3
+    # The home's size beside its kept generations', and how much the rest grew since night 1.
+    assert all(0 < r["models_mb"] <= r["home_mb"] for r in state["rows"])
+    BN.print_tables(state)
+    assert "of which the kept generations" in capsys.readouterr().out
 
 
 def test_a_night_that_finished_before_its_scoring_was_cut_is_scored_not_slept_again(
