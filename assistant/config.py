@@ -176,11 +176,12 @@ class SleepConfig:
     0) MC 0.624 and generation 0.287 against 0.614 and 0.337 (paired +8/-7 and +9/-14), bleed
     0.36 against 0.45, perplexity 20.05 against 19.54: the one-night gain does not hold where
     nights add up, so 3 stays."""
-    answer_first: bool = True
-    """Answer a question with its value first and then the restated fact ("Lisbon. Your sister
-    Priya lives in Lisbon."); off, with the restated fact alone wherever it names the value ("Your
-    sister Priya lives in Lisbon."), so that a reply names its subject before the value and the
-    value follows the words it follows in the statement."""
+    answer_order: Literal["value", "subject", "both"] = "value"
+    """How a question whose answer is a span of the fact is answered in training: value, the value
+    first and then the restated fact ("Lisbon. Your sister Priya lives in Lisbon."); subject, the
+    restated fact alone wherever it names the value ("Your sister Priya lives in Lisbon."), so a
+    reply names its subject before the value and the value follows the words it follows in the
+    statement; both, each question twice, once in each order."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question

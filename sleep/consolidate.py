@@ -202,11 +202,10 @@ def dream(
             examples += logged
             counts[KIND_EPISODE] += len(logged)
         for d in trained:
-            learned = _dream_example(learner, d, ep.id, weight, cfg, system_prompt)
-            if learned is not None:
+            for learned in _dream_examples(learner, d, ep.id, weight, cfg, system_prompt):
                 examples.append(learned)
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
-                if d.lead:
+                if learned.lead:
                     asked.append((learned, d))
     if cfg.token_loss:
         weigh_by_tokens(examples)
@@ -272,32 +271,40 @@ def _episode_examples(
     )
 
 
-def _dream_example(
+def _dream_examples(
     learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig", system_prompt: str
-) -> "Example | None":
+) -> list["Example"]:
     """One dream as a question and its answer, weighted by `sleep.dream_weight` on top of the
-    episode's importance; the answer's lead weighs `sleep.lead_weight`."""
+    episode's importance; the answer's lead weighs `sleep.lead_weight`. An answer that leads with
+    its value is trained in the order(s) `sleep.answer_order` names: value first ("Lisbon. Your
+    sister lives in Lisbon."), subject first (the restatement alone, "Your sister lives in
+    Lisbon.", wherever it names the value), or both as two examples."""
     from sleep.dataset import KIND_DREAM, example_from_messages
 
-    answer, lead = d.answer, d.lead
-    if not cfg.answer_first and lead:
-        told = answer[len(lead) :].strip()
-        if lead.rstrip(".").strip().lower() in told.lower():  # the restatement names the value too
-            answer, lead = told, ""
-    messages = with_system(
-        system_prompt, [{"role": "user", "content": d.question}, {"role": "assistant", "content": answer}]
-    )
-    return example_from_messages(
-        messages,
-        learner.template,
-        learner.tokenizer,
-        max_seq_len=cfg.max_seq_len,
-        weight=weight * cfg.dream_weight,
-        kind=KIND_DREAM,
-        source=source,
-        lead=lead,
-        lead_weight=cfg.lead_weight,
-    )
+    answers = [(d.answer, d.lead)]
+    if cfg.answer_order != "value" and d.lead:
+        told = d.answer[len(d.lead) :].strip()
+        if d.lead.rstrip(".").strip().lower() in told.lower():  # the restatement names the value too
+            answers = [(told, "")] if cfg.answer_order == "subject" else [(d.answer, d.lead), (told, "")]
+    out = []
+    for answer, lead in answers:
+        messages = with_system(
+            system_prompt, [{"role": "user", "content": d.question}, {"role": "assistant", "content": answer}]
+        )
+        example = example_from_messages(
+            messages,
+            learner.template,
+            learner.tokenizer,
+            max_seq_len=cfg.max_seq_len,
+            weight=weight * cfg.dream_weight,
+            kind=KIND_DREAM,
+            source=source,
+            lead=lead,
+            lead_weight=cfg.lead_weight,
+        )
+        if example is not None:
+            out.append(example)
+    return out
 
 
 def _report_dreams(report: SleepReport, counts: dict[str, int], heldout: int, dreams: "DreamSet") -> None:

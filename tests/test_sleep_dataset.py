@@ -203,11 +203,11 @@ def test_real_tokenizer_spans_equal_whole_text_tokenization(default_gguf: Path) 
         assert tok.decode([t for t in ex.labels if t != IGNORE], special=True).endswith("<end_of_turn>\n")
 
 
-def test_answers_name_their_subject_first_without_answer_first_unless_the_fact_lacks_the_value() -> None:
+def test_answers_name_their_subject_first_in_subject_order_unless_the_fact_lacks_the_value() -> None:
     from types import SimpleNamespace
 
     from assistant.config import SleepConfig
-    from sleep.consolidate import _dream_example
+    from sleep.consolidate import _dream_examples
     from sleep.dreams import Dream
 
     tok, template = ByteTokenizer(), template_for("gemma3")
@@ -215,12 +215,20 @@ def test_answers_name_their_subject_first_without_answer_first_unless_the_fact_l
     asked = Dream("Where does my sister live?", "Lisbon. Your sister lives in Lisbon.", lead="Lisbon.")
     before = Dream("Where did my sister live before?", "Porto. Your sister lives in Lisbon.", lead="Porto.")
 
-    def reply(d: Dream, **settings: object) -> tuple[str, int]:
-        ex = _dream_example(learner, d, "ep", 1.0, SleepConfig(**settings), "")  # type: ignore[arg-type]
-        assert ex is not None
-        return _labelled_text(ex, tok).removesuffix("<end_of_turn>\n"), ex.lead
+    def replies(d: Dream, order: str = "value") -> list[tuple[str, int]]:
+        made = _dream_examples(learner, d, "ep", 1.0, SleepConfig(answer_order=order), "")  # type: ignore[arg-type]
+        return [(_labelled_text(ex, tok).removesuffix("<end_of_turn>\n"), ex.lead) for ex in made]
 
-    assert reply(asked) == ("Lisbon. Your sister lives in Lisbon.", len("Lisbon."))
-    assert reply(asked, answer_first=False) == ("Your sister lives in Lisbon.", 0)
+    value_first, subject_first = (
+        ("Lisbon. Your sister lives in Lisbon.", len("Lisbon.")),
+        ("Your sister lives in Lisbon.", 0),
+    )
+    assert replies(asked) == [value_first]
+    assert replies(asked, "subject") == [subject_first]
+    assert replies(asked, "both") == [value_first, subject_first]
     # An answer the restatement does not hold (an earlier value) keeps leading with it.
-    assert reply(before, answer_first=False) == ("Porto. Your sister lives in Lisbon.", len("Porto."))
+    assert (
+        replies(before, "subject")
+        == replies(before, "both")
+        == [("Porto. Your sister lives in Lisbon.", len("Porto."))]
+    )
