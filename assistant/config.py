@@ -181,7 +181,20 @@ class SleepConfig:
     first and then the restated fact ("Lisbon. Your sister Priya lives in Lisbon."); subject, the
     restated fact alone wherever it names the value ("Your sister Priya lives in Lisbon."), so a
     reply names its subject before the value and the value follows the words it follows in the
-    statement; both, each question twice, once in each order."""
+    statement; both, each question twice, once in each order. On the first 36 development items
+    (`nightcap bench consolidation --limit 36 --set 'answer_order="..."'`, one machine; paired
+    against value over the same probes): one night (120 steps, seeds 0-1) in subject order gave
+    generation 0.322 against 0.213 (+43/-21 of 202, p 0.008; direct probes 0.61 against 0.29),
+    its own training questions answered 68/80 against 46/80, perplexity 19.46 against 19.58 and
+    general MC 0.806 against 0.769, but MC 0.401 against 0.584 (+10/-47): multiple choice scores
+    each option as the first words of the reply, where a subject-first model puts "Your". Both
+    orders in one night (seed 0) had twice the examples for the same 120 steps: MC 0.525,
+    generation 0.267, fit 22/40. Told over three nights (seed 0; no step cap reached: 89-99 steps
+    a night against 57-64), both gave MC 0.634 and generation 0.366 against 0.614 and 0.337
+    (+11/-9 and +12/-9; check half 0.673/0.382 against 0.600/0.309), bleed 0.31 against 0.45,
+    update-new MC 0.57 against 0.43, update-old 0.80 against 0.40, night-1 MC 0.559 against 0.618,
+    general 0.800 against 0.775, perplexity 19.69 against 19.54 (pre-sleep 19.56), nights 401-489 s
+    against 316-322 s. One seed of three nights decides nothing, so value stays the default."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question
