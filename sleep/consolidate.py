@@ -202,10 +202,10 @@ def dream(
             examples += logged
             counts[KIND_EPISODE] += len(logged)
         for d in trained:
-            for learned in _dream_examples(learner, d, ep.id, weight, cfg, system_prompt):
+            for learned, led in _dream_examples(learner, d, ep.id, weight, cfg, system_prompt):
                 examples.append(learned)
                 counts["augment" if d.kind == "augment" else KIND_DREAM] += 1
-                if learned.lead:
+                if led:
                     asked.append((learned, d))
     if cfg.token_loss:
         weigh_by_tokens(examples)
@@ -273,12 +273,13 @@ def _episode_examples(
 
 def _dream_examples(
     learner: Learner, d: "Dream", source: str, weight: float, cfg: "SleepConfig", system_prompt: str
-) -> list["Example"]:
+) -> list[tuple["Example", bool]]:
     """One dream as a question and its answer, weighted by `sleep.dream_weight` on top of the
     episode's importance; the answer's lead weighs `sleep.lead_weight`. An answer that leads with
     its value is trained in the order(s) `sleep.answer_order` names: value first ("Lisbon. Your
     sister lives in Lisbon."), subject first (the restatement alone, "Your sister lives in
-    Lisbon.", wherever it names the value), or both as two examples."""
+    Lisbon.", wherever it names the value), or both as two examples. Each example comes with
+    whether its answer leads with a value."""
     from sleep.dataset import KIND_DREAM, example_from_messages
 
     answers = [(d.answer, d.lead)]
@@ -303,7 +304,7 @@ def _dream_examples(
             lead_weight=cfg.lead_weight,
         )
         if example is not None:
-            out.append(example)
+            out.append((example, bool(lead)))
     return out
 
 

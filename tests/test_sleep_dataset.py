@@ -217,7 +217,8 @@ def test_answers_name_their_subject_first_in_subject_order_unless_the_fact_lacks
 
     def replies(d: Dream, order: str = "value") -> list[tuple[str, int]]:
         made = _dream_examples(learner, d, "ep", 1.0, SleepConfig(answer_order=order), "")  # type: ignore[arg-type]
-        return [(_labelled_text(ex, tok).removesuffix("<end_of_turn>\n"), ex.lead) for ex in made]
+        assert all(led == (ex.lead > 0) for ex, led in made)
+        return [(_labelled_text(ex, tok).removesuffix("<end_of_turn>\n"), ex.lead) for ex, _ in made]
 
     value_first, subject_first = (
         ("Lisbon. Your sister lives in Lisbon.", len("Lisbon.")),
