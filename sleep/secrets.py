@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+
 from assistant.episode import FLAG_SECRET, Episode
 from sleep.sentences import sentences
 
@@ -55,7 +56,8 @@ _RANDOM_MIN = 16
 """Shortest token of letters alone that is judged by how random it reads."""
 _RANDOM_BITS = 3.5
 """Bits of entropy per character from which such a token may be random: English words and names
-repeat their few letters (a 16-letter word is near 3.2, a random one near 3.7)."""
+repeat their few letters ("responsibilities" 3.1, "incomprehensible" 3.5; 16 random letters about
+3.7): this alone does not tell them apart, the share of vowels does."""
 _RANDOM_VOWELS = 0.3
 """Share of vowels (y counted) below which such a token is no word: words and names are near
 0.4, strings drawn from 52 letters near 0.23 ("PricewaterhouseCoopers" 0.45, "hGtrKqwZpLmXbvNc" 0)."""
