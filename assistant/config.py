@@ -194,7 +194,11 @@ class SleepConfig:
     (+11/-9 and +12/-9; check half 0.673/0.382 against 0.600/0.309), bleed 0.31 against 0.45,
     update-new MC 0.57 against 0.43, update-old 0.80 against 0.40, night-1 MC 0.559 against 0.618,
     general 0.800 against 0.775, perplexity 19.69 against 19.54 (pre-sleep 19.56), nights 401-489 s
-    against 316-322 s. One seed of three nights decides nothing, so value stays the default."""
+    against 316-322 s; subject alone over three nights (seed 0, 57-61 steps) gave MC 0.366 and
+    generation 0.307 (+12/-15), bleed 0.44, perplexity 19.38: its one-night gain does not hold
+    where nights add up. Both also trains more steps (its examples are more), which may be what
+    helps: a value row with as many steps is the control still to run. One seed of three nights
+    decides nothing, so value stays the default."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question
