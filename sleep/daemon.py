@@ -123,8 +123,9 @@ def child_can_unlock(app: Any) -> bool:
 
 KILL_AFTER_S = 30.0
 """Seconds a night in its own process has to pause after SIGTERM before it gets SIGKILL: every
-stage reaches a stop point within seconds (`nightcap bench yield`), so this only bounds a stage
-stuck where none is reached; well under the 90 s a service manager allows a stopping daemon."""
+stage is built to reach a stop point within seconds (`nightcap bench yield` measures it), so this
+only bounds a stage stuck where none is reached; well under the 90 s a service manager allows a
+stopping daemon."""
 
 
 def night_in_child(
