@@ -72,9 +72,14 @@ def _digits(s: str) -> int:
     return sum(c.isdigit() for c in s)
 
 
+def _core(token: str) -> str:
+    """A token without the punctuation and quotes around it."""
+    return token.strip(".,;:!?()[]\"'")
+
+
 def _strong(token: str) -> bool:
     """A token no everyday fact is written as."""
-    core = token.strip(".,;:!?()[]\"'")
+    core = _core(token)
     if len(core) < 6 or not any(c.isdigit() for c in core):
         return False
     has_alpha = any(c.isalpha() for c in core)
@@ -86,7 +91,7 @@ def _strong(token: str) -> bool:
 def _random(token: str) -> bool:
     """A long token of letters alone, in both cases, that reads as random: varied characters
     and few vowels (tokens with digits in them are `_strong`'s)."""
-    core = token.strip(".,;:!?()[]\"'")
+    core = _core(token)
     if len(core) < _RANDOM_MIN or not core.isalpha() or core.islower() or core.isupper():
         return False
     counts = Counter(core)
@@ -114,7 +119,7 @@ def _runs(text: str) -> list[str]:
 def is_secret(sentence: str) -> bool:
     """Whether `sentence` holds a secret (see the module docstring)."""
     tokens = _TOKEN.findall(sentence)
-    if any(_strong(t) or _random(t) or _KEY_PREFIX.match(t.strip("\"'(")) for t in tokens):
+    if any(_strong(t) or _random(t) or _KEY_PREFIX.match(_core(t)) for t in tokens):
         return True
     runs = _runs(sentence)
     if any(_digits(r) >= 8 for r in runs):

@@ -66,8 +66,8 @@ def list_memories(home: Home, as_json: bool) -> int:
         warn_damage(vault, "memories")
         episodes = vault.pending()
     rows = [row(ep) for ep in episodes]
+    sessions, secrets = len({r["session"] for r in rows}), sum(r["secret"] for r in rows)
     if as_json:
-        sessions, secrets = len({r["session"] for r in rows}), sum(r["secret"] for r in rows)
         print_json({"count": len(rows), "sessions": sessions, "secrets": secrets, "episodes": rows})
         return 0
     if not rows:
@@ -79,12 +79,10 @@ def list_memories(home: Home, as_json: bool) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["time"]))
         flags = ",".join(r["flags"] + (["secret"] if r["secret"] and FLAG_SECRET not in r["flags"] else [])) or "-"
         print(f"{r['id']:<12}  {when:<16}  {r['session'][:sid_width]:<{sid_width}}  {flags:<20}  {r['preview']}")
-    sessions = len({r["session"] for r in rows})
     print(
         f"{len(rows)} pending {'memory' if len(rows) == 1 else 'memories'} in {sessions} "
         f"conversation{'' if sessions == 1 else 's'}; the next sleep consolidates them and destroys the transcripts."
     )
-    secrets = sum(r["secret"] for r in rows)
     if secrets:
         print(
             f"{secrets} of them hold{'s' if secrets == 1 else ''} a secret (a password, number or key): "

@@ -220,9 +220,13 @@ class Shredding(VaultBase):
             except VaultError:
                 break
             done.append(generation)
-        if done:
-            fresh = copy.deepcopy(ks)
-            fresh.retiring = [g for g in ks.retiring if g not in done]
+        self._keep_retiring([g for g in ks.retiring if g not in done])
+
+    def _keep_retiring(self, retiring: list[int]) -> None:
+        """Save the keystore with `retiring` as the generations still to delete, if that changes it."""
+        if retiring != self._ks.retiring:
+            fresh = copy.deepcopy(self._ks)
+            fresh.retiring = retiring
             self._save(fresh)
 
     def sweep_master_keys(self) -> tuple[list[int], list[int]]:
@@ -243,11 +247,7 @@ class Shredding(VaultBase):
                     refused.append(generation)
                     continue
                 deleted.append(generation)
-            retiring = sorted(set(refused) | {g for g in ks.retiring if g not in deleted})
-            if retiring != ks.retiring:
-                fresh = copy.deepcopy(ks)
-                fresh.retiring = retiring
-                self._save(fresh)
+            self._keep_retiring(sorted(set(refused) | {g for g in ks.retiring if g not in deleted}))
             return deleted, refused
 
     def _finish_shred(self) -> None:
