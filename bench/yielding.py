@@ -13,8 +13,8 @@ first "stop" to `run_cycle` raising `SleepInterrupted` is printed beside. Target
 
 Resuming is measured too (`--resume`, on by default): one more night is paused as it finishes
 training, the user says something new, and the night is run again. The resumed night must not
-train again (its report says `skipped: ["train"]`), and what was said after the pause waits for
-the next night; its time is printed beside the uninterrupted night's.
+dream or train again (its report says `skipped: ["weigh", "dream", "replay", "train"]`), and
+what was said after the pause waits for the next night; its time is printed beside the uninterrupted night's.
 
 The night is the bench day of `nightcap bench sleep` (built-in exchanges, never the user's) on
 the given model with default settings, in a throwaway home, in this process.

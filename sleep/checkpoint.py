@@ -46,6 +46,21 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
     return state
 
 
+def finished(vault: "Vault", night: str) -> "TrainState | None":
+    """The saved state when it is the finished training of this night (`TrainState.night`),
+    else None; a checkpoint of another night is left to `load` to judge."""
+    from sleep.train import TrainState
+
+    data = vault.open_blob_or_discard(BLOB)
+    if data is None:
+        return None
+    try:
+        state = TrainState.from_bytes(data)
+    except SleepError:
+        return None
+    return state if state.night and state.night == night else None
+
+
 def gathered(vault: "Vault") -> dict[str, int]:
     """The epochs (and records of each) the saved night read; {} when there is no checkpoint."""
     from sleep.train import TrainState

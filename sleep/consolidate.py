@@ -502,6 +502,17 @@ def train(
     return result
 
 
+def restore(model: "PreTrainedModel", state: "TrainState", args: "TrainArgs", report: SleepReport) -> "TrainResult":
+    """The adapter of a paused night's finished training, back on `model` (nothing trains)."""
+    from sleep.train import restore_lora
+
+    report.resumed_from_step = state.step
+    result = restore_lora(model, state, args)
+    report.steps, report.device = result.steps, result.device
+    report.losses = [round(x, 5) for x in result.losses]
+    return result
+
+
 def merge(
     model: "PeftModel", gen: "Generation", vault: "Vault", cfg: "SleepConfig"
 ) -> tuple[Mapping[str, "torch.Tensor"], "Master | None"]:

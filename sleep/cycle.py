@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
+import json
 import shutil
 import time
 from dataclasses import asdict
@@ -51,8 +53,13 @@ if TYPE_CHECKING:
     from assistant.app import Nightcap
     from assistant.episode import Episode
     from assistant.vault import Vault
+    from assistant.config import SleepConfig
     from models.master import Master
     from models.store import Generation
+    from sleep.consolidate import Learner
+    from sleep.loss import LossTerm
+    from sleep.probes import Probe
+    from sleep.train import TrainArgs, TrainResult
 
 
 class SleepInterrupted(NightcapError):
@@ -239,7 +246,7 @@ def _run(
     app: "Nightcap", report: SleepReport, stage: Stage, stop: Callable[[], bool], progress: SleepProgress, scratch: Path
 ) -> None:
     from sleep import consolidate  # deferred: torch and peft load only when there is work
-    from sleep.train import fingerprint
+    from sleep.probes import Probe
 
     vault = app.vault()
     gen = app.store.current()
@@ -256,8 +263,82 @@ def _run(
 
     cfg, system_prompt = app.config.sleep, app.config.chat.system_prompt
     args = consolidate.train_args(cfg, gen)
+    night = night_fingerprint(cfg, gen, read, system_prompt)
+    # A night paused after its training finished resumes at the merge: what it would dream,
+    # replay and train again is what it already trained.
+    done = checkpoint.finished(vault, night) if report.resumed_epochs else None
     with stage("load"):
         learner = consolidate.load(gen.gguf, args)
+    extra_losses: list["LossTerm"] = []
+    if done is not None:
+        report.skipped += ["weigh", "dream", "replay", "train"]
+        with stage("train"):
+            result = consolidate.restore(learner.model, done, args, report)
+        heldout = [Probe(**p) for p in done.heldout]
+    else:
+        result, heldout, extra_losses = _learn(
+            app, gen, learner, epochs, episodes, read, night, args, report, stage, stop, progress
+        )
+    merged = scratch / "merged.gguf"
+    with stage("merge"):
+        replacements, master = consolidate.merge(result.model, gen, vault, cfg)
+        # The torch copy goes before the write-back and llama.cpp's loads: these are its last
+        # holders (the loss terms hold its layers too).
+        del learner, extra_losses, result
+        touched = consolidate.write_back(gen.gguf, replacements, merged)
+        del replacements
+    with stage("quantize"):
+        candidate = consolidate.quantize(merged, scratch / "candidate.gguf", touched, gen, cfg)
+    with stage("gate"):
+        for gate in consolidate.gate(candidate, gen, heldout, cfg, system_prompt, app.home.root / "cache"):
+            report.add_gate(gate)
+    if not report.gates_passed:
+        report.outcome = OUTCOME_REJECTED
+        report.error = "candidate rejected: " + "; ".join(report.failed_gates())
+        checkpoint.clear(vault)
+        report.save(app.home.reports)
+        return
+    # Promote and shred with the vault held: a memory forgotten while the night trained must not
+    # be promoted, and no forget or feedback can slip in between the check and the shred.
+    with vault.held():
+        _unless_forgotten(vault, epochs, report)
+        with stage("promote"):
+            new = promote(
+                app, candidate, gen, master, source="sleep", extra={"epochs": list(epochs), "report": report.id}
+            )
+            report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
+            # Stored before the shred: a night killed after its commit (finished on the next open)
+            # still has the report the ledger's tombstones refer to.
+            report.outcome = OUTCOME_PROMOTED
+            report.save(app.home.reports)
+        with stage("shred", stoppable=False):  # the new model serves: its logs go now, whatever happens
+            _shred(vault, epochs, read, new, report)
+    report.outcome = OUTCOME_PROMOTED
+    report.save(app.home.reports)
+
+
+def _learn(
+    app: "Nightcap",
+    gen: "Generation",
+    learner: "Learner",
+    epochs: list[str],
+    episodes: list["Episode"],
+    read: dict[str, int],
+    night: str,
+    args: "TrainArgs",
+    report: SleepReport,
+    stage: Stage,
+    stop: Callable[[], bool],
+    progress: SleepProgress,
+) -> tuple["TrainResult", list["Probe"], list["LossTerm"]]:
+    """Weigh, dream, replay and train: the trained adapter (on `learner.model`), the recall
+    gate's held-out probes and the loss terms (which hold the model's layers too). Training's
+    state is sealed whether it finished or was paused."""
+    from sleep import consolidate
+    from sleep.train import fingerprint
+
+    vault = app.vault()
+    cfg, system_prompt = app.config.sleep, app.config.chat.system_prompt
     with stage("weigh"):
         importance = consolidate.weigh(learner, episodes, cfg)
     writer = consolidate.Writer(gen.gguf, cfg.seed)
@@ -293,6 +374,9 @@ def _run(
             progress=progress,
         )
         result.state.gathered = dict(read)
+        if not result.interrupted:
+            result.state.night = night
+            result.state.heldout = [asdict(p) for p in lessons.heldout]
         # Sealed after training too: a pause in a later stage resumes without training again;
         # never when a memory it trained on was forgotten meanwhile (that forget dropped the last one).
         with vault.held():
@@ -300,42 +384,16 @@ def _run(
             checkpoint.save(vault, result.state)
         if result.interrupted:
             raise SleepInterrupted("sleep paused during training; it will resume from its checkpoint next time")
-    merged = scratch / "merged.gguf"
-    with stage("merge"):
-        replacements, master = consolidate.merge(result.model, gen, vault, cfg)
-        # The torch copy goes before the write-back and llama.cpp's loads: these are its last
-        # holders (the loss terms hold its layers too).
-        del learner, extra_losses, result
-        touched = consolidate.write_back(gen.gguf, replacements, merged)
-        del replacements
-    with stage("quantize"):
-        candidate = consolidate.quantize(merged, scratch / "candidate.gguf", touched, gen, cfg)
-    with stage("gate"):
-        for gate in consolidate.gate(candidate, gen, lessons.heldout, cfg, system_prompt, app.home.root / "cache"):
-            report.add_gate(gate)
-    if not report.gates_passed:
-        report.outcome = OUTCOME_REJECTED
-        report.error = "candidate rejected: " + "; ".join(report.failed_gates())
-        checkpoint.clear(vault)
-        report.save(app.home.reports)
-        return
-    # Promote and shred with the vault held: a memory forgotten while the night trained must not
-    # be promoted, and no forget or feedback can slip in between the check and the shred.
-    with vault.held():
-        _unless_forgotten(vault, epochs, report)
-        with stage("promote"):
-            new = promote(
-                app, candidate, gen, master, source="sleep", extra={"epochs": list(epochs), "report": report.id}
-            )
-            report.new_generation, report.new_sha256 = new.name, new.manifest.get("sha256")
-            # Stored before the shred: a night killed after its commit (finished on the next open)
-            # still has the report the ledger's tombstones refer to.
-            report.outcome = OUTCOME_PROMOTED
-            report.save(app.home.reports)
-        with stage("shred", stoppable=False):  # the new model serves: its logs go now, whatever happens
-            _shred(vault, epochs, read, new, report)
-    report.outcome = OUTCOME_PROMOTED
-    report.save(app.home.reports)
+    return result, lessons.heldout, list(extra_losses)
+
+
+def night_fingerprint(cfg: "SleepConfig", gen: "Generation", read: dict[str, int], system_prompt: str) -> str:
+    """What a night's training follows from, known before anything is dreamt: its settings (but
+    where and on how many threads it runs), the generation it starts from, the system prompt and
+    exactly what it gathered (epochs and records of each)."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("device", "threads")}
+    raw = [keep, gen.manifest.get("sha256") or gen.name, system_prompt, sorted(read.items())]
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _gather(

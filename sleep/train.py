@@ -125,6 +125,12 @@ class TrainState:
     gathered: dict[str, int] = field(default_factory=dict)
     """The epochs the night read and how many records of each (set by the cycle): a resumed
     night reads exactly those again, so what was said after the pause cannot void the work."""
+    night: str = ""
+    """Set by the cycle once training finished: the hash of what the night gathered and the
+    settings it ran under (`sleep.cycle.night_fingerprint`), known before anything is dreamt. A
+    resumed night with the same one skips weigh, dream, replay and train."""
+    heldout: list[dict[str, Any]] = field(default_factory=list)
+    """The recall gate's held-out probes of that night (set by the cycle with `night`)."""
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -300,6 +306,22 @@ def _step(
     optimizer.step()
     loss = ce + sum(extras.values())
     return StepInfo(step + 1, args.steps, loss, ce, extras, n_tokens, n_labels, time.perf_counter() - t0)
+
+
+def restore_lora(model: Any, state: TrainState, args: TrainArgs) -> TrainResult:
+    """`model` wrapped by peft with the adapter of a finished `state` (nothing trains): what
+    `train_lora` returned when it finished that state."""
+    device = pick_device(args.device)
+    peft_model = attach_lora(model, args).to(device)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.copy_(state.adapter[name].to(device))
+    peft_model.eval()
+    amp = autocast_dtype(args.precision, device)
+    return TrainResult(
+        peft_model, state, list(state.losses), state.step, 0, 0.0, False, str(device), "bf16" if amp else "fp32"
+    )
 
 
 def train_lora(

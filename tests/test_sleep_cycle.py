@@ -620,6 +620,10 @@ def test_forget_unlearns_into_a_new_generation_and_the_ledger_says_so_without_co
     )
 
 
+AFTER_TRAINING = ["weigh", "dream", "replay", "train"]
+"""What a night resumed after its training finished skips."""
+
+
 class _StopAt:
     """Progress that asks the night to stop when `stage` starts (or after `step` training steps)."""
 
@@ -699,8 +703,9 @@ def test_a_paused_night_resumes_on_what_it_read_though_the_user_chatted_since(
     Nightcap.load(home).vault().append(later)
     report = run_cycle(Nightcap.load(home))
     assert report.outcome == "promoted" and report.resumed_epochs and report.episodes == 3
-    if stage:  # stopped after training: it is not done again
-        assert report.skipped == ["train"] and report.resumed_from_step == report.steps == 3
+    if stage:  # stopped after training: nothing that led to it is done again
+        assert report.skipped == AFTER_TRAINING and report.resumed_from_step == report.steps == 3
+        assert not {"weigh", "dream", "replay"} & set(report.stages)
     else:
         assert report.skipped == [] and report.resumed_from_step == 2 and report.steps == 3
     # What was said after the pause waits for the next night, which learns it alone.
@@ -728,7 +733,20 @@ def test_a_night_yields_inside_any_long_stage_and_the_next_one_completes(home: P
     assert state(home) == before and leftovers(home) == []
     report = run_cycle(Nightcap.load(home))
     assert report.outcome in ("promoted", "rejected")  # a random tiny model may fail the quality gates
-    assert report.skipped == (["train"] if stage in ("merge", "gate") else [])
+    assert report.skipped == (AFTER_TRAINING if stage in ("merge", "gate") else [])
+
+
+def test_a_night_resumed_under_other_settings_trains_again(home: Path) -> None:
+    from sleep.cycle import SleepInterrupted
+
+    stop = _StopAt("quantize")
+    with pytest.raises(SleepInterrupted):
+        run_cycle(Nightcap.load(home), should_stop=lambda: stop.stopping, progress=stop)
+    config = home / "config.toml"
+    atomic_write_text(config, config.read_text().replace("[sleep]\n", "[sleep]\nlearning_rate = 0.0005\n", 1))
+    report = run_cycle(Nightcap.load(home))
+    assert report.outcome == "promoted" and report.resumed_epochs
+    assert report.skipped == [] and report.resumed_from_step is None and "dream" in report.stages
 
 
 KILL_AT = textwrap.dedent("""
@@ -803,3 +821,12 @@ def test_killed_at_any_point_nothing_is_lost_and_the_next_night_completes_once(
     assert_consolidated_once(home, before)
     audit = run_audit(Nightcap.load(home))
     assert not [c.reason for c in audit.checks if c.status == FAIL]
+
+
+def test_the_sleep_command_says_what_a_resumed_night_did_not_do_again() -> None:
+    from sleep.commands.sleep import _summary
+
+    report = {"outcome": "promoted", "episodes": 3, "consolidated_sessions": 1, "new_generation": "gen-0002"}
+    assert "resumed" not in _summary({**report, "skipped": []})
+    line = _summary({**report, "skipped": AFTER_TRAINING})
+    assert "resumed a paused night; not done again: weigh, dream, replay, train" in line and "\n" not in line

@@ -61,9 +61,14 @@ def _summary(report: dict[str, Any]) -> str:
     if outcome == "nothing-to-do":
         return "nothing to consolidate: no pending episodes"
     if outcome == "promoted":
+        resumed = (
+            f" (resumed a paused night; not done again: {', '.join(report['skipped'])})"
+            if report.get("skipped")
+            else ""
+        )
         return (
             f"consolidated {report['episodes']} episodes from {report['consolidated_sessions']} conversations "
-            f"into {report['new_generation']}; their transcripts were destroyed"
+            f"into {report['new_generation']}{resumed}; their transcripts were destroyed"
         )
     return f"{outcome}: {report.get('error') or ''}".strip()
 
