@@ -25,6 +25,7 @@ from sleep.train import (
     batch_indices,
     learning_rate,
     pick_device,
+    restore_lora,
     train_lora,
 )
 
@@ -267,6 +268,18 @@ def test_resume_gives_the_same_adapter_as_an_uninterrupted_run(device: str, sche
         assert rest.losses == pytest.approx(whole.losses, rel=1e-5)
         for name, value in _adapter(whole).items():
             assert torch.allclose(value, _adapter(rest)[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_finished_state_restored_without_training_gives_the_trained_model() -> None:
+    examples, args = _examples(), _args(steps=4)
+    trained = train_lora(tiny_model("llama"), examples, args)
+    restored = restore_lora(tiny_model("llama"), TrainState.from_bytes(trained.state.to_bytes()), args)
+    assert restored.steps == 4 and restored.losses == trained.losses and not restored.interrupted
+    ids = torch.tensor([examples[0].input_ids])
+    with torch.no_grad():
+        want, got = trained.model(input_ids=ids).logits, restored.model(input_ids=ids).logits
+        plain = tiny_model("llama")(input_ids=ids).logits
+    assert torch.equal(want, got) and not torch.allclose(want, plain)
 
 
 def test_a_stop_inside_a_step_gives_it_up_and_the_resume_matches_an_uninterrupted_run() -> None:
