@@ -18,6 +18,7 @@ BENCHES = {
     "chat": ("bench.chat", "serving speed and start-up vs raw llama-cpp-python"),
     "sleep": ("bench.training", "training tokens/s vs a naive peft loop; stage times; peak RSS"),
     "consolidation": ("bench.consolidation", "recall and retention after sleep vs baselines"),
+    "compare": ("bench.compare", "two consolidation runs' replies probe by probe: wins, losses, exact p"),
     "serve": ("bench.serve", "the API's decode speed and time to first token vs raw llama-cpp-python"),
     "nights": ("bench.nights", "a month of nights on one home: recall, retention, time, memory, disk"),
     "forget": ("bench.forget", "unlearning consolidated facts: the forgotten, the kept, general MC"),
