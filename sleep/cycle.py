@@ -51,9 +51,9 @@ from sleep.report import (
 
 if TYPE_CHECKING:
     from assistant.app import Nightcap
+    from assistant.config import SleepConfig
     from assistant.episode import Episode
     from assistant.vault import Vault
-    from assistant.config import SleepConfig
     from models.master import Master
     from models.store import Generation
     from sleep.consolidate import Learner
