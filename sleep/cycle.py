@@ -272,8 +272,6 @@ def _run(
     extra_losses: list["LossTerm"] = []
     if done is not None:
         report.skipped += ["weigh", "dream", "replay", "train"]
-        with stage("train"):
-            result = consolidate.restore(learner.model, done, args, report)
         heldout = [Probe(**p) for p in done.heldout]
     else:
         result, heldout, extra_losses = _learn(
@@ -281,6 +279,8 @@ def _run(
         )
     merged = scratch / "merged.gguf"
     with stage("merge"):
+        if done is not None:  # the finished adapter back on the model: nothing trains
+            result = consolidate.restore(learner.model, done, args, report)
         replacements, master = consolidate.merge(result.model, gen, vault, cfg)
         # The torch copy goes before the write-back and llama.cpp's loads: these are its last
         # holders (the loss terms hold its layers too).

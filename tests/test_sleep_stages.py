@@ -39,7 +39,10 @@ def readme_stages() -> list[str]:
 
 
 def test_the_cycle_runs_every_stage_in_the_order_of_stages() -> None:
-    assert stages_chained_by(cycle._run) == list(STAGES)
+    # `_run` chains them; weigh to train are `_learn`'s, which it calls once the model is loaded.
+    run = stages_chained_by(cycle._run)
+    at = run.index("load") + 1
+    assert run[:at] + stages_chained_by(cycle._learn) + run[at:] == list(STAGES)
 
 
 def test_a_forget_runs_the_stages_it_needs_in_the_order_of_stages() -> None:
