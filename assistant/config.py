@@ -176,13 +176,12 @@ class SleepConfig:
     0) MC 0.624 and generation 0.287 against 0.614 and 0.337 (paired +8/-7 and +9/-14), bleed
     0.36 against 0.45, perplexity 20.05 against 19.54: the one-night gain does not hold where
     nights add up, so 3 stays."""
-    answer_order: Literal["value", "subject", "both", "mixed"] = "value"
+    answer_order: Literal["value", "subject", "both"] = "value"
     """How a question whose answer is a span of the fact is answered in training: value, the value
     first and then the restated fact ("Lisbon. Your sister Priya lives in Lisbon."); subject, the
     restated fact alone wherever it names the value ("Your sister Priya lives in Lisbon."), so a
     reply names its subject before the value and the value follows the words it follows in the
-    statement; both, each question twice, once in each order; mixed, each question once, in one
-    order or the other (half each, fixed by the question's text), as many examples as value. On the first 36 development items
+    statement; both, each question twice, once in each order. On the first 36 development items
     (`nightcap bench consolidation --limit 36 --set 'answer_order="..."'`, one machine; paired
     against value over the same probes): one night (120 steps, seeds 0-1) in subject order gave
     generation 0.322 against 0.213 (+43/-21 of 202, p 0.008; direct probes 0.61 against 0.29),

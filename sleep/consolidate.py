@@ -12,7 +12,6 @@ happen here, only when a night has work to do.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -287,10 +286,7 @@ def _dream_examples(
     if cfg.answer_order != "value" and d.lead:
         told = d.answer[len(d.lead) :].strip()
         if d.lead.rstrip(".").strip().lower() in told.lower():  # the restatement names the value too
-            order: str = cfg.answer_order
-            if order == "mixed":  # half the questions each way, the same half every night
-                order = "subject" if hashlib.sha256(d.question.encode()).digest()[0] % 2 else "value"
-            answers = {"subject": [(told, "")], "value": answers, "both": [(d.answer, d.lead), (told, "")]}[order]
+            answers = [(told, "")] if cfg.answer_order == "subject" else [(d.answer, d.lead), (told, "")]
     out = []
     for answer, lead in answers:
         messages = with_system(

@@ -227,14 +227,6 @@ def test_answers_name_their_subject_first_in_subject_order_unless_the_fact_lacks
     assert replies(asked) == [value_first]
     assert replies(asked, "subject") == [subject_first]
     assert replies(asked, "both") == [value_first, subject_first]
-    # Mixed: one example a question, in the order its text picks, the same every time.
-    questions = [
-        Dream(f"Where does my {who} live?", f"Lisbon. Your {who} lives in Lisbon.", lead="Lisbon.")
-        for who in ("sister", "brother", "aunt", "uncle", "cousin", "friend", "niece", "nephew")
-    ]
-    mixed = [replies(d, "mixed") for d in questions]
-    assert all(len(m) == 1 and m == replies(d, "mixed") for m, d in zip(mixed, questions))
-    assert {m[0][1] > 0 for m in mixed} == {True, False}  # some lead with the value, some with the subject
     # An answer the restatement does not hold (an earlier value) keeps leading with it.
     assert (
         replies(before, "subject")
