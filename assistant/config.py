@@ -183,22 +183,21 @@ class SleepConfig:
     reply names its subject before the value and the value follows the words it follows in the
     statement; both, each question twice, once in each order. On the first 36 development items
     (`nightcap bench consolidation --limit 36 --set 'answer_order="..."'`, one machine; paired
-    against value over the same probes): one night (120 steps, seeds 0-1) in subject order gave
-    generation 0.322 against 0.213 (+43/-21 of 202, p 0.008; direct probes 0.61 against 0.29),
-    its own training questions answered 68/80 against 46/80, perplexity 19.46 against 19.58 and
-    general MC 0.806 against 0.769, but MC 0.401 against 0.584 (+10/-47): multiple choice scores
-    each option as the first words of the reply, where a subject-first model puts "Your". Both
-    orders in one night (seed 0) had twice the examples for the same 120 steps: MC 0.525,
-    generation 0.267, fit 22/40. Told over three nights (seed 0; no step cap reached: 89-99 steps
-    a night against 57-64), both gave MC 0.634 and generation 0.366 against 0.614 and 0.337
-    (+11/-9 and +12/-9; check half 0.673/0.382 against 0.600/0.309), bleed 0.31 against 0.45,
-    update-new MC 0.57 against 0.43, update-old 0.80 against 0.40, night-1 MC 0.559 against 0.618,
-    general 0.800 against 0.775, perplexity 19.69 against 19.54 (pre-sleep 19.56), nights 401-489 s
-    against 316-322 s; subject alone over three nights (seed 0, 57-61 steps) gave MC 0.366 and
-    generation 0.307 (+12/-15), bleed 0.44, perplexity 19.38: its one-night gain does not hold
-    where nights add up. Both also trains more steps (its examples are more), which may be what
-    helps: a value row with as many steps is the control still to run. One seed of three nights
-    decides nothing, so value stays the default."""
+    with `nightcap bench compare`): one night (120 steps, seeds 0-1) in subject order gave
+    generation 0.322 against 0.213 (+43/-21 of 202, p 0.008) but MC 0.401 against 0.584
+    (+10/-47): multiple choice scores each option as the first words of the reply, where a
+    subject-first model puts "Your"; over three nights (seed 0) subject gave generation 0.307
+    against 0.337. Told over three nights (seeds 0-1, 202 probes), both gave generation 0.371
+    against 0.317 (+29/-18, p 0.14; check half 0.409 against 0.309, +18/-7, p 0.04), MC 0.624
+    against 0.634, bleed 0.27 against 0.42, night-1 MC 0.574 against 0.632, perplexity 19.71
+    against 19.73 (pre-sleep 19.56), and 89-101 steps a night against 57-65 (nights of 401-549 s
+    against 290-358 s); about 40% of its replies name the subject first, which value order never
+    does. The steps are not what helps generation: value order with as many steps (`min_epochs`
+    = 5) gave generation 0.297 and MC 0.678 (both against it: generation +32/-17, p 0.044; MC
+    +11/-22, p 0.08); and each question once in one order or the other (half each: value's
+    examples and steps) gave MC 0.614 and generation 0.307. So both trades multiple choice and
+    night-1 recall for generation, and in one night of 36 items, where the 120-step cap halves
+    its passes, it gave MC 0.525 and generation 0.267 (seed 0). Value stays the default."""
     rival_weight: float = 0.0
     """Weight of the rival term: at the first token of each answer, the total probability of
     the night's other answers' first tokens is pushed down (-log(1 - p)), so that a question
