@@ -30,15 +30,8 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
     A checkpoint for other data (new episodes arrived, settings changed) is destroyed: the
     night starts over rather than mixing two nights' training.
     """
-    from sleep.train import TrainState
-
-    data = vault.open_blob_or_discard(BLOB)  # cut short or tampered with: the night starts over
-    if data is None:
-        return None
-    try:
-        state = TrainState.from_bytes(data)
-    except SleepError:
-        vault.drop_blob(BLOB)
+    state = _saved(vault, drop_unreadable=True)
+    if state is None:
         return None
     if state.fingerprint != fingerprint:
         vault.drop_blob(BLOB)
@@ -49,16 +42,24 @@ def load(vault: "Vault", fingerprint: str) -> "TrainState | None":
 def finished(vault: "Vault", night: str) -> "TrainState | None":
     """The saved state when it is the finished training of this night (`TrainState.night`),
     else None; a checkpoint of another night is left to `load` to judge."""
+    state = _saved(vault, drop_unreadable=False)
+    return state if state is not None and state.night and state.night == night else None
+
+
+def _saved(vault: "Vault", *, drop_unreadable: bool) -> "TrainState | None":
+    """The sealed state, or None: none saved, cut short or tampered with (dropped by the vault),
+    or unreadable (dropped too with `drop_unreadable`)."""
     from sleep.train import TrainState
 
-    data = vault.open_blob_or_discard(BLOB)
+    data = vault.open_blob_or_discard(BLOB)  # cut short or tampered with: the night starts over
     if data is None:
         return None
     try:
-        state = TrainState.from_bytes(data)
+        return TrainState.from_bytes(data)
     except SleepError:
+        if drop_unreadable:
+            vault.drop_blob(BLOB)
         return None
-    return state if state.night and state.night == night else None
 
 
 def gathered(vault: "Vault") -> dict[str, int]:

@@ -308,15 +308,19 @@ def _step(
     return StepInfo(step + 1, args.steps, loss, ce, extras, n_tokens, n_labels, time.perf_counter() - t0)
 
 
+def _put_adapter(named: list[tuple[str, torch.Tensor]], adapter: dict[str, torch.Tensor], device: torch.device) -> None:
+    """Copy a saved adapter into the live one's parameters (by name)."""
+    with torch.no_grad():
+        for name, p in named:
+            p.copy_(adapter[name].to(device))
+
+
 def restore_lora(model: Any, state: TrainState, args: TrainArgs) -> TrainResult:
     """`model` wrapped by peft with the adapter of a finished `state` (nothing trains): what
     `train_lora` returned when it finished that state."""
     device = pick_device(args.device)
     peft_model = attach_lora(model, args).to(device)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if p.requires_grad:
-                p.copy_(state.adapter[name].to(device))
+    _put_adapter([(n, p) for n, p in peft_model.named_parameters() if p.requires_grad], state.adapter, device)
     peft_model.eval()
     amp = autocast_dtype(args.precision, device)
     return TrainResult(
@@ -353,9 +357,7 @@ def train_lora(
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     step, losses = 0, []
     if resume is not None:
-        with torch.no_grad():
-            for name, p in named:
-                p.copy_(resume.adapter[name].to(device))
+        _put_adapter(named, resume.adapter, device)
         optimizer.load_state_dict(copy.deepcopy(resume.optimizer))
         _set_rng_state(resume.rng, device)
         step, losses = resume.step, list(resume.losses)
