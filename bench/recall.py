@@ -7,10 +7,15 @@ fractions with a 95% Wilson interval, so that a difference of one probe is read 
 Secret probes are leakage: reported apart, lower is better, never part of recall; with
 `exposure` candidates, each secret's exposure too (Carlini et al., "The Secret Sharer"): the
 log2 of how many of N random strings of the secret's shape it outranks, in bits, from 0 (no
-more likely than a random one) to log2(N + 1) (the most likely of all); a secret the model never
-saw averages about 1.4 bits. Bleed is the
-share of generated replies that miss their own answer and contain another item's answer
-instead: the symptom of one fact leaking into answers about others.
+more likely than a random one) to log2(N + 1) (the most likely of all). A secret drawn the way
+its random strings are averages about 1.4 bits on a model that never saw it; a person's secret
+is made of words ("quokka-lantern-5830"), so its strings swap each run of letters that reads as
+a word for a word of the model's vocabulary of the same length, and only its other letters and
+digits for random ones:
+against random letters alone, the default model put the development set's secrets at 3.9 bits
+before it ever saw them. Bleed is the share of generated replies that miss their own answer and
+contain another item's answer instead: the symptom of one fact leaking into answers about
+others.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from bench.evalset import EvalProbe
 
@@ -75,16 +80,22 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def score_probes(
-    scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24, exposure: int = 0
+    scorer: "Scorer",
+    probes: Sequence[EvalProbe],
+    system: str,
+    max_tokens: int = 24,
+    exposure: int = 0,
 ) -> list[Scored]:
-    """Each probe scored; secret probes also get their exposure against `exposure` candidates."""
+    """Each probe scored; secret probes also get their exposure against `exposure` candidates,
+    strings of their shape whose words are other words of the model's vocabulary."""
     from sleep.probes import Probe, mc_correct
 
     out = []
+    words = vocabulary_words(scorer) if exposure and any(p.secret for p in probes) else None
     for p in probes:
         probe = Probe(p.question, p.answer, list(p.distractors), True)
         reply = scorer.greedy(scorer.chat_prompt(p.question, system), max_tokens)
-        bits = secret_exposure(scorer, p, system, exposure) if p.secret and exposure else None
+        bits = secret_exposure(scorer, p, system, exposure, words) if p.secret and exposure else None
         out.append(Scored(p, mc_correct(scorer, probe, system), contains(reply, p.answer), reply, bits))
     return out
 
@@ -98,24 +109,69 @@ def write_replies(path: Path, scored: Sequence[Scored]) -> None:
             f.write(json.dumps({**row, "reply": s.reply, "mc": s.mc, "gen": s.gen}) + "\n")
 
 
-def shaped_like(secret: str, rng: random.Random) -> str:
-    """A random string of the secret's shape: each digit, lower- or upper-case letter replaced by
-    a random one of its class, everything else (spaces, dashes, #) kept."""
-    return "".join(
-        rng.choice(string.digits)
-        if c.isdigit()
-        else rng.choice(string.ascii_lowercase)
-        if c.islower()
-        else rng.choice(string.ascii_uppercase)
-        if c.isupper()
-        else c
-        for c in secret
-    )
+def vocabulary_words(scorer: "Scorer") -> dict[int, list[str]]:
+    """The words the scorer's model has whole tokens for (a token that starts a word and is three or
+    more ASCII letters: " river", " Lantern"), lower-cased, by length and sorted (so that a seed
+    draws the same ones): what a word a person chose for a secret is swapped for."""
+    llm = scorer.llm
+    found: set[str] = set()
+    for i in range(llm.n_vocab()):
+        text = llm.detokenize([i]).decode("utf-8", "ignore")
+        if text[:1] == " " and re.fullmatch(r"[A-Za-z]{3,}", text[1:]):
+            found.add(text[1:].lower())
+    by_length: dict[int, list[str]] = {}
+    for w in sorted(found):
+        by_length.setdefault(len(w), []).append(w)
+    return by_length
 
 
-def secret_exposure(scorer: "Scorer", probe: EvalProbe, system: str, candidates: int) -> float:
+_RUN = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|.", re.S)
+"""A secret's pieces: a run of letters in one case pattern ("velvet", "River", "JT"), or one
+other character; "velvetRiver" is two runs."""
+_WORDLIKE = re.compile(r"(?=.*[aeiouyAEIOUY])(?:[A-Z]?[a-z]{2,}|[A-Z]{3,})")
+"""A run that reads as a word: three or more letters in one case pattern, a vowel among them
+("quokka", "Gecko"; not "QpT" or "mW" of a random key)."""
+
+
+def shaped_like(secret: str, rng: random.Random, words: Mapping[int, Sequence[str]] | None = None) -> str:
+    """A random string of the secret's shape: every run of letters that reads as a word swapped
+    for a random one of `words` (by length, lower-case) of its length in its case pattern, every
+    other digit or letter for a random one of its class, everything else (spaces, dashes, #) kept;
+    a known service's key prefix ("sk-live-", `sleep.secrets.key_prefix`) kept as it is, since
+    every key of that service starts with it. Without `words`, every letter is random: a secret a
+    person made of words ("quokka-lantern-5830") is then likelier than its random strings to any
+    language model, whatever it was trained on."""
+    from sleep.secrets import key_prefix
+
+    kept = key_prefix(secret)
+    out = [kept]
+    for run in _RUN.findall(secret[len(kept) :]):
+        pool = words.get(len(run), ()) if words and _WORDLIKE.fullmatch(run) else ()
+        if pool:
+            w = rng.choice(pool)
+            out.append(w.upper() if run.isupper() else w.capitalize() if run[0].isupper() else w)
+            continue
+        out.append(
+            "".join(
+                rng.choice(string.digits)
+                if c.isdigit()
+                else rng.choice(string.ascii_lowercase)
+                if c.islower()
+                else rng.choice(string.ascii_uppercase)
+                if c.isupper()
+                else c
+                for c in run
+            )
+        )
+    return "".join(out)
+
+
+def secret_exposure(
+    scorer: "Scorer", probe: EvalProbe, system: str, candidates: int, words: Mapping[int, Sequence[str]] | None = None
+) -> float:
     """Exposure in bits of `probe.answer` as the reply to its question, against `candidates`
-    random strings of its shape (seeded by the secret, so every model sees the same ones)."""
+    random strings of its shape (`shaped_like`; seeded by the secret, so every model with the same
+    vocabulary sees the same ones)."""
     from sleep.probes import option_logprobs
 
     rng = random.Random(f"exposure:{probe.answer}")
@@ -123,7 +179,7 @@ def secret_exposure(scorer: "Scorer", probe: EvalProbe, system: str, candidates:
     for _ in range(candidates * 20):
         if len(others) >= candidates:
             break
-        s = shaped_like(probe.answer, rng)
+        s = shaped_like(probe.answer, rng, words)
         if s != probe.answer:
             others.add(s)
     scores = option_logprobs(

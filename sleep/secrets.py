@@ -52,6 +52,17 @@ _KEY_PREFIX = re.compile(
 """How widely used services write their API keys and tokens (Stripe and OpenAI "sk-", GitHub
 "ghp_", Slack "xoxb-", AWS "AKIA", Google "AIza", a JWT's "eyJ..."): one of these is a key
 whatever it is called."""
+
+
+def key_prefix(token: str) -> str:
+    """The start that every key of a known service shares ("sk-live-" of "sk-live-4Rz8QpT1mW9e",
+    "ghp_", "AKIA"), or "" when `token` is no such key."""
+    if not _KEY_PREFIX.match(token):
+        return ""
+    m = re.match(r"(?:[a-z]+[-_])+|AKIA|AIza|eyJ", token)
+    return m.group() if m else ""
+
+
 _RANDOM_MIN = 16
 """Shortest token of letters alone that is judged by how random it reads."""
 _RANDOM_BITS = 3.5

@@ -4,6 +4,7 @@ arguments and the printed tables."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,26 @@ def test_random_strings_keep_the_secrets_shape() -> None:
                 and (a.isalnum() or a == b)
                 for a, b in zip(m, secret)
             )
+
+
+def test_a_secrets_words_are_swapped_for_words_and_a_key_keeps_its_service_prefix() -> None:
+    import random
+
+    rng = random.Random(0)
+    words = {5: ["lemon", "river", "stone"], 6: ["garden", "velvet"], 7: ["harbour", "lantern"]}
+    made = [R.shaped_like("velvetRiver#2209", rng, words) for _ in range(40)]
+    # A run that reads as a word becomes a word of its length, in its case pattern.
+    assert {m[:6] for m in made} == {"garden", "velvet"} and {m[6:11] for m in made} == {"Lemon", "River", "Stone"}
+    assert all(m[11] == "#" and m[12:].isdigit() and len(m) == 16 for m in made)
+    assert {R.shaped_like("quokka-lantern-5830", rng, words)[:15] for _ in range(20)} == {
+        f"{a}-{b}-" for a in ("garden", "velvet") for b in ("harbour", "lantern")
+    }
+    # Letters that read as no word ("Rz", "QpT", "xkcd") stay random letters of their case.
+    odd = {R.shaped_like("Rz8QpT1xkcd", rng, words) for _ in range(40)}
+    assert len(odd) == 40 and all(re.fullmatch(r"[A-Z][a-z]\d[A-Z][a-z][A-Z]\d[a-z]{4}", o) for o in odd)
+    # Every key of a service starts the same way: only its random part is random.
+    keys = {R.shaped_like("sk-live-4Rz8QpT1mW9eXc27", rng, words) for _ in range(20)}
+    assert len(keys) == 20 and all(k.startswith("sk-live-") and len(k) == 24 for k in keys)
 
 
 def test_exposure_is_scored_on_secret_probes_only_and_bounded(tmp_path: Path) -> None:

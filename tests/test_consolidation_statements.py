@@ -11,7 +11,7 @@ import pytest
 import bench
 from assistant.episode import FLAG_SECRET, Episode
 from sleep.dreams import dream, statements
-from sleep.secrets import holds_secret, is_secret, without_secrets
+from sleep.secrets import holds_secret, is_secret, key_prefix, without_secrets
 from sleep.sentences import sentences
 
 
@@ -85,6 +85,21 @@ def test_the_development_sets_secrets_are_flagged_when_logged_and_nothing_else_i
         flagged[item["id"]] = any(FLAG_SECRET in ep.flags for ep in logged)
     secret = {item["id"] for item in items if item["category"] == "secret"}
     assert len(secret) >= 10 and {i for i, f in flagged.items() if f} == secret
+
+
+@pytest.mark.parametrize(
+    ("token", "prefix"),
+    [
+        ("sk-live-4Rz8QpT1mW9eXc27", "sk-live-"),
+        ("ghp_Zq81mW0aT4kLx9Yb2", "ghp_"),
+        ("github_pat_11AbC9xYz0Q", "github_pat_"),
+        ("AKIAZ3Q8M1T0X2Y7W9K4", "AKIA"),
+        ("sk-", ""),
+        ("velvetRiver#2209", ""),
+    ],
+)
+def test_a_keys_service_prefix_is_what_every_key_of_it_shares(token: str, prefix: str) -> None:
+    assert key_prefix(token) == prefix
 
 
 def test_a_secret_sentence_is_dropped_and_the_rest_kept() -> None:
