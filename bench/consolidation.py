@@ -446,8 +446,8 @@ def print_tables(fig: dict[str, Any]) -> None:
         secret, bits = pooled["secret"], pooled.get("exposure", [0, 0])
         shown = f", exposure {bits[0] / bits[1]:.2f} bits (mean of {bits[1]})" if bits[1] else ""
         if bits[1] and before[1] and name != "none":
-            # A secret a person chose ("quokka-lantern-5830") is likelier than random strings of
-            # its shape to any language model: the pre-sleep row is the floor sleep adds to.
+            # No set of strings of its shape is drawn exactly as a person draws a secret, so the
+            # pre-sleep row is the floor that sleep adds to.
             shown += f", {bits[0] / bits[1] - before[0] / before[1]:+.2f} over the pre-sleep model's"
         print(f"  {name}: MC {R.rate(secret['mc'])}, gen {R.rate(secret['gen'])}{shown}")
     fitted = {name: R.pooled([r.fit for r in runs if r.fit]) for name, runs in rows.items() if runs[0].fit}
@@ -502,7 +502,7 @@ def main(argv: list[str]) -> int:
         "--exposure",
         type=int,
         default=1000,
-        help="random strings of each secret's shape that its exposure is ranked against (0: no exposure)",
+        help="strings of each secret's shape that its exposure is ranked against (0: no exposure)",
     )
     p.add_argument(
         "--replies", type=Path, help="a folder for each row's and seed's probe replies (JSON lines), to read failures"
