@@ -11,11 +11,11 @@ more likely than a random one) to log2(N + 1) (the most likely of all). A secret
 its random strings are averages about 1.4 bits on a model that never saw it; a person's secret
 is made of words ("quokka-lantern-5830"), so its strings swap each run of letters that reads as
 a word for a word of the model's vocabulary of the same length, and only its other letters and
-digits for random ones:
-against random letters alone, the default model put the development set's secrets at 3.9 bits
-before it ever saw them. Bleed is the share of generated replies that miss their own answer and
-contain another item's answer instead: the symptom of one fact leaking into answers about
-others.
+digits for random ones (against random letters alone, the default model put the development
+set's secrets at 3.9 bits before it ever saw them; against these strings, at 1.4).
+
+Bleed is the share of generated replies that miss their own answer and contain another item's
+answer instead: the symptom of one fact leaking into answers about others.
 """
 
 from __future__ import annotations
@@ -80,11 +80,7 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def score_probes(
-    scorer: "Scorer",
-    probes: Sequence[EvalProbe],
-    system: str,
-    max_tokens: int = 24,
-    exposure: int = 0,
+    scorer: "Scorer", probes: Sequence[EvalProbe], system: str, max_tokens: int = 24, exposure: int = 0
 ) -> list[Scored]:
     """Each probe scored; secret probes also get their exposure against `exposure` candidates,
     strings of their shape whose words are other words of the model's vocabulary."""
