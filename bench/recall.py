@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from bench.evalset import EvalProbe
+from sleep.secrets import key_prefix
 
 if TYPE_CHECKING:
     from models.scoring import Scorer
@@ -137,8 +138,6 @@ def shaped_like(secret: str, rng: random.Random, words: Mapping[int, Sequence[st
     every key of that service starts with it. Without `words`, every letter is random: a secret a
     person made of words ("quokka-lantern-5830") is then likelier than its random strings to any
     language model, whatever it was trained on."""
-    from sleep.secrets import key_prefix
-
     kept = key_prefix(secret)
     out = [kept]
     for run in _RUN.findall(secret[len(kept) :]):
