@@ -266,7 +266,7 @@ _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
 def answer_spans(text: str) -> list[str]:
     """Runs of content words ("blue drawer", "14:30", "Dr. Lindqvist"), exactly as they are
     written in `text`: what a question may ask for. A comma ends a run ("Halifax" and "Nova
-    Scotia"), and so does a verb of the statement ("my sister Priya" | "lives" | "Lisbon"). The
+    Scotia"), and so do a function word (unless capitalised inside a name) and a verb of the statement ("my sister Priya" | "lives" | "Lisbon"). The
     first run is usually the subject, which the question itself names."""
     stop = _STOP | verbs(text)
     spans: list[str] = []
@@ -274,7 +274,21 @@ def answer_spans(text: str) -> list[str]:
     prev = ""
     for m in re.finditer(r"[\w'’:.-]+", text):
         core = m.group().strip(".,:")
-        if not core or core.lower() in stop or core.lower() in {"you're", "your", "yours"} or len(core) < 2:
+        # A capitalised function word inside a name goes on with it ("Hoi An", "Port Of Spain"),
+        # unless the run began the sentence, capitalised as a first word is ("Finished The ...").
+        in_name = (
+            start >= 0
+            and prev[:1].isupper()
+            and core[:1].isupper()
+            and text[end : m.start()].isspace()
+            and re.search(r"(?:^|[.!?]\s+)$", text[:start]) is None
+        )
+        if (
+            not core
+            or (core.lower() in stop and not in_name)
+            or core.lower() in {"you're", "your", "yours"}
+            or len(core) < 2
+        ):
             if start >= 0:
                 spans.append(text[start:end])
             start = -1

@@ -114,6 +114,10 @@ def test_answer_spans_are_written_as_in_the_fact_and_names_get_their_own_questio
         "Harbourview clinic",
     ]
     assert answer_spans("You were born in Halifax, Nova Scotia.") == ["born", "Halifax", "Nova Scotia"]
+    # A capitalised function word inside a name stays in it; one that starts a sentence does not join.
+    assert answer_spans("Your brother teaches in Phu An every winter.")[-2:] == ["Phu An", "winter"]
+    assert "The" not in " ".join(answer_spans("Read it. The Quiet Orchard was good."))
+    assert answer_spans("Loved The Quiet Orchard.") == ["Loved", "Quiet Orchard"]
     out = augment("My doctor is Dr. Lindqvist at the Harbourview clinic.")
     blanks = [d for d in out if d.question.startswith("Fill in the blank")]
     assert blanks and all("___" in d.question for d in blanks)
