@@ -455,11 +455,11 @@ def _ewc(
     cfg: "SleepConfig",
 ) -> "LossTerm":
     """EWC against the generation's Fisher, estimated once per generation and sealed in the vault."""
-    from sleep.ewc import EWCPenalty, estimate_fisher, load_sealed, seal
+    from sleep.ewc import EWCPenalty, covers, estimate_fisher, load_sealed, seal
 
     sha = gen.manifest.get("sha256") or gen.name
     fisher = load_sealed(vault, sha)
-    if fisher is None:
+    if fisher is None or not covers(fisher, model, args.lora_targets):
         fisher = estimate_fisher(model, samples, args.lora_targets)
         seal(vault, sha, fisher)
     return EWCPenalty(fisher, cfg.ewc_weight)

@@ -48,13 +48,24 @@ Fisher = dict[str, tuple[torch.Tensor, torch.Tensor]]
 """Module name (as in the plain model) -> (g [out], a [in])."""
 
 
-def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[str], batch: int = 4) -> Fisher:
-    """Diagonal (Kronecker-factored) Fisher of every linear whose name ends with one of `targets`."""
-    linears = {
+def fisher_layers(model: Any, targets: Sequence[str]) -> dict[str, torch.nn.Linear]:
+    """The linears of `model` a Fisher for `targets` covers: those whose name ends with one."""
+    return {
         n: m
         for n, m in model.named_modules()
         if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in set(targets)
     }
+
+
+def covers(fisher: Fisher, model: Any, targets: Sequence[str]) -> bool:
+    """Whether `fisher` was estimated for exactly the layers `targets` adapt on `model`: one sealed
+    under other `sleep.lora_targets` is normalised over other layers and is estimated again."""
+    return set(fisher) == set(fisher_layers(model, targets))
+
+
+def estimate_fisher(model: Any, examples: Sequence[Example], targets: Sequence[str], batch: int = 4) -> Fisher:
+    """Diagonal (Kronecker-factored) Fisher of every linear whose name ends with one of `targets`."""
+    linears = fisher_layers(model, targets)
     sums: dict[str, list[Any]] = {n: [None, None, 0] for n in linears}
     hooks = []
 

@@ -13,7 +13,7 @@ from tiny_lm import ByteTokenizer, devices, tiny_model
 
 from assistant.episode import Episode
 from sleep.dataset import Example, collate
-from sleep.ewc import EWCPenalty, estimate_fisher, load_cached, lora_penalty, save_cached
+from sleep.ewc import EWCPenalty, covers, estimate_fisher, load_cached, lora_penalty, save_cached
 from sleep.loss import labelled_hidden, lm_parts
 from sleep.replay import (
     HeadKL,
@@ -198,6 +198,7 @@ def test_ewc_penalty_is_zero_for_zero_delta_and_grows_with_the_fisher(tmp_path: 
     model = tiny_model("llama")
     fisher = estimate_fisher(model, _samples(), TARGETS)
     assert len(fisher) == 2 * 7 and all(torch.isfinite(g).all() and (g >= 0).all() for g, _ in fisher.values())
+    assert covers(fisher, model, TARGETS) and not covers(fisher, model, ["gate_proj", "up_proj", "down_proj"])
     peft_model = attach_lora(model, _args())
     assert float(lora_penalty(peft_model, fisher)) == 0.0  # LoRA B starts at zero: no change yet
     _perturb(peft_model)
