@@ -97,7 +97,15 @@ class SleepConfig:
     lora_targets: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    """Linear layers that get a LoRA adapter."""
+    """Linear layers that get a LoRA adapter. The MLP's alone (`--set 'lora_targets=["gate_proj",
+    "up_proj", "down_proj"]'`) were measured against all seven: on the first 36 development items
+    told over three nights (`nightcap bench consolidation --nights 3 --limit 36`, seeds 0-1, 202
+    probes) MC 0.668 against 0.634 (paired +20/-13, p 0.30) and generation 0.342 against 0.317
+    (+20/-15), perplexity 19.84 against 19.73, general MC 0.769 against 0.788; but on the whole
+    development set (three nights, seed 0, 267 probes) MC 0.581 either way (+14/-14), generation
+    0.221 against 0.258 (+15/-25), bleed 0.58 against 0.49, perplexity 20.82 against 20.47
+    (pre-sleep 19.47), general 0.800 against 0.787, and nights of 597-649 s against 498-624 s. The
+    gain on 36 items does not carry to the other 64, so all seven stay."""
     learning_rate: float = 8e-4
     """AdamW learning rate for the adapter (the peak, under a schedule). On the first 36
     development items told in one day (one night, 120 steps, seeds 0-1, `nightcap bench
