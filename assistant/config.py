@@ -265,8 +265,16 @@ class SleepConfig:
     KL term keeps those answers while the night learns, so earlier nights' facts are not
     overwritten. A model that never slept has nothing to rehearse. Off by default: over three
     nights on the default model it left night-1 recall where it was and made nights 40% longer."""
+    rehearse_questions: bool = False
+    """With `rehearse`: also rehearse the questions a night trains on (`sleep.dreams.augment`:
+    wh-questions, names, fill-in-the-blanks) made from each sentence of the sampled answers, in
+    the user's voice, each answered by the slept model itself (greedy, in memory only). A later
+    night's "What is my cousin's name?" -> "Bartosz." otherwise also moves what the model
+    answers to every other "What is my ...'s name?" an earlier night taught, which free
+    recollections do not hold in place."""
     rehearse_samples: int = 24
-    """Sampled answers rehearsed per night."""
+    """Sampled answers rehearsed per night (and at most as many questions with
+    `rehearse_questions`)."""
     rehearse_tokens: int = 48
     """Length of each rehearsed answer, in tokens."""
     kl_weight: float = 4.0

@@ -438,7 +438,14 @@ def _rehearsal(
 
     sample = lambda p, k, i: writer.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
     texts = rehearsal_texts(sample, render, cfg.rehearse_samples, cfg.rehearse_tokens)
-    texts = [(p, t) for p, t in texts if keep is None or keep(t)]
+    if cfg.rehearse_questions:
+        from sleep.reconsolidate import RECALL_TOKENS, questions_of
+
+        # The night's own question forms, answered as the slept model answers them now.
+        asked = questions_of([t for _, t in texts], cfg.rehearse_samples)
+        texts += [(render(q), writer.complete(render(q), RECALL_TOKENS, ["\n"])) for q in asked]
+        report.examples["rehearsal_questions"] = len(asked)
+    texts = [(p, t) for p, t in texts if t.strip() and (keep is None or keep(t))]
     memories = replay_examples(texts, learner.tokenizer, cfg.max_seq_len)
     report.examples["rehearsal"] = len(memories)
     if not memories:

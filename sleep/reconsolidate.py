@@ -180,6 +180,27 @@ def relink(source: str, recall: Recall) -> list[Dream]:
     return out
 
 
+def questions_of(recollections: list[str], limit: int) -> list[str]:
+    """Up to `limit` questions about what the model recalls: those a night trains a value-led
+    answer on (`sleep.dreams.augment`: wh-questions, names, fill-in-the-blanks), made from each
+    sentence of `recollections` (the model's words) in the user's voice, one sentence after the
+    other so that every recollection gets some. Secrets make none."""
+    per: list[list[str]] = []
+    for reply in recollections:
+        for sentence in sentences(reply.strip()):
+            if sentence.endswith("?") or is_secret(sentence):
+                continue
+            per.append([d.question for d in augment(first_person(sentence)) if d.lead and not d.heldout])
+    out: list[str] = []
+    seen: set[str] = set()
+    for i in range(max((len(qs) for qs in per), default=0)):
+        for qs in per:
+            if i < len(qs) and qs[i].lower() not in seen and len(out) < limit:
+                seen.add(qs[i].lower())
+                out.append(qs[i])
+    return out
+
+
 _PAST = {"does": "did", "do": "did", "is": "was", "are": "were", "am": "was"}
 
 

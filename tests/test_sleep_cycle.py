@@ -348,7 +348,8 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
         config,
         config.read_text().replace(
             "replay = false",
-            "replay = true\nrehearse = true\nreplay_samples = 2\nrehearse_samples = 3\nrehearse_tokens = 8\nkl_per_step = 1",
+            "replay = true\nrehearse = true\nrehearse_questions = true\nreplay_samples = 2\nrehearse_samples = 3\n"
+            "rehearse_tokens = 8\nkl_per_step = 1",
         ),
     )
     first = run_cycle(Nightcap.load(home))
@@ -360,7 +361,9 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
     )
     second = run_cycle(Nightcap.load(home))
     assert second.outcome == "promoted", second.error
-    assert 1 <= second.examples["rehearsal"] <= 3
+    # Questions made from what the model recalled, answered by it too (none from gibberish).
+    asked = second.examples["rehearsal_questions"]
+    assert 0 <= asked <= 3 and 1 <= second.examples["rehearsal"] <= 3 + asked
     assert len(second.loss_terms["rehearsal"]) == second.steps and all(v >= 0 for v in second.loss_terms["rehearsal"])
 
 
