@@ -269,7 +269,7 @@ class SleepConfig:
     """With `rehearse`: also rehearse the questions a night trains on (`sleep.dreams.augment`:
     wh-questions, names, fill-in-the-blanks) made from each sentence of the sampled answers, in
     the user's voice, each answered by the slept model itself (greedy, in memory only). A later
-    night's "What is my cousin's name?" -> "Bartosz." otherwise also moves what the model
+    night's "What is my cousin's name?" -> "Tomasz." otherwise also moves what the model
     answers to every other "What is my ...'s name?" an earlier night taught, which free
     recollections do not hold in place. Off by default: on the first 36 development items told
     over three nights (`nightcap bench consolidation --nights 3 --limit 36 --set rehearse=true

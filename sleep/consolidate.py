@@ -437,15 +437,17 @@ def _rehearsal(
     from sleep.replay import KLReplay, rehearsal_texts, replay_examples
 
     sample = lambda p, k, i: writer.complete(p, k, sample_seed=i)  # noqa: E731 - a one-line adapter
-    texts = rehearsal_texts(sample, render, cfg.rehearse_samples, cfg.rehearse_tokens)
+    ok = lambda t: keep is None or keep(t)  # noqa: E731 - what a forget leaves out is not rehearsed
+    texts = [(p, t) for p, t in rehearsal_texts(sample, render, cfg.rehearse_samples, cfg.rehearse_tokens) if ok(t)]
     if cfg.rehearse_questions:
         from sleep.reconsolidate import RECALL_TOKENS, questions_of
 
-        # The night's own question forms, answered as the slept model answers them now.
-        asked = questions_of([t for _, t in texts], cfg.rehearse_samples)
-        texts += [(render(q), writer.complete(render(q), RECALL_TOKENS, ["\n"])) for q in asked]
+        # The night's own question forms, answered as the slept model answers them now; made
+        # only from kept recollections, and kept only where question and answer both pass.
+        asked = [q for q in questions_of([t for _, t in texts], cfg.rehearse_samples) if ok(q)]
+        answered = [(render(q), writer.complete(render(q), RECALL_TOKENS, ["\n"])) for q in asked]
+        texts += [(p, t) for p, t in answered if t.strip() and ok(t)]
         report.examples["rehearsal_questions"] = len(asked)
-    texts = [(p, t) for p, t in texts if t.strip() and (keep is None or keep(t))]
     memories = replay_examples(texts, learner.tokenizer, cfg.max_seq_len)
     report.examples["rehearsal"] = len(memories)
     if not memories:

@@ -266,8 +266,9 @@ _ABBREVIATIONS = {"dr", "mr", "mrs", "ms", "st", "prof", "mt"}
 def answer_spans(text: str) -> list[str]:
     """Runs of content words ("blue drawer", "14:30", "Dr. Lindqvist"), exactly as they are
     written in `text`: what a question may ask for. A comma ends a run ("Halifax" and "Nova
-    Scotia"), and so do a function word (unless capitalised inside a name) and a verb of the statement ("my sister Priya" | "lives" | "Lisbon"). The
-    first run is usually the subject, which the question itself names."""
+    Scotia"), and so do a function word (unless capitalised inside a name) and a verb of the
+    statement ("my sister Priya" | "lives" | "Lisbon"). The first run is usually the subject,
+    which the question itself names."""
     stop = _STOP | verbs(text)
     spans: list[str] = []
     start = end = -1

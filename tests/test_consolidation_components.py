@@ -280,10 +280,10 @@ def test_replay_texts_are_self_generated_from_seed_prompts_and_corpus(tmp_path: 
 def test_rehearsed_questions_are_the_nights_own_forms_of_what_the_model_recalls() -> None:
     from sleep.reconsolidate import questions_of
 
-    recalled = ["Your cousin Mateus lives in Porto. Is that right?", "You teach chemistry at Ashgrove."]
+    recalled = ["Your cousin Mateus lives in Rosslyn. Is that right?", "You teach ceramics at Kelmscott."]
     asked = questions_of(recalled, 40)
     assert "Where does my cousin Mateus live?" in asked and "What is my cousin's name?" in asked
-    assert any("chemistry" not in q and "Ashgrove" in q for q in asked)  # the other recollection too
+    assert any("ceramics" not in q and "Kelmscott" in q for q in asked)  # the other recollection too
     assert not any(q.startswith("Is that") for q in asked) and len(set(asked)) == len(asked)
     # Every recollection gets its first question before any gets a second.
     assert len(questions_of(recalled, 2)) == 2 and questions_of(recalled, 2)[1] in questions_of(recalled[1:], 1)
