@@ -445,7 +445,8 @@ def _rehearsal(
         # The night's own question forms, answered as the slept model answers them now; made
         # only from kept recollections, and kept only where question and answer both pass.
         asked = [q for q in questions_of([t for _, t in texts], cfg.rehearse_samples) if ok(q)]
-        answered = [(render(q), writer.complete(render(q), RECALL_TOKENS, ["\n"])) for q in asked]
+        prompts = [render(q) for q in asked]
+        answered = [(p, writer.complete(p, RECALL_TOKENS, ["\n"])) for p in prompts]
         texts += [(p, t) for p, t in answered if t.strip() and ok(t)]
         report.examples["rehearsal_questions"] = len(asked)
     memories = replay_examples(texts, learner.tokenizer, cfg.max_seq_len)

@@ -275,7 +275,7 @@ def answer_spans(text: str) -> list[str]:
     prev = ""
     for m in re.finditer(r"[\w'’:.-]+", text):
         core = m.group().strip(".,:")
-        # A capitalised function word inside a name goes on with it ("Hoi An", "Port Of Spain"),
+        # A capitalised function word inside a name goes on with it ("Phu An"),
         # unless the run began the sentence, capitalised as a first word is ("Finished The ...").
         in_name = (
             start >= 0
