@@ -8,7 +8,9 @@ the probes only OTHER got right (wins) and those only BASE got right (losses), a
 exact two-sided sign test of those discordant pairs (McNemar's test): a difference of a few
 probes on a hundred is read as what it is. Pairs are matched by seed, item and question; secret
 probes are leakage, never recall, and are left out. Also by split (tune/check: a change that helps
-one half only is noise or overfitting) and by probe kind.
+one half only is noise or overfitting), by probe kind, and by the night the item was told on
+(`bench consolidation --nights 3` writes it): a change that holds earlier nights' items may take
+it from tonight's.
 
 Run: `nightcap bench compare BASE_DIR OTHER_DIR [--row nightcap] [--json]`.
 """
@@ -52,7 +54,7 @@ def load(directory: Path, row: str) -> dict[Key, dict[str, Any]]:
             except (ValueError, KeyError, TypeError):
                 raise UsageError(f"{path}:{n} is not a scored probe; rerun the bench that wrote it") from None
             if probe.get("kind") != "secret":
-                out[key] = {"kind": str(probe.get("kind", "")), **verdicts}
+                out[key] = {"kind": str(probe.get("kind", "")), "night": probe.get("night"), **verdicts}
     return out
 
 
@@ -82,16 +84,20 @@ def paired(base: dict[Key, dict[str, Any]], other: dict[Key, dict[str, Any]], ke
 
 
 def compare(base: dict[Key, dict[str, Any]], other: dict[Key, dict[str, Any]]) -> dict[str, Any]:
-    """All, per seed, per split and per kind; only the probes both runs scored."""
+    """All, per seed, per split, per kind and per night the item was told on (where both runs
+    wrote it: a later night's learning overwriting an earlier night's shows there); only the
+    probes both runs scored."""
     keys = sorted(set(base) & set(other))
     if not keys:
         raise UsageError("the two runs share no probe: compare runs of the same items and seeds")
     groups: dict[str, dict[str, list[Key]]] = {"seed": defaultdict(list), "split": defaultdict(list)}
-    groups["kind"] = defaultdict(list)
+    groups["kind"], groups["night"] = defaultdict(list), defaultdict(list)
     for k in keys:
         groups["seed"][k[0]].append(k)
         groups["split"][split_of(k[1])].append(k)
         groups["kind"][base[k]["kind"]].append(k)
+        if base[k]["night"] is not None and base[k]["night"] == other[k]["night"]:
+            groups["night"][str(base[k]["night"])].append(k)
     return {
         "bench": "compare",
         "all": paired(base, other, keys),
@@ -115,7 +121,7 @@ def print_table(fig: dict[str, Any], base: Path, other: Path) -> None:
         print(f"left out, scored by one run only: {fig['only_base']} of base's, {fig['only_other']} of other's")
     print(f"{'':<20} {'n':>5}  {'MC: base -> other, wins/losses, exact p':<32}   gen: the same")
     print(_line("all", fig["all"]))
-    for group in ("seed", "split", "kind"):
+    for group in ("seed", "split", "kind", "night"):
         for name, sub in fig[group].items():
             print(_line(f"{group} {name}", sub))
 

@@ -107,9 +107,11 @@ def score(
     night1: Sequence[E.EvalProbe] = (),
     exposure: int = 0,
     replies: Path | None = None,
+    told_on: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], float, float, dict[str, Any] | None]:
     """(recall summary, general MC, perplexity, night-1 summary or None) of one model; with
-    `replies`, each probe's greedy reply and verdicts are written there as JSON lines."""
+    `replies`, each probe's greedy reply and verdicts are written there as JSON lines (with the
+    night its item was told before, from `told_on`)."""
     from models.scoring import Scorer
 
     # Room for the context row: everything the user said sits in its system prompt.
@@ -117,7 +119,7 @@ def score(
     try:
         scored = R.score_probes(scorer, probes, system, exposure=exposure)
         if replies is not None:
-            R.write_replies(replies, scored)
+            R.write_replies(replies, scored, told_on)
         first = None
         if night1:
             ids = {p.item for p in night1}
@@ -267,6 +269,7 @@ def sleep_run(
         E.probes_of(days[0].items) if len(days) > 1 else (),
         exposure,
         replies / f"{name}-{seed}.jsonl" if replies else None,
+        told_on(days),
     )
     fitted = None
     if fit:
@@ -275,6 +278,11 @@ def sleep_run(
     shutil.rmtree(app.home.root, ignore_errors=True)
     outcome = "/".join(outcomes)
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted, peaks)
+
+
+def told_on(days: Sequence[E.Day]) -> dict[str, int]:
+    """Item id -> the night it was first told before (1-based)."""
+    return {it.id: i for i, day in enumerate(days, 1) for it in day.items}
 
 
 def _ce_trend(ce: Sequence[float], span: int = 5) -> str:
@@ -323,7 +331,7 @@ def run(
                 sys_prompt = system if name == "none" else context_system(system, E.context_messages(chosen))
                 where = replies / f"{name}.jsonl" if replies else None
                 summary, general_mc, ppl, first = score(
-                    model, probes, general, text, sys_prompt, night1, exposure, where
+                    model, probes, general, text, sys_prompt, night1, exposure, where, told_on(days)
                 )
                 runs = [Run(0, summary, general_mc, ppl, first)]
             else:

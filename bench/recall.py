@@ -97,12 +97,15 @@ def score_probes(
     return out
 
 
-def write_replies(path: Path, scored: Sequence[Scored]) -> None:
-    """One JSON line per probe: item, kind, question, answer, the greedy reply and both verdicts."""
+def write_replies(path: Path, scored: Sequence[Scored], told_on: Mapping[str, int] | None = None) -> None:
+    """One JSON line per probe: item, kind, question, answer, the greedy reply and both verdicts;
+    with `told_on` (item -> the night it was first told before), that night too."""
     with path.open("w", encoding="utf-8") as f:
         for s in scored:
             p = s.probe
-            row = {"item": p.item, "kind": p.kind, "question": p.question, "answer": p.answer}
+            row: dict[str, Any] = {"item": p.item, "kind": p.kind, "question": p.question, "answer": p.answer}
+            if told_on and p.item in told_on:
+                row["night"] = told_on[p.item]
             f.write(json.dumps({**row, "reply": s.reply, "mc": s.mc, "gen": s.gen}) + "\n")
 
 

@@ -59,6 +59,24 @@ def test_seeds_pair_with_their_own_seed(tmp_path: Path) -> None:
     assert fig["all"]["n"] == 2
 
 
+def test_probes_group_by_the_night_their_item_was_told_where_both_runs_wrote_it(tmp_path: Path) -> None:
+    def told(directory: Path, rows: list[tuple[str, int | None, bool]]) -> Path:
+        directory.mkdir()
+        with (directory / "nightcap-0.jsonl").open("w", encoding="utf-8") as f:
+            for item, night, gen in rows:
+                probe = {"item": item, "kind": "direct", "question": f"q {item}", "answer": "a", "reply": "r"}
+                f.write(json.dumps({**probe, **({"night": night} if night else {}), "mc": gen, "gen": gen}) + "\n")
+        return directory
+
+    base = told(tmp_path / "base", [("v1", 1, False), ("v2", 1, False), ("v3", 3, True), ("v4", None, True)])
+    other = told(tmp_path / "other", [("v1", 1, True), ("v2", 1, True), ("v3", 3, False), ("v4", None, False)])
+    fig = C.compare(C.load(base, "nightcap"), C.load(other, "nightcap"))
+    assert set(fig["night"]) == {"1", "3"}  # v4's night is unknown: in "all", in no night
+    assert (fig["night"]["1"]["gen"]["wins"], fig["night"]["1"]["gen"]["losses"]) == (2, 0)
+    assert (fig["night"]["3"]["gen"]["wins"], fig["night"]["3"]["gen"]["losses"]) == (0, 1)
+    assert fig["all"]["n"] == 4
+
+
 def test_bad_input_is_one_line_that_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from assistant.cli import main
 

@@ -4,6 +4,7 @@ arguments and the printed tables."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def test_days_follow_the_items_nights_and_tell_each_update_on_its_night() -> Non
     one = E.days(items, 1)
     assert len(one) == 1 and one[0].conversations[-1] == ("update 1",)
     assert E.context_messages(items) == ["fact 1", "fact 4", "fact 2", "update 1", "fact 3"]
+    # Each item's night, as the replies record it: the night it was first told, not its update's.
+    assert B.told_on(days) == {"x1": 1, "x4": 1, "x2": 2, "x3": 3}
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -108,11 +111,14 @@ def test_scoring_a_real_model_gives_a_summary_of_every_probe(tmp_path: Path) -> 
     model = make_tiny_gguf(tmp_path / "tiny.gguf")
     items = E.items([_item(1, 1), _item(2, 1, category="secret")])
     general = [P.Probe("the capital of france is", "paris", ["cat", "dog"], False)]
+    replies = tmp_path / "replies.jsonl"
     summary, general_mc, ppl, first = B.score(
-        model, E.probes_of(items), general, "the cat is my name.", "", E.probes_of(items[:1])
+        model, E.probes_of(items), general, "the cat is my name.", "", E.probes_of(items[:1]), 0, replies, {"x1": 1}
     )
     assert summary["all"]["mc"][1] == 1 and summary["secret"]["mc"][1] == 1 and first is not None
     assert 0.0 <= general_mc <= 1.0 and ppl > 1.0
+    lines = [json.loads(line) for line in replies.read_text(encoding="utf-8").splitlines()]
+    assert [(r["item"], r.get("night")) for r in lines] == [("x1", 1), ("x2", None)]
 
 
 def test_context_row_puts_the_messages_in_the_system_prompt() -> None:
