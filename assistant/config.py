@@ -285,6 +285,16 @@ class SleepConfig:
     `rehearse_questions`)."""
     rehearse_tokens: int = 48
     """Length of each rehearsed answer, in tokens."""
+    rehearse_weight: float = 4.0
+    """Weight of the rehearsal KL term (`kl_weight` is the replay term's). At 1, with
+    `rehearse_questions`, on the first 36 development items told over three nights (`nightcap
+    bench consolidation --nights 3 --limit 36 --set rehearse=true --set rehearse_questions=true
+    --set rehearse_weight=1`, seed 0, paired with `nightcap bench compare` against the default):
+    MC 0.653 against 0.604 (+12/-7) and generation 0.337 against 0.277 (+15/-9), but all of it on
+    the tune half (generation 0.196 -> 0.413, +12/-2) while the check half lost (0.345 -> 0.273,
+    +3/-7); by the night an item was told, generation 0.12 -> 0.41 (+10/-0) on night 1's and
+    0.39 -> 0.27 (+1/-5) on night 3's, the trade 4 makes; update-new MC 0.14 against 0.43 (7
+    probes); nights 2-3 of 639-676 s against 512-522 s on the same machine."""
     kl_weight: float = 4.0
     """Weight of the replay KL term. It and EWC (`ewc`, `ewc_weight`) hold general text in place,
     and they are also what holds a night's learning back. On the first 36 development items told

@@ -453,7 +453,7 @@ def _rehearsal(
     report.examples["rehearsal"] = len(memories)
     if not memories:
         return []
-    return [KLReplay(memories, cfg.kl_weight, cfg.kl_per_step, "rehearsal", top_k=cfg.kl_top_k)]
+    return [KLReplay(memories, cfg.rehearse_weight, cfg.kl_per_step, "rehearsal", top_k=cfg.kl_top_k)]
 
 
 def _ewc(

@@ -349,7 +349,7 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
         config.read_text().replace(
             "replay = false",
             "replay = true\nrehearse = true\nrehearse_questions = true\nreplay_samples = 2\nrehearse_samples = 3\n"
-            "rehearse_tokens = 8\nkl_per_step = 1",
+            "rehearse_tokens = 8\nkl_per_step = 1\nrehearse_weight = 0.0",
         ),
     )
     first = run_cycle(Nightcap.load(home))
@@ -364,7 +364,9 @@ def test_a_slept_model_rehearses_its_memories_and_a_fresh_one_has_none(home: Pat
     # Questions made from what the model recalled, answered by it too (none from gibberish).
     asked = second.examples["rehearsal_questions"]
     assert 0 <= asked <= 3 and 1 <= second.examples["rehearsal"] <= 3 + asked
-    assert len(second.loss_terms["rehearsal"]) == second.steps and all(v >= 0 for v in second.loss_terms["rehearsal"])
+    # The rehearsal term has its own weight (0 here), apart from the replay term's.
+    assert len(second.loss_terms["rehearsal"]) == second.steps and set(second.loss_terms["rehearsal"]) == {0.0}
+    assert any(v > 0 for v in second.loss_terms["kl"])
 
 
 def test_a_slept_model_is_asked_what_it_recalls_and_its_old_question_learns_the_new_value(
