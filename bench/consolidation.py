@@ -269,7 +269,7 @@ def sleep_run(
         E.probes_of(days[0].items) if len(days) > 1 else (),
         exposure,
         replies / f"{name}-{seed}.jsonl" if replies else None,
-        told_on(days),
+        nights_told(days),
     )
     fitted = None
     if fit:
@@ -280,7 +280,7 @@ def sleep_run(
     return Run(seed, summary, general_mc, ppl, first, sleep_s, steps, outcome, " | ".join(gates), fitted, peaks)
 
 
-def told_on(days: Sequence[E.Day]) -> dict[str, int]:
+def nights_told(days: Sequence[E.Day]) -> dict[str, int]:
     """Item id -> the night it was first told before (1-based)."""
     return {it.id: i for i, day in enumerate(days, 1) for it in day.items}
 
@@ -331,7 +331,7 @@ def run(
                 sys_prompt = system if name == "none" else context_system(system, E.context_messages(chosen))
                 where = replies / f"{name}.jsonl" if replies else None
                 summary, general_mc, ppl, first = score(
-                    model, probes, general, text, sys_prompt, night1, exposure, where, told_on(days)
+                    model, probes, general, text, sys_prompt, night1, exposure, where, nights_told(days)
                 )
                 runs = [Run(0, summary, general_mc, ppl, first)]
             else:

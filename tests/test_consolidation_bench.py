@@ -62,7 +62,7 @@ def test_days_follow_the_items_nights_and_tell_each_update_on_its_night() -> Non
     assert len(one) == 1 and one[0].conversations[-1] == ("update 1",)
     assert E.context_messages(items) == ["fact 1", "fact 4", "fact 2", "update 1", "fact 3"]
     # Each item's night, as the replies record it: the night it was first told, not its update's.
-    assert B.told_on(days) == {"x1": 1, "x4": 1, "x2": 2, "x3": 3}
+    assert B.nights_told(days) == {"x1": 1, "x4": 1, "x2": 2, "x3": 3}
 
 
 def test_wilson_interval_matches_known_values() -> None:
